@@ -1,0 +1,185 @@
+"""Plain data the chain works on: messages, models, completions, attempts, results, events.
+
+Nothing here does I/O or imports grpc, litellm or redis.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = frozenset({"system", "user", "assistant"})
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of the conversation."""
+
+    role: str
+    """"system", "user" or "assistant"."""
+    content: str
+    """The text of the turn."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of a chain, as configured."""
+
+    model: str
+    """The litellm model string, e.g. ``ollama_chat/qwen2.5:7b`` or ``claude-haiku-4-5-20251001``."""
+    timeout: float
+    """Seconds this model may take, before the caller's deadline shortens it."""
+    api_base: str | None = None
+    """Base URL of the provider's API; None uses the provider's default."""
+    structured_output: bool = True
+    """Send the caller's schema to the provider as native structured output."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for the provider call (e.g. ``temperature``)."""
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    """A named, ordered list of models: the first valid answer wins."""
+
+    name: str
+    models: tuple[ModelSpec, ...]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts a provider reported for one call."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a provider returned for one call."""
+
+    text: str
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """What the chain asks a provider for in one call."""
+
+    messages: tuple[Message, ...]
+    schema: Mapping[str, Any] | None
+    """The caller's JSON Schema, or None for free text."""
+    timeout: float
+    """Seconds the provider may take; the chain enforces it as well."""
+
+
+class Outcome(enum.Enum):
+    """How one attempt ended (``AttemptOutcome`` in the proto)."""
+
+    SUCCESS = "success"
+    REJECTED = "rejected"
+    INVALID = "invalid"
+    SKIPPED = "skipped"
+
+
+class Category(enum.Enum):
+    """Why an attempt was not accepted (``ReasonCategory`` in the proto)."""
+
+    NONE = "none"
+    TIMEOUT = "timeout"
+    PROVIDER_ERROR = "provider_error"
+    REFUSAL = "refusal"
+    INVALID_JSON = "invalid_json"
+    SCHEMA_MISMATCH = "schema_mismatch"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One model's turn in a Route call."""
+
+    model: str
+    outcome: Outcome
+    category: Category
+    reason: str
+    """One human-readable line; empty on success."""
+    latency_ms: float
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """A Route call as the chain sees it (already decoded from the wire)."""
+
+    messages: tuple[Message, ...]
+    schema: str = ""
+    """JSON Schema text; empty for a free-text answer."""
+    context: str = ""
+    chain: str = ""
+    """Chain name; empty for the default chain."""
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """The accepted answer and how it was reached."""
+
+    content: Any
+    """Parsed JSON when the request had a schema, else the answer text."""
+    raw_text: str
+    model_used: str
+    attempts: tuple[Attempt, ...]
+    latency_ms: float
+    chain: str
+
+
+class RouteStatus(enum.Enum):
+    """How a whole Route call ended."""
+
+    OK = "ok"
+    ALL_FAILED = "all_failed"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class RouteEvent:
+    """One finished Route call, for metrics. Holds no prompt or answer text."""
+
+    timestamp: float
+    """Unix time when the call finished."""
+    status: RouteStatus
+    chain: str
+    context: str
+    model_used: str
+    """The model that answered, or ``"none"``."""
+    latency_ms: float
+    attempts: tuple[Attempt, ...]
+    metrics_snapshot: Mapping[str, Mapping[str, int]]
+    """Per-model ``success``/``fallback``/``error`` counters after this call."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A point on the monotonic clock by which the whole call must end."""
+
+    expires_at: float = math.inf
+
+    @classmethod
+    def after(cls, seconds: float | None) -> Deadline:
+        """A deadline ``seconds`` from now; None means no deadline."""
+        if seconds is None:
+            return cls()
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds left (may be negative); ``inf`` when there is no deadline."""
+        return self.expires_at - time.monotonic()
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
