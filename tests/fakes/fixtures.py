@@ -1,0 +1,1 @@
+"""pytest fixtures for the wire-level fakes (filled in by the provider work)."""
