@@ -28,16 +28,23 @@ def main() -> int:
         if shutil.which(plugin, path=str(bin_dir)) is None:
             sys.exit(f"{plugin} not found next to {sys.executable}: pip install mypy-protobuf")
     cmd = [
-        sys.executable, "-m", "grpc_tools.protoc",
-        f"-I{PROTO_DIR}", f"-I{WELL_KNOWN}",
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"-I{PROTO_DIR}",
+        f"-I{WELL_KNOWN}",
         f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
-        f"--python_out={OUT_DIR}", f"--grpc_python_out={OUT_DIR}",
-        f"--mypy_out={OUT_DIR}", f"--mypy_grpc_out={OUT_DIR}",
+        f"--python_out={OUT_DIR}",
+        f"--grpc_python_out={OUT_DIR}",
+        f"--mypy_out={OUT_DIR}",
+        f"--mypy_grpc_out={OUT_DIR}",
         *protos,
     ]
     subprocess.run(cmd, check=True, cwd=PROTO_DIR)
-    print(f"generated Python code for {len(protos)} proto file(s) into {OUT_DIR.relative_to(ROOT)}/")
+    print(
+        f"generated Python code for {len(protos)} proto file(s) into {OUT_DIR.relative_to(ROOT)}/"
+    )
     return 0
 
 

@@ -91,15 +91,15 @@ def compile_schema(text: str) -> Schema:
     except json.JSONDecodeError as exc:
         raise InvalidRequestError(f"schema is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
-        raise InvalidRequestError(
-            f"schema must be a JSON object, got {type(document).__name__}"
-        )
+        raise InvalidRequestError(f"schema must be a JSON object, got {type(document).__name__}")
     cls = jsonschema.validators.validator_for(document, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(document)
     except jsonschema.exceptions.SchemaError as exc:
         where = exc.json_path if exc.path else "$"
-        raise InvalidRequestError(f"schema is not a valid JSON Schema at {where}: {exc.message}") from exc
+        raise InvalidRequestError(
+            f"schema is not a valid JSON Schema at {where}: {exc.message}"
+        ) from exc
     return Schema(document=document, validator=cls(document))
 
 
@@ -159,9 +159,7 @@ def check_messages(messages: Sequence[Message], limits: Limits) -> None:
     if not messages:
         raise InvalidRequestError("messages is empty: at least one message is required")
     if len(messages) > limits.max_messages:
-        raise InvalidRequestError(
-            f"too many messages: {len(messages)} > {limits.max_messages}"
-        )
+        raise InvalidRequestError(f"too many messages: {len(messages)} > {limits.max_messages}")
     for i, message in enumerate(messages):
         if message.role not in ROLES:
             raise InvalidRequestError(

@@ -61,6 +61,10 @@ _PROVIDER_CATEGORIES: tuple[tuple[type[ProviderError], Category], ...] = (
 )
 
 
+_DEFAULT_LIMITS = Limits()
+_NO_DEADLINE = Deadline()
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
@@ -76,7 +80,7 @@ class Router:
         *,
         default_chain: str = "default",
         refusal_patterns: tuple[str, ...],
-        limits: Limits = Limits(),
+        limits: Limits = _DEFAULT_LIMITS,
         min_attempt_seconds: float = 0.05,
     ) -> None:
         if default_chain not in chains:
@@ -102,7 +106,7 @@ class Router:
             )
         return chain, schema
 
-    async def route(self, request: RouteRequest, deadline: Deadline = Deadline()) -> RouteResult:
+    async def route(self, request: RouteRequest, deadline: Deadline = _NO_DEADLINE) -> RouteResult:
         """Return the first valid answer of the request's chain.
 
         Raises InvalidRequestError before calling any model, AllModelsFailedError
@@ -126,7 +130,11 @@ class Router:
                     break
                 logger.info(
                     "%sattempt %d/%d: %s (timeout %.3gs)",
-                    tag, index + 1, len(chain.models), spec.model, min(spec.timeout, left),
+                    tag,
+                    index + 1,
+                    len(chain.models),
+                    spec.model,
+                    min(spec.timeout, left),
                 )
                 started = time.monotonic()
                 try:
@@ -151,7 +159,11 @@ class Router:
                     )
                 logger.warning(
                     "%s%s -> %s (%s) [%.0f ms]",
-                    tag, spec.model, attempt.outcome.value, attempt.reason, attempt.latency_ms,
+                    tag,
+                    spec.model,
+                    attempt.outcome.value,
+                    attempt.reason,
+                    attempt.latency_ms,
                 )
             latency_ms = _ms(time.monotonic() - start)
             summary = "; ".join(f"{a.model}: {a.outcome.value}: {a.reason}" for a in attempts)
@@ -159,12 +171,16 @@ class Router:
                 status = RouteStatus.DEADLINE_EXCEEDED
                 raise DeadlineExceededError(
                     f"deadline exceeded after {len(attempts)} attempt(s): {summary}",
-                    chain=chain.name, attempts=attempts, latency_ms=latency_ms,
+                    chain=chain.name,
+                    attempts=attempts,
+                    latency_ms=latency_ms,
                 )
             status = RouteStatus.ALL_FAILED
             raise AllModelsFailedError(
                 f"all {len(chain.models)} models of chain {chain.name!r} failed: {summary}",
-                chain=chain.name, attempts=attempts, latency_ms=latency_ms,
+                chain=chain.name,
+                attempts=attempts,
+                latency_ms=latency_ms,
             )
         finally:
             self._finish(request, chain.name, status, model_used, attempts, start)
@@ -185,7 +201,13 @@ class Router:
                 completion = await self.provider.complete(spec, call)
         except TimeoutError:
             why = "caller's deadline" if timeout < spec.timeout else "timeout"
-            return _rejected(spec, Category.TIMEOUT, f"no answer within {timeout:.3g}s ({why})", started), None, ""
+            return (
+                _rejected(
+                    spec, Category.TIMEOUT, f"no answer within {timeout:.3g}s ({why})", started
+                ),
+                None,
+                "",
+            )
         except ProviderError as exc:
             category = next(c for t, c in _PROVIDER_CATEGORIES if isinstance(exc, t))
             return _rejected(spec, category, str(exc), started), None, ""

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from llm_router_server.chain import Attempt
+    from llm_router_server.types import Attempt
 
 
 class LLMRouterError(Exception):

@@ -30,7 +30,7 @@ class ModelSpec:
     """One model of a chain, as configured."""
 
     model: str
-    """The litellm model string, e.g. ``ollama_chat/qwen2.5:7b`` or ``claude-haiku-4-5-20251001``."""
+    """The litellm model string, e.g. ``ollama_chat/qwen2.5:7b``."""
     timeout: float
     """Seconds this model may take, before the caller's deadline shortens it."""
     api_base: str | None = None

@@ -13,7 +13,7 @@ import asyncio
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Protocol
 
 from llm_router_server.errors import ProviderError
 from llm_router_server.types import Completion, CompletionRequest, ModelSpec
@@ -44,7 +44,7 @@ class Delay:
     then: Step
 
 
-Step = Union[Completion, ProviderError, Delay]
+Step = Completion | ProviderError | Delay
 
 
 class ScriptedProvider:

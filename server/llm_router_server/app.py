@@ -1,0 +1,125 @@
+"""Wiring: build the chain, the provider and the metrics bus from a Config, and serve gRPC.
+
+The server registers ``llm_router.v1.Router``, the standard ``grpc.health.v1``
+health service and server reflection (so ``grpcurl list`` works). On SIGTERM or
+SIGINT health goes NOT_SERVING, in-flight calls get ``server.grace_seconds`` to
+finish, then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from llm_router.v1 import router_pb2, router_pb2_grpc
+
+from llm_router_server.chain import Router
+from llm_router_server.config import Config
+from llm_router_server.metrics import InMemoryMetricsBus, MetricsBus
+from llm_router_server.providers.base import Provider
+from llm_router_server.servicer import RouterServicer
+
+logger = logging.getLogger(__name__)
+
+ROUTER_SERVICE = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
+
+
+def default_provider(config: Config) -> Provider:
+    """The litellm-backed provider (imported here so the chain never imports litellm)."""
+    from llm_router_server.providers.litellm_provider import LiteLLMProvider
+
+    return LiteLLMProvider(default_max_tokens=config.default_max_tokens)
+
+
+def default_bus(config: Config) -> MetricsBus:
+    return InMemoryMetricsBus()
+
+
+class App:
+    """One running server: the gRPC server plus what it owns."""
+
+    def __init__(
+        self,
+        config: Config,
+        provider: Provider | None = None,
+        bus: MetricsBus | None = None,
+    ) -> None:
+        self.config = config
+        self.provider = provider if provider is not None else default_provider(config)
+        self.bus = bus if bus is not None else default_bus(config)
+        self.router = Router(
+            config.chains,
+            self.provider,
+            self.bus,
+            default_chain=config.default_chain,
+            refusal_patterns=config.refusal_patterns,
+            limits=config.limits,
+            min_attempt_seconds=config.server.min_attempt_ms / 1000,
+        )
+        self.health = HealthServicer()
+        self.server = grpc.aio.server()
+        router_pb2_grpc.add_RouterServicer_to_server(
+            RouterServicer(self.router, deadline_margin_ms=config.server.deadline_margin_ms),
+            self.server,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (
+                ROUTER_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self.server,
+        )
+        self.port = 0
+
+    async def start(self) -> int:
+        """Bind, warm the provider up, start serving; returns the bound port."""
+        self.port = self.server.add_insecure_port(self.config.server.listen)
+        if self.port == 0:
+            raise OSError(f"could not listen on {self.config.server.listen}")
+        await self.provider.start()
+        await self.server.start()
+        for service in ("", ROUTER_SERVICE):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Go NOT_SERVING, let in-flight calls finish within the grace period, release all."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.config.server.grace_seconds if grace is None else grace)
+        await self.provider.aclose()
+        await self.bus.aclose()
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    started = time.monotonic()
+    app = App(config)
+    port = await app.start()
+    host = config.server.listen.rsplit(":", 1)[0]
+    logger.info(
+        "llm-router serving on %s:%d (chains: %s; default %r; metrics: %s) in %.2fs",
+        host,
+        port,
+        ", ".join(sorted(config.chains)),
+        config.default_chain,
+        "redis" if config.metrics.redis_url else "in-process",
+        time.monotonic() - started,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info(
+        "shutting down: NOT_SERVING, %.3gs grace for in-flight calls", config.server.grace_seconds
+    )
+    await app.stop()
+    logger.info("stopped")

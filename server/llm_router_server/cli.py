@@ -1,0 +1,166 @@
+"""The ``llm-router`` command: ``serve`` runs the server, ``route`` sends one request."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Must precede any litellm import: otherwise litellm fetches a cost map from the internet.
+    os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+    import asyncio
+
+    from llm_router_server import config as config_module
+    from llm_router_server.app import serve
+    from llm_router_server.errors import ConfigError
+
+    try:
+        config = config_module.load(args.config)
+    except ConfigError as exc:
+        print(f"llm-router: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.listen:
+        from dataclasses import replace
+
+        config = replace(config, server=replace(config.server, listen=args.listen))
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"llm-router: cannot serve: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _schema_arg(value: str) -> str:
+    """A schema given inline as JSON, or as @path to a file."""
+    if value.startswith("@"):
+        return Path(value[1:]).read_text(encoding="utf-8")
+    return value
+
+
+def _route(args: argparse.Namespace) -> int:
+    from llm_router.client import ChainFailedError, RouterClient, RouterError
+
+    messages = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": args.prompt})
+    with RouterClient(args.target) as client:
+        try:
+            result = client.route(
+                messages,
+                schema=args.schema or None,
+                context=args.context,
+                chain=args.chain,
+                timeout=args.timeout,
+            )
+        except ChainFailedError as exc:
+            print(f"error: {exc.code.name}: all attempts failed", file=sys.stderr)
+            for a in exc.attempts:
+                print(
+                    f"  {a.model}: {a.outcome} {a.reason_category}"
+                    f" {a.latency_ms:.0f} ms: {a.reason}",
+                    file=sys.stderr,
+                )
+            return EXIT_FAILED
+        except RouterError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model_used": result.model_used,
+                    "content": result.content,
+                    "latency_ms": result.latency_ms,
+                    "attempts": [
+                        a.__dict__ | {"usage": a.usage and a.usage.__dict__}
+                        for a in result.attempts
+                    ],
+                }
+            )
+        )
+        return 0
+    content = (
+        result.content if isinstance(result.content, str) else json.dumps(result.content, indent=2)
+    )
+    print(content)
+    print(
+        f"\n-- answered by {result.model_used} (chain {result.chain!r})"
+        f" in {result.latency_ms:.0f} ms",
+        file=sys.stderr,
+    )
+    for a in result.attempts:
+        tail = f": {a.reason}" if a.reason else ""
+        print(f"   {a.model}: {a.outcome} {a.latency_ms:.0f} ms{tail}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-router",
+        description="LLM answers through a local-first fallback chain, served over gRPC.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser(
+        "serve", help="run the gRPC server", description="Run the gRPC server until SIGTERM/SIGINT."
+    )
+    serve.add_argument(
+        "--config", help="TOML config file (default: $LLM_ROUTER_CONFIG, else built-in defaults)"
+    )
+    serve.add_argument("--listen", help="host:port, overrides server.listen and $LLM_ROUTER_LISTEN")
+    serve.set_defaults(func=_serve)
+
+    route = sub.add_parser(
+        "route",
+        help="send one Route request and print the answer",
+        description="Send one Route request; print the answer, then the attempts on stderr.",
+    )
+    route.add_argument("prompt", help="the user message")
+    route.add_argument(
+        "--target",
+        default=os.environ.get("LLM_ROUTER_TARGET", "127.0.0.1:50051"),
+        help="host:port of the server (default: $LLM_ROUTER_TARGET or 127.0.0.1:50051)",
+    )
+    route.add_argument("--system", default="", help="a system message to send first")
+    route.add_argument(
+        "--schema",
+        type=_schema_arg,
+        default="",
+        help="JSON Schema the answer must match: inline JSON or @file.json",
+    )
+    route.add_argument("--context", default="cli", help="caller label for logs and metrics")
+    route.add_argument(
+        "--chain", default="", help="chain name (default: the server's default chain)"
+    )
+    route.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
+    route.add_argument(
+        "--json", action="store_true", help="print the whole result as one JSON line"
+    )
+    route.set_defaults(func=_route)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Configuration: frozen dataclasses loaded once at start-up from TOML plus environment.
+
+Sources, later wins: built-in defaults (the seed's chain), the TOML file named
+by ``--config`` or ``LLM_ROUTER_CONFIG``, then ``LLM_ROUTER_LISTEN`` and
+``LLM_ROUTER_REDIS_URL``. ``${VAR}`` and ``${VAR:-default}`` in string values of
+the file are expanded from the environment. Unknown keys, bad values and a
+missing file raise ``ConfigError`` naming the key: start-up stops rather than
+running on a silent default.
+
+See ``config.example.toml`` for every key with its meaning.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from llm_router_server.answers import DEFAULT_REFUSAL_PATTERNS, Limits
+from llm_router_server.errors import ConfigError
+from llm_router_server.types import ChainSpec, ModelSpec
+
+DEFAULT_OLLAMA_API_BASE = "http://127.0.0.1:11434"
+DEFAULT_CHAIN = "default"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the gRPC server listens and stops."""
+
+    listen: str = "127.0.0.1:50051"
+    """host:port to listen on. Keep it on loopback or a private network: there is no auth."""
+    grace_seconds: float = 10.0
+    """On SIGTERM/SIGINT, how long in-flight calls may take to finish."""
+    deadline_margin_ms: float = 50.0
+    """Kept back from the caller's deadline so the reply (with its attempts) reaches the
+    caller before its own deadline fires."""
+    min_attempt_ms: float = 50.0
+    """A model is not started when less than this is left of the caller's deadline."""
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Where Route events go."""
+
+    redis_url: str = ""
+    """Redis URL for the ``llm_router_metrics`` channel; empty keeps metrics in-process."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the server needs, validated."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    limits: Limits = field(default_factory=Limits)
+    refusal_patterns: tuple[str, ...] = DEFAULT_REFUSAL_PATTERNS
+    """Case-insensitive substrings that mark an answer as a refusal."""
+    default_max_tokens: int = 4096
+    """max_tokens sent to every model whose params do not set it (Anthropic's default is
+    the model's maximum, 64k or more)."""
+    default_chain: str = DEFAULT_CHAIN
+    """The chain used when a request names none."""
+    chains: Mapping[str, ChainSpec] = field(default_factory=dict)
+
+
+def default_chains(env: Mapping[str, str]) -> dict[str, ChainSpec]:
+    """The seed's chain: local Qwen on Ollama, then Claude Haiku, then Claude Sonnet."""
+    ollama = env.get("OLLAMA_API_BASE") or DEFAULT_OLLAMA_API_BASE
+    return {
+        DEFAULT_CHAIN: ChainSpec(
+            name=DEFAULT_CHAIN,
+            models=(
+                ModelSpec("ollama_chat/qwen2.5:7b", timeout=8.0, api_base=ollama),
+                ModelSpec("claude-haiku-4-5-20251001", timeout=30.0),
+                ModelSpec("claude-sonnet-4-6", timeout=30.0),
+            ),
+        )
+    }
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand(value: Any, key: str, env: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{key}: environment variable {name} is not set")
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{key}.{k}", env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{key}[{i}]", env) for i, v in enumerate(value)]
+    return value
+
+
+class _Table:
+    """A TOML table read key by key; whatever is left unread is an unknown key."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path or 'config'}: expected a table")
+        self.data = dict(data)
+        self.path = path
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def take(self, name: str, kind: type[T], default: T) -> T:
+        if name not in self.data:
+            return default
+        value = self.data.pop(name)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise ConfigError(
+                f"{self.key(name)}: expected {kind.__name__}, got {type(value).__name__} {value!r}"
+            )
+        return value
+
+    def positive(self, name: str, kind: type[T], default: T) -> T:
+        value = self.take(name, kind, default)
+        if not value > 0:  # type: ignore[operator]
+            raise ConfigError(f"{self.key(name)}: must be > 0, got {value!r}")
+        return value
+
+    def table(self, name: str) -> _Table:
+        return _Table(self.data.pop(name, {}), self.key(name))
+
+    def done(self) -> None:
+        if self.data:
+            unknown = ", ".join(repr(self.key(k)) for k in sorted(self.data))
+            raise ConfigError(f"unknown key(s): {unknown}")
+
+
+def _model(raw: Any, path: str) -> ModelSpec:
+    t = _Table(raw, path)
+    name = t.take("model", str, "")
+    if not name:
+        raise ConfigError(f"{t.key('model')}: required, e.g. 'ollama_chat/qwen2.5:7b'")
+    spec = ModelSpec(
+        model=name,
+        timeout=t.positive("timeout", float, 30.0),
+        api_base=t.take("api_base", str, "") or None,
+        structured_output=t.take("structured_output", bool, True),
+        params=t.take("params", dict, {}),
+    )
+    t.done()
+    return spec
+
+
+def _chains(t: _Table) -> dict[str, ChainSpec]:
+    chains: dict[str, ChainSpec] = {}
+    for name in list(t.data):
+        chain = t.table(name)
+        raw_models = chain.take("models", list, [])
+        if not raw_models:
+            raise ConfigError(f"{chain.key('models')}: a chain needs at least one model")
+        models = tuple(_model(m, f"{chain.key('models')}[{i}]") for i, m in enumerate(raw_models))
+        chain.done()
+        chains[name] = ChainSpec(name=name, models=models)
+    return chains
+
+
+def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
+    """Build a Config from parsed TOML (already a dict) and the environment."""
+    root = _Table(_expand(dict(data), "", env), "")
+    s = root.table("server")
+    server = ServerConfig(
+        listen=env.get("LLM_ROUTER_LISTEN") or s.take("listen", str, ServerConfig.listen),
+        grace_seconds=s.positive("grace_seconds", float, ServerConfig.grace_seconds),
+        deadline_margin_ms=s.take("deadline_margin_ms", float, ServerConfig.deadline_margin_ms),
+        min_attempt_ms=s.take("min_attempt_ms", float, ServerConfig.min_attempt_ms),
+    )
+    s.done()
+    m = root.table("metrics")
+    metrics = MetricsConfig(
+        redis_url=env.get("LLM_ROUTER_REDIS_URL") or m.take("redis_url", str, "")
+    )
+    m.done()
+    lim = root.table("limits")
+    limits = Limits(
+        max_messages=lim.positive("max_messages", int, Limits.max_messages),
+        max_message_chars=lim.positive("max_message_chars", int, Limits.max_message_chars),
+        max_schema_chars=lim.positive("max_schema_chars", int, Limits.max_schema_chars),
+    )
+    lim.done()
+    patterns = root.take("refusal_patterns", list, list(DEFAULT_REFUSAL_PATTERNS))
+    if not all(isinstance(p, str) and p for p in patterns):
+        raise ConfigError("refusal_patterns: expected a list of non-empty strings")
+    default_max_tokens = root.positive("default_max_tokens", int, 4096)
+    default_chain = root.take("default_chain", str, DEFAULT_CHAIN)
+    chains_table = root.table("chains")
+    chains = _chains(chains_table) or default_chains(env)
+    chains_table.done()
+    root.done()
+    if default_chain not in chains:
+        raise ConfigError(
+            f"default_chain: {default_chain!r} is not defined under [chains] "
+            f"(defined: {', '.join(sorted(chains))})"
+        )
+    return Config(
+        server=server,
+        metrics=metrics,
+        limits=limits,
+        refusal_patterns=tuple(patterns),
+        default_max_tokens=default_max_tokens,
+        default_chain=default_chain,
+        chains=chains,
+    )
+
+
+def load(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Load the configuration: ``path``, else ``$LLM_ROUTER_CONFIG``, else defaults only."""
+    env = os.environ if env is None else env
+    path = path or env.get("LLM_ROUTER_CONFIG") or None
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
+    return parse(data, env)

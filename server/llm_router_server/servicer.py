@@ -1,0 +1,225 @@
+"""The gRPC face of the router: decode requests, call the chain, encode replies.
+
+Router errors become gRPC statuses here and only here, through ``STATUS_TABLE``
+(most specific first). Failures of the whole chain carry a ``RouteFailure``
+detail in the rich status (``grpc-status-details-bin``), so clients can read
+every attempt without parsing text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, json_format, struct_pb2, timestamp_pb2
+from google.rpc import code_pb2, status_pb2
+from grpc_status import rpc_status
+from llm_router.v1 import router_pb2, router_pb2_grpc
+
+from llm_router_server.chain import Router
+from llm_router_server.errors import (
+    AllModelsFailedError,
+    ChainFailedError,
+    DeadlineExceededError,
+    InvalidRequestError,
+    LLMRouterError,
+)
+from llm_router_server.metrics import Subscription
+from llm_router_server.types import (
+    Attempt,
+    Category,
+    Deadline,
+    Message,
+    Outcome,
+    RouteEvent,
+    RouteRequest,
+    RouteResult,
+    RouteStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+STATUS_TABLE: tuple[tuple[type[LLMRouterError], grpc.StatusCode], ...] = (
+    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (AllModelsFailedError, grpc.StatusCode.UNAVAILABLE),
+)
+
+_OUTCOMES = {
+    Outcome.SUCCESS: router_pb2.ATTEMPT_OUTCOME_SUCCESS,
+    Outcome.REJECTED: router_pb2.ATTEMPT_OUTCOME_REJECTED,
+    Outcome.INVALID: router_pb2.ATTEMPT_OUTCOME_INVALID,
+    Outcome.SKIPPED: router_pb2.ATTEMPT_OUTCOME_SKIPPED,
+}
+_CATEGORIES = {
+    Category.NONE: router_pb2.REASON_CATEGORY_UNSPECIFIED,
+    Category.TIMEOUT: router_pb2.REASON_CATEGORY_TIMEOUT,
+    Category.PROVIDER_ERROR: router_pb2.REASON_CATEGORY_PROVIDER_ERROR,
+    Category.REFUSAL: router_pb2.REASON_CATEGORY_REFUSAL,
+    Category.INVALID_JSON: router_pb2.REASON_CATEGORY_INVALID_JSON,
+    Category.SCHEMA_MISMATCH: router_pb2.REASON_CATEGORY_SCHEMA_MISMATCH,
+    Category.SKIPPED: router_pb2.REASON_CATEGORY_SKIPPED,
+    Category.CANCELLED: router_pb2.REASON_CATEGORY_CANCELLED,
+}
+_ROUTE_STATUSES = {
+    RouteStatus.OK: router_pb2.ROUTE_STATUS_OK,
+    RouteStatus.ALL_FAILED: router_pb2.ROUTE_STATUS_ALL_FAILED,
+    RouteStatus.DEADLINE_EXCEEDED: router_pb2.ROUTE_STATUS_DEADLINE_EXCEEDED,
+    RouteStatus.CANCELLED: router_pb2.ROUTE_STATUS_CANCELLED,
+}
+
+
+def status_code_for(exc: LLMRouterError) -> grpc.StatusCode:
+    """The gRPC status for a router error: the first table row it is an instance of."""
+    for kind, code in STATUS_TABLE:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def attempt_to_proto(attempt: Attempt) -> router_pb2.Attempt:
+    message = router_pb2.Attempt(
+        model=attempt.model,
+        outcome=_OUTCOMES[attempt.outcome],
+        reason_category=_CATEGORIES[attempt.category],
+        reason=attempt.reason,
+        latency_ms=attempt.latency_ms,
+    )
+    if attempt.usage is not None:
+        message.usage.CopyFrom(
+            router_pb2.Usage(
+                prompt_tokens=attempt.usage.prompt_tokens,
+                completion_tokens=attempt.usage.completion_tokens,
+                total_tokens=attempt.usage.total_tokens,
+            )
+        )
+    return message
+
+
+def result_to_proto(result: RouteResult) -> router_pb2.RouteResponse:
+    content = struct_pb2.Value()
+    json_format.ParseDict(result.content, content)
+    return router_pb2.RouteResponse(
+        content=content,
+        raw_text=result.raw_text,
+        model_used=result.model_used,
+        attempts=[attempt_to_proto(a) for a in result.attempts],
+        latency_ms=result.latency_ms,
+        chain=result.chain,
+    )
+
+
+def event_to_proto(event: RouteEvent) -> router_pb2.RouteEvent:
+    when = timestamp_pb2.Timestamp()
+    when.FromNanoseconds(int(event.timestamp * 1e9))
+    return router_pb2.RouteEvent(
+        time=when,
+        status=_ROUTE_STATUSES[event.status],
+        chain=event.chain,
+        context=event.context,
+        model_used=event.model_used,
+        latency_ms=event.latency_ms,
+        attempts=[attempt_to_proto(a) for a in event.attempts],
+    )
+
+
+def snapshot_to_proto(
+    counters: dict[str, dict[str, int]], now: float
+) -> router_pb2.MetricsSnapshot:
+    when = timestamp_pb2.Timestamp()
+    when.FromNanoseconds(int(now * 1e9))
+    return router_pb2.MetricsSnapshot(
+        time=when,
+        models=[
+            router_pb2.ModelCounters(
+                model=model, success=c["success"], fallback=c["fallback"], error=c["error"]
+            )
+            for model, c in counters.items()
+        ],
+    )
+
+
+def request_from_proto(request: router_pb2.RouteRequest) -> RouteRequest:
+    return RouteRequest(
+        messages=tuple(Message(role=m.role, content=m.content) for m in request.messages),
+        schema=request.schema,
+        context=request.context,
+        chain=request.chain,
+    )
+
+
+def failure_status(exc: ChainFailedError, code: grpc.StatusCode) -> grpc.Status:
+    """The rich status for a failed chain: message plus a typed RouteFailure detail."""
+    detail = any_pb2.Any()
+    detail.Pack(
+        router_pb2.RouteFailure(
+            attempts=[attempt_to_proto(a) for a in exc.attempts],
+            latency_ms=exc.latency_ms,
+            chain=exc.chain,
+        )
+    )
+    status = status_pb2.Status(
+        code=getattr(code_pb2, code.name), message=str(exc), details=[detail]
+    )
+    return rpc_status.to_status(status)
+
+
+class RouterServicer(router_pb2_grpc.RouterServicer):
+    """Implements ``llm_router.v1.Router`` over a ``Router`` chain."""
+
+    def __init__(self, router: Router, *, deadline_margin_ms: float = 50.0) -> None:
+        self.router = router
+        self.deadline_margin = deadline_margin_ms / 1000
+
+    async def Route(  # noqa: N802 (gRPC method name)
+        self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.RouteResponse:
+        remaining = context.time_remaining()
+        deadline = Deadline.after(None if remaining is None else remaining - self.deadline_margin)
+        try:
+            result = await self.router.route(request_from_proto(request), deadline)
+        except ChainFailedError as exc:
+            status = failure_status(exc, status_code_for(exc))
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        except LLMRouterError as exc:
+            await context.abort(status_code_for(exc), str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Route failed unexpectedly")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+        return result_to_proto(result)
+
+    async def WatchMetrics(  # noqa: N802 (gRPC method name)
+        self, request: router_pb2.WatchMetricsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[router_pb2.WatchMetricsResponse]:
+        if request.snapshot_interval_seconds < 0:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "snapshot_interval_seconds must be >= 0"
+            )
+        interval = request.snapshot_interval_seconds or None
+        subscription: Subscription = self.router.bus.subscribe()
+        loop = asyncio.get_running_loop()
+        try:
+            yield self._snapshot()
+            next_snapshot = None if interval is None else loop.time() + interval
+            while True:
+                wait = None if next_snapshot is None else max(next_snapshot - loop.time(), 0)
+                try:
+                    event = await asyncio.wait_for(subscription.get(), wait)
+                except TimeoutError:
+                    yield self._snapshot()
+                    next_snapshot = loop.time() + (interval or 0)
+                    continue
+                yield router_pb2.WatchMetricsResponse(event=event_to_proto(event))
+        finally:
+            self.router.bus.unsubscribe(subscription)
+
+    def _snapshot(self) -> router_pb2.WatchMetricsResponse:
+        return router_pb2.WatchMetricsResponse(
+            snapshot=snapshot_to_proto(self.router.counters.snapshot(), time.time())
+        )
