@@ -1,0 +1,95 @@
+"""Configuration: defaults, the example file, env expansion, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llm_router_server import config
+from llm_router_server.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_are_the_seeds_chain_with_ollama_from_env() -> None:
+    cfg = config.load(env={"OLLAMA_API_BASE": "http://10.0.0.5:11434"})
+    models = cfg.chains["default"].models
+    assert [(m.model, m.timeout) for m in models] == [
+        ("ollama_chat/qwen2.5:7b", 8.0),
+        ("claude-haiku-4-5-20251001", 30.0),
+        ("claude-sonnet-4-6", 30.0),
+    ]
+    assert models[0].api_base == "http://10.0.0.5:11434"
+    assert cfg.metrics.redis_url == ""
+    assert "nie wiem" in cfg.refusal_patterns
+
+
+def test_default_ollama_base_is_loopback() -> None:
+    assert config.load(env={}).chains["default"].models[0].api_base == "http://127.0.0.1:11434"
+
+
+def test_the_example_config_loads_and_matches_the_defaults() -> None:
+    cfg = config.load(ROOT / "config.example.toml", env={})
+    assert cfg.chains["default"] == config.load(env={}).chains["default"]
+    assert cfg.chains["cloud"].models[0].params == {"temperature": 0}
+
+
+def test_env_overrides_listen_and_redis(tmp_path: Path) -> None:
+    env = {"LLM_ROUTER_LISTEN": "0.0.0.0:6000", "LLM_ROUTER_REDIS_URL": "redis://127.0.0.1:1"}
+    cfg = config.load(env=env)
+    assert cfg.server.listen == "0.0.0.0:6000"
+    assert cfg.metrics.redis_url == "redis://127.0.0.1:1"
+
+
+def test_config_path_from_env(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nlisten = "127.0.0.1:7000"\n')
+    assert config.load(env={"LLM_ROUTER_CONFIG": str(path)}).server.listen == "127.0.0.1:7000"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "llm-router.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[server]\nlisen = "x"\n', "unknown key(s): 'server.lisen'"),
+        ("colour = 1\n", "unknown key(s): 'colour'"),
+        ('[server]\ngrace_seconds = "soon"\n', "server.grace_seconds: expected float"),
+        ("[server]\ngrace_seconds = -1\n", "server.grace_seconds: must be > 0"),
+        ("[limits]\nmax_messages = 0\n", "limits.max_messages: must be > 0"),
+        ("[chains.a]\nmodels = []\n", "chains.a.models: a chain needs at least one model"),
+        ("[chains.a]\nmodels = [{timeout = 1}]\n", "chains.a.models[0].model: required"),
+        (
+            '[chains.a]\nmodels = [{model = "m", timout = 1}]\n',
+            "unknown key(s): 'chains.a.models[0].timout'",
+        ),
+        (
+            '[chains.a]\nmodels = [{model = "m", structured_output = "yes"}]\n',
+            "chains.a.models[0].structured_output: expected bool",
+        ),
+        ('default_chain = "x"\n', "default_chain: 'x' is not defined"),
+        ('[chains.a]\nmodels = [{model = "m", api_base = "${NOPE}"}]\n', "NOPE is not set"),
+        ("refusal_patterns = [1]\n", "refusal_patterns: expected a list of non-empty strings"),
+        ("this is = not toml", "not valid TOML"),
+    ],
+)
+def test_bad_config_stops_start_up_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, text), env={})
+    assert message in str(info.value)
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        config.load(tmp_path / "absent.toml", env={})
+
+
+def test_env_default_in_file_is_used(tmp_path: Path) -> None:
+    text = '[chains.a]\nmodels = [{model = "m", api_base = "${X:-http://127.0.0.1:9}"}]\n'
+    cfg = config.load(write(tmp_path, 'default_chain = "a"\n' + text), env={})
+    assert cfg.chains["a"].models[0].api_base == "http://127.0.0.1:9"
