@@ -17,8 +17,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from llm_router.v1 import router_pb2, router_pb2_grpc
 
+from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.chain import Router
 from llm_router_server.config import Config
 from llm_router_server.metrics import InMemoryMetricsBus, MetricsBus

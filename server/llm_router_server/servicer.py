@@ -18,8 +18,8 @@ import grpc
 from google.protobuf import any_pb2, json_format, struct_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
-from llm_router.v1 import router_pb2, router_pb2_grpc
 
+from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.chain import Router
 from llm_router_server.errors import (
     AllModelsFailedError,
