@@ -105,6 +105,23 @@ def _route(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(args.target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as exc:
+            print(f"{args.target}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return EXIT_FAILED
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(f"{args.target}: {status}")
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-router",
@@ -149,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the whole result as one JSON line"
     )
     route.set_defaults(func=_route)
+
+    health = sub.add_parser(
+        "health",
+        help="check the server's gRPC health service",
+        description="Exit 0 when the server reports SERVING, else 1.",
+    )
+    health.add_argument(
+        "--target",
+        default=os.environ.get("LLM_ROUTER_TARGET", "127.0.0.1:50051"),
+        help="host:port of the server (default: $LLM_ROUTER_TARGET or 127.0.0.1:50051)",
+    )
+    health.add_argument("--service", default="", help="service name; empty means the whole server")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds")
+    health.set_defaults(func=_health)
     return parser
 
 

@@ -1,0 +1,26 @@
+# llm-router: the gRPC service on the embedded default (in-process metrics).
+# Build: docker build -t llm-router .   (or: --build-arg BASE_IMAGE=<a local python image>)
+ARG BASE_IMAGE=python:3.12-slim
+
+FROM ${BASE_IMAGE} AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY server ./server
+COPY client ./client
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check .
+
+FROM ${BASE_IMAGE}
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin router
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    LITELLM_OFFLINE_MODE=true \
+    LLM_ROUTER_LISTEN=0.0.0.0:50051
+USER 10001
+EXPOSE 50051
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["llm-router", "health", "--target", "127.0.0.1:50051"]
+# Exec form: the server is PID 1 and receives SIGTERM itself.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["llm-router", "serve"]
