@@ -1,1 +1,24 @@
-"""pytest fixtures for the wire-level fakes (filled in by the provider work)."""
+"""pytest fixtures for the wire-level fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.fakes.upstream import FakeUpstream
+
+
+@pytest.fixture
+def upstream() -> Iterator[Callable[[], FakeUpstream]]:
+    """A factory: ``up = upstream()`` starts a ``FakeUpstream``; all are closed at teardown."""
+    started: list[FakeUpstream] = []
+
+    def start() -> FakeUpstream:
+        fake = FakeUpstream()
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        fake.close()

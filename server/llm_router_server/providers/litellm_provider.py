@@ -1,0 +1,309 @@
+"""The one ``Provider`` over ``litellm.acompletion``; the only module that imports litellm.
+
+``LiteLLMProvider.complete`` makes one ``litellm.acompletion`` call per attempt
+and translates whatever it raises into the ``ProviderError`` tree in one place,
+``_translate`` (most specific first, ``raise ... from exc``; model: httpx
+``map_httpcore_exceptions``). litellm picks its exception class by provider, not
+by fault (the same HTTP 503 is ``ServiceUnavailableError`` from Ollama and
+``InternalServerError`` with ``status_code`` 500 from Anthropic; a refused
+connection is ``APIConnectionError`` from Ollama and ``InternalServerError``
+from Anthropic), so the fault is read from the exception's cause chain: a
+timeout, an httpx transport error, a JSON decode error, or the HTTP response.
+
+What it neutralises in litellm (measured with litellm 1.110.2):
+
+- Import would fetch the model-cost map from the internet, and the first
+  structured Anthropic call a beta-header config, unless ``LITELLM_OFFLINE_MODE``
+  is set before import: set here with ``setdefault``.
+- ``ollama/`` and ``ollama_chat/`` models not in litellm's cost map trigger a
+  blocking ``POST /api/show`` per call (``ollama_chat/``: on the event loop, to
+  api_base, without the call's timeout; ``ollama/``: in a worker thread, to
+  ``localhost:11434`` whatever api_base says). Registering the model with
+  ``litellm.register_model`` once stops both; ``register_model`` itself asks
+  ``localhost:11434`` about a model it does not know, so it is seeded into
+  ``litellm.model_cost`` first.
+- ``openai/`` models retry twice inside the OpenAI SDK: ``max_retries=0``.
+- Anthropic's ``max_tokens`` defaults to the model's maximum (64000 for Haiku
+  4.5): ``default_max_tokens`` is sent unless ``model.params`` sets it.
+- Claude's refusal (HTTP 200, ``stop_reason: refusal``, empty content) and
+  OpenAI's ``content_filter`` come back as an empty answer with
+  ``finish_reason == "content_filter"``: raised as ``ProviderRefusalError``.
+- Error texts may carry tracebacks, file paths and API keys: reasons are
+  cleaned to one bounded line.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before litellm is imported: no model-cost map or header config from the internet.
+os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import litellm
+import openai
+from litellm.exceptions import (
+    APIConnectionError,
+    APIError,
+    ContentPolicyViolationError,
+    Timeout,
+)
+from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+from llm_router_server.errors import (
+    ProviderConnectionError,
+    ProviderError,
+    ProviderRefusalError,
+    ProviderResponseError,
+    ProviderStatusError,
+    ProviderTimeoutError,
+)
+from llm_router_server.types import Completion, CompletionRequest, ModelSpec, Usage
+
+litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on errors
+
+MAX_REASON = 300
+_OLLAMA_PREFIXES = ("ollama/", "ollama_chat/")
+_WARM_MODELS = ("ollama_chat/warm", "ollama/warm", "anthropic/claude-warm", "openai/gpt-warm")
+
+
+class LiteLLMProvider:
+    """Calls a model once through ``litellm.acompletion``.
+
+    ``ModelSpec.model`` goes to litellm unchanged; ``api_base``, ``params`` and the
+    request's timeout go with it. API keys come from litellm's usual environment
+    variables (``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY``) or ``params``.
+    """
+
+    def __init__(self, *, default_max_tokens: int = 4096) -> None:
+        self.default_max_tokens = default_max_tokens
+        """Sent as ``max_tokens`` unless ``params`` sets it or ``max_completion_tokens``."""
+        self._registered: set[str] = set()
+
+    async def start(self) -> None:
+        """Warm litellm's lazy imports with offline mock calls; no connection is made."""
+        messages = [{"role": "user", "content": "warm-up"}]
+        for model in _WARM_MODELS:
+            if model.startswith(_OLLAMA_PREFIXES):
+                self._register(model)
+            await litellm.acompletion(model=model, messages=messages, mock_response="ok")
+
+    async def complete(self, model: ModelSpec, request: CompletionRequest) -> Completion:
+        kwargs = self._arguments(model, request)
+        try:
+            async with asyncio.timeout(request.timeout):
+                response = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            raise _translate(exc, model, request.timeout) from exc
+        return _completion(response)
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients litellm caches (they would leak sockets otherwise)."""
+        await close_litellm_async_clients()  # type: ignore[no-untyped-call]  # untyped in litellm
+
+    def _arguments(self, model: ModelSpec, request: CompletionRequest) -> dict[str, Any]:
+        if model.model.startswith(_OLLAMA_PREFIXES):
+            self._register(model.model)
+        kwargs: dict[str, Any] = {
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_retries": 0,  # the OpenAI SDK retries twice by default
+        }
+        if "max_tokens" not in model.params and "max_completion_tokens" not in model.params:
+            kwargs["max_tokens"] = self.default_max_tokens
+        kwargs.update(model.params)
+        if request.schema is not None:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                # strict=False: OpenAI rejects (HTTP 400) any schema outside its strict
+                # subset; the chain validates every answer against the schema anyway.
+                "json_schema": {
+                    "name": "response",
+                    "schema": dict(request.schema),
+                    "strict": False,
+                },
+            }
+        kwargs.update(model=model.model, timeout=request.timeout)
+        if model.api_base is not None:
+            kwargs["api_base"] = model.api_base
+        return kwargs
+
+    def _register(self, name: str) -> None:
+        """Describe an Ollama model to litellm so it does not ask ``/api/show`` about it."""
+        if name in self._registered:
+            return
+        entry = {
+            "litellm_provider": name.split("/", 1)[0],
+            "mode": "chat",
+            "input_cost_per_token": 0.0,
+            "output_cost_per_token": 0.0,
+            "cache_creation_input_token_cost": 0.0,
+            "cache_read_input_token_cost": 0.0,
+        }
+        # register_model itself looks the model up first, which for an unknown Ollama
+        # model means a blocking /api/show to localhost:11434: seed the map so it is known.
+        litellm.model_cost.setdefault(name, dict(entry))
+        litellm.register_model({name: entry})
+        self._registered.add(name)
+
+
+def _completion(response: object) -> Completion:
+    if not isinstance(response, litellm.ModelResponse) or not response.choices:
+        raise ProviderResponseError("malformed response from provider: no choices")
+    choice = response.choices[0]
+    finish = getattr(choice, "finish_reason", None)
+    message = getattr(choice, "message", None)
+    text = getattr(message, "content", None)
+    if finish == "content_filter":
+        raise ProviderRefusalError("the provider refused to answer (content_filter)")
+    if not isinstance(text, str) or not text:
+        raise ProviderResponseError(f"empty answer from provider (finish_reason {finish})")
+    usage = getattr(response, "usage", None)
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return Completion(text=text)
+    total = getattr(usage, "total_tokens", None)
+    total = total if isinstance(total, int) else prompt + completion
+    return Completion(text=text, usage=Usage(prompt, completion, total))
+
+
+# -- exception translation: the one place foreign exceptions become ProviderErrors ---------
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and its causes (explicit, else implicit), outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _translate(exc: Exception, model: ModelSpec, timeout: float) -> ProviderError:
+    """Map an exception from a litellm call to a ``ProviderError``; most specific first."""
+    chain = list(_chain(exc))
+    if any(isinstance(e, TimeoutError | httpx.TimeoutException | Timeout) for e in chain):
+        return ProviderTimeoutError(f"no answer from provider within {timeout:.3g}s")
+    transport = next((e for e in chain if isinstance(e, httpx.TransportError | OSError)), None)
+    if transport is not None:
+        return ProviderConnectionError(_connection_reason(transport, model))
+    decode = next((e for e in chain if isinstance(e, json.JSONDecodeError)), None)
+    if decode is not None:
+        return ProviderResponseError(f"malformed response from provider: {clean(str(decode))}")
+    status, body = _http_status(chain)
+    if status is not None:
+        detail = _error_detail(body) if body else ""
+        detail = detail or _litellm_message(exc)
+        reason = clean(f"HTTP {status} from provider: {clean(detail)}")
+        return ProviderStatusError(reason, status_code=status)
+    if isinstance(exc, APIConnectionError):
+        return ProviderConnectionError(clean(f"connection error: {_litellm_message(exc)}"))
+    if isinstance(exc, ContentPolicyViolationError):
+        return ProviderRefusalError(clean(f"the provider refused: {_litellm_message(exc)}"))
+    return ProviderError(clean(f"provider error ({type(exc).__name__}): {_litellm_message(exc)}"))
+
+
+def _connection_reason(transport: BaseException, model: ModelSpec) -> str:
+    root = next((e for e in _chain(transport) if isinstance(e, ConnectionRefusedError)), None)
+    where = ""
+    if model.api_base:
+        parts = urlsplit(model.api_base)
+        where = f" ({parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''})"
+    if root is not None:
+        return clean(f"connection refused{where}")
+    return clean(f"connection error{where}: {transport}")
+
+
+def _http_status(chain: list[BaseException]) -> tuple[int | None, str]:
+    """The HTTP status and body the provider answered with, if the failure was one."""
+    for e in chain:
+        if isinstance(e, httpx.HTTPStatusError):
+            try:
+                body = e.response.text
+            except (httpx.HTTPError, UnicodeDecodeError):
+                body = ""
+            return e.response.status_code, body
+    for e in chain:
+        response = getattr(e, "response", None)
+        provider_status = getattr(e, "provider_status_code", None)
+        if isinstance(provider_status, int):
+            return provider_status, ""
+        # The OpenAI SDK's errors keep the real response; litellm's own are synthetic.
+        if isinstance(response, httpx.Response) and type(e).__module__.startswith("openai"):
+            try:
+                return response.status_code, response.text
+            except (httpx.HTTPError, UnicodeDecodeError):
+                return response.status_code, ""
+    status = getattr(chain[0], "status_code", None)
+    if isinstance(chain[0], APIError | openai.APIStatusError) and isinstance(status, int):
+        return status, ""
+    return None, ""
+
+
+def _error_detail(body: str) -> str:
+    """The message of a provider's error body (Anthropic, OpenAI or Ollama shape)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(data, dict):
+        return body
+    error = data.get("error", data)
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict):
+        message, kind = error.get("message"), error.get("type")
+        if isinstance(message, str):
+            return f"{message} ({kind})" if isinstance(kind, str) and kind else message
+    return body
+
+
+_LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+|\w+(?:Exception|Error))\s*[-:]\s*")
+_LITELLM_SUFFIX = re.compile(
+    r"\.?\s*(?:Handle with `litellm\.\w+`\.?|Received Model Group=.*|LiteLLM Retried:.*)$", re.S
+)
+
+
+def _litellm_message(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc)
+    for _ in range(4):
+        text = _LITELLM_PREFIX.sub("", text.lstrip())
+    return clean(_LITELLM_SUFFIX.sub("", text))
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+_SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bsk-[\w\-*.]{3,}"), "sk-***"),
+    (re.compile(r"(?i)\bbearer\s+[^\s'\",}]+"), "Bearer ***"),
+    (
+        re.compile(
+            r"(?i)\b(x-api-key|api[_-]?key|authorization)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
+        ),
+        r"\1\2***",
+    ),
+    (re.compile(r'File "[^"]*"(?:, line \d+)?(?:, in \S+)?'), ""),
+    (re.compile(r"(?<![\w:/.])/(?:[\w.\-]+/)+[\w.\-]+"), "<path>"),
+    (re.compile(r"\s*ssl:<[^>]*>"), ""),
+    (re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>"), "<object>"),
+)
+
+
+def clean(text: str) -> str:
+    """One bounded line: no traceback, file path or secret."""
+    if _TRACEBACK in text:
+        head, _, tail = text.partition(_TRACEBACK)
+        lines = [line for line in tail.splitlines() if line.strip()]
+        text = head if head.strip() else (lines[-1] if lines else "")
+    text = text.replace("\\n", " ")
+    for pattern, replacement in _SCRUBS:
+        text = pattern.sub(replacement, text)
+    text = " ".join(text.split()).rstrip(" :-")
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."

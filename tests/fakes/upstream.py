@@ -1,0 +1,381 @@
+"""A wire-level fake of the model providers: one HTTP server on 127.0.0.1.
+
+``FakeUpstream`` speaks, on their real paths and in their real framing
+(non-streaming only):
+
+- Ollama: ``POST /api/chat``, ``POST /api/generate``, ``POST /api/show``, ``GET /api/tags``;
+- Anthropic: ``POST /v1/messages``;
+- OpenAI-compatible: ``POST /v1/chat/completions``.
+
+It runs in its own thread with its own event loop, so a client that blocks its
+own loop cannot block the fake. Model calls play the behaviours queued with
+``script()`` in order, then ``default``; ``on_path()`` fixes the behaviour of one
+path. Every request is recorded.
+
+Behaviours: ``Answer``, ``SafetyRefusal``, ``HttpError``, ``Hang``, ``Slow``,
+``Drop``, ``Malformed``, ``Truncated``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+CHAT_PATHS = frozenset({"/api/chat", "/api/generate", "/v1/messages", "/v1/chat/completions"})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """HTTP 200 with ``text`` as the model's answer and the given token counts."""
+
+    text: str
+    prompt_tokens: int = 11
+    completion_tokens: int = 7
+
+
+@dataclass(frozen=True)
+class SafetyRefusal:
+    """The provider's own safety refusal.
+
+    Anthropic: HTTP 200, ``stop_reason: "refusal"``, empty content. OpenAI: HTTP 200,
+    ``finish_reason: "content_filter"``, empty content. Ollama has no refusal
+    signal at all: the closest real equivalent is a normal answer whose text is a
+    refusal (``done_reason: "stop"``), which only the router's refusal patterns catch.
+    """
+
+
+@dataclass(frozen=True)
+class HttpError:
+    """An HTTP error status; ``body`` defaults to the protocol's real error JSON."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Never answer; the request ends only when the client goes away."""
+
+
+@dataclass(frozen=True)
+class Slow:
+    """Wait ``seconds``, then perform ``then``."""
+
+    seconds: float
+    then: Behaviour
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Close the TCP connection without sending any response."""
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """HTTP 200, ``Content-Type: application/json``, with a body that is not JSON."""
+
+    body: str = "{not json"
+
+
+@dataclass(frozen=True)
+class Truncated:
+    """HTTP 200 announcing more bytes (Content-Length) than it sends, then close."""
+
+
+Behaviour = Answer | SafetyRefusal | HttpError | Hang | Slow | Drop | Malformed | Truncated
+
+REFUSAL_TEXT = "I cannot help with that request."
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request the fake received."""
+
+    path: str
+    body: Any
+    """Parsed JSON, or None when the body was empty or not JSON."""
+    headers: dict[str, str]
+
+
+class FakeUpstream:
+    """Ollama, Anthropic and OpenAI on one port of 127.0.0.1, in a thread of its own."""
+
+    def __init__(self) -> None:
+        self.default: Behaviour = Answer("ok")
+        self.requests: list[Recorded] = []
+        self.disconnects = 0
+        self._queue: deque[Behaviour] = deque()
+        self._paths: dict[str, Behaviour] = {}
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fake-upstream", daemon=True
+        )
+        self._thread.start()
+        self._runner: web.AppRunner | None = None
+        self._closed = False
+        port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self.url = f"http://127.0.0.1:{port}"
+
+    # -- control (called from the test's thread) ------------------------------------------
+
+    def script(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours for the next model calls (chat, generate, messages, completions)."""
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    def on_path(self, path: str, behaviour: Behaviour) -> None:
+        """Give every request to ``path`` this behaviour (it takes precedence over the queue)."""
+        with self._lock:
+            self._paths[path] = behaviour
+
+    def chat_requests(self) -> list[Recorded]:
+        """The recorded requests to model-call paths, in order."""
+        with self._lock:
+            return [r for r in self.requests if r.path in CHAT_PATHS]
+
+    async def wait_for_disconnects(self, n: int, timeout: float) -> bool:  # noqa: ASYNC109 (public API)
+        """Wait until at least ``n`` clients went away before their reply; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.disconnects < n:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    def close(self) -> None:
+        """Stop the server and its thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self) -> FakeUpstream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the server (runs in the fake's thread) ----------------------------------------------
+
+    async def _start(self) -> int:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # handler_cancellation: a client that goes away cancels its handler, which is
+        # how disconnects are seen.
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port: int = self._runner.addresses[0][1]
+        return port
+
+    async def _stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _next(self, path: str) -> Behaviour:
+        with self._lock:
+            if path in self._paths:
+                return self._paths[path]
+            if path in CHAT_PATHS and self._queue:
+                return self._queue.popleft()
+            return self.default
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        with self._lock:
+            self.requests.append(Recorded(request.path, body, dict(request.headers)))
+        behaviour = self._next(request.path)
+        closing = [False]  # set when the fake itself closes the connection
+        try:
+            return await self._perform(request, body, behaviour, closing)
+        except asyncio.CancelledError:
+            if not closing[0] and not self._closed:
+                with self._lock:
+                    self.disconnects += 1
+            raise
+
+    async def _perform(
+        self, request: web.Request, body: Any, behaviour: Behaviour, closing: list[bool]
+    ) -> web.StreamResponse:
+        while isinstance(behaviour, Slow):
+            await asyncio.sleep(behaviour.seconds)
+            behaviour = behaviour.then
+        path = request.path
+        if isinstance(behaviour, Hang):
+            await asyncio.Future()  # until cancelled by the client's disconnect
+        if isinstance(behaviour, Drop):
+            closing[0] = True
+            assert request.transport is not None
+            request.transport.abort()
+            await asyncio.Future()  # aiohttp cancels the handler of a lost connection
+        if isinstance(behaviour, Truncated):
+            closing[0] = True
+            full = json.dumps(_answer(path, body, Answer("truncated"))).encode()
+            response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            response.content_length = len(full) + 100
+            await response.prepare(request)
+            await response.write(full[: len(full) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            await asyncio.Future()
+        if isinstance(behaviour, Malformed):
+            return web.Response(status=200, text=behaviour.body, content_type="application/json")
+        if isinstance(behaviour, HttpError):
+            error = behaviour.body if behaviour.body is not None else _error(path, behaviour.status)
+            text = error if isinstance(error, str) else json.dumps(error)
+            return web.Response(
+                status=behaviour.status,
+                text=text,
+                content_type="application/json",
+                headers=behaviour.headers,
+            )
+        if isinstance(behaviour, SafetyRefusal):
+            return web.json_response(_refusal(path, body))
+        assert isinstance(behaviour, Answer)
+        return web.json_response(_answer(path, body, behaviour))
+
+
+# -- the protocols' bodies ---------------------------------------------------------------
+
+
+def _model(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("model"), str):
+        return str(body["model"])
+    return "fake-model"
+
+
+def _answer(path: str, body: Any, answer: Answer, finish: str = "stop") -> Any:
+    model = _model(body)
+    usage = (answer.prompt_tokens, answer.completion_tokens)
+    if path in ("/api/chat", "/api/generate"):
+        reply: dict[str, Any] = {
+            "model": model,
+            "created_at": "2025-01-01T00:00:00.000000Z",
+            "done": True,
+            "done_reason": "stop",
+            "total_duration": 1_000_000,
+            "load_duration": 1000,
+            "prompt_eval_count": usage[0],
+            "prompt_eval_duration": 1000,
+            "eval_count": usage[1],
+            "eval_duration": 1000,
+        }
+        if path == "/api/chat":
+            reply["message"] = {"role": "assistant", "content": answer.text}
+        else:
+            reply["response"] = answer.text
+            reply["context"] = [1, 2, 3]
+        return reply
+    if path == "/v1/messages":
+        return {
+            "id": "msg_fake01",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": answer.text}] if answer.text else [],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+        }
+    if path == "/api/show":
+        return {
+            "modelfile": "FROM fake",
+            "parameters": "",
+            "template": "{{ .Prompt }}",
+            "details": {"format": "gguf", "family": "qwen2", "parameter_size": "7.6B"},
+            "model_info": {"general.architecture": "qwen2", "qwen2.context_length": 32768},
+        }
+    if path == "/api/tags":
+        return {"models": [{"name": "qwen2.5:7b", "model": "qwen2.5:7b", "size": 1}]}
+    # OpenAI-compatible (and anything else).
+    return {
+        "id": "chatcmpl-fake01",
+        "object": "chat.completion",
+        "created": 1735689600,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.text},
+                "finish_reason": finish,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": usage[0],
+            "completion_tokens": usage[1],
+            "total_tokens": usage[0] + usage[1],
+        },
+    }
+
+
+def _refusal(path: str, body: Any) -> Any:
+    if path == "/v1/messages":
+        reply = _answer(path, body, Answer(""))
+        reply["stop_reason"] = "refusal"
+        return reply
+    if path in ("/api/chat", "/api/generate"):
+        return _answer(path, body, Answer(REFUSAL_TEXT))
+    return _answer(path, body, Answer(""), finish="content_filter")
+
+
+_ANTHROPIC_ERRORS = {
+    400: ("invalid_request_error", "messages: field required"),
+    401: ("authentication_error", "invalid x-api-key"),
+    403: ("permission_error", "Your API key does not have permission to use this resource."),
+    404: ("not_found_error", "model: fake-model"),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+    500: ("api_error", "Internal server error"),
+    503: ("overloaded_error", "Overloaded"),
+    504: ("timeout_error", "Request timeout"),
+    529: ("overloaded_error", "Overloaded"),
+}
+_OPENAI_ERRORS = {
+    400: ("invalid_request_error", None, "Invalid value for 'messages'."),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-fa****34."),
+    403: ("invalid_request_error", "unsupported_country_region_territory", "Not supported."),
+    404: ("invalid_request_error", "model_not_found", "The model `fake-model` does not exist."),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests."),
+    500: ("server_error", None, "The server had an error while processing your request."),
+    503: ("server_error", None, "The engine is currently overloaded, please try again later."),
+}
+_OLLAMA_ERRORS = {
+    400: "invalid request",
+    401: "unauthorized",
+    404: 'model "fake-model" not found, try pulling it first',
+    429: "too many requests",
+    500: "an error was encountered while running the model: unexpected EOF",
+    503: "server busy, please try again.  maximum pending requests exceeded",
+}
+
+
+def _error(path: str, status: int) -> Any:
+    """The body the real service sends with ``status`` on ``path``."""
+    if path == "/v1/messages":
+        kind, message = _ANTHROPIC_ERRORS.get(status, ("api_error", "Internal server error"))
+        return {
+            "type": "error",
+            "error": {"type": kind, "message": message},
+            "request_id": "req_fake01",
+        }
+    if path.startswith("/api/"):
+        return {"error": _OLLAMA_ERRORS.get(status, f"error {status}")}
+    kind, code, message = _OPENAI_ERRORS.get(status, ("server_error", None, f"error {status}"))
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}

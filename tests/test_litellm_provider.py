@@ -1,0 +1,442 @@
+"""LiteLLMProvider against wire-level fakes: the real litellm code runs, only the servers are fake.
+
+Each test pins one measured litellm pitfall (see the provider module's docstring)
+or one fault's translation into the ProviderError tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llm_router_server.errors import (
+    ProviderConnectionError,
+    ProviderError,
+    ProviderRefusalError,
+    ProviderResponseError,
+    ProviderStatusError,
+    ProviderTimeoutError,
+)
+from llm_router_server.providers.litellm_provider import LiteLLMProvider, clean
+from llm_router_server.types import CompletionRequest, Message, ModelSpec, Usage
+
+from tests.fakes.net import free_port
+from tests.fakes.upstream import (
+    REFUSAL_TEXT,
+    Answer,
+    Behaviour,
+    Drop,
+    FakeUpstream,
+    Hang,
+    HttpError,
+    Malformed,
+    SafetyRefusal,
+    Truncated,
+)
+
+Upstream = Callable[[], FakeUpstream]
+
+ANTHROPIC_KEY = "sk-ant-api03-TESTKEY0123456789"
+OPENAI_KEY = "sk-proj-TESTKEY0123456789"
+SCHEMA = {
+    "type": "object",
+    "properties": {"action": {"type": "string"}},
+    "required": ["action"],
+    "additionalProperties": False,
+}
+KINDS = ("ollama", "ollama_chat", "anthropic", "openai")
+CHAT_PATH = {
+    "ollama": "/api/generate",
+    "ollama_chat": "/api/chat",
+    "anthropic": "/v1/messages",
+    "openai": "/v1/chat/completions",
+}
+
+
+@pytest.fixture(autouse=True)
+def api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[LiteLLMProvider]:
+    p = LiteLLMProvider()
+    yield p
+    await p.aclose()
+
+
+def spec(kind: str, base: str, **params: Any) -> ModelSpec:
+    """A ModelSpec of ``kind`` whose API is at ``base`` (a fake's URL or a dead port)."""
+    model = {
+        "ollama": "ollama/qwen2.5:7b",
+        "ollama_chat": "ollama_chat/qwen2.5:7b",
+        "anthropic": "claude-haiku-4-5-20251001",
+        "openai": "openai/gpt-4o-mini",
+    }[kind]
+    api_base = base + "/v1" if kind == "openai" else base
+    return ModelSpec(model=model, timeout=5.0, api_base=api_base, params=params)
+
+
+def ask(schema: dict[str, Any] | None = None, timeout: float = 5.0) -> CompletionRequest:
+    return CompletionRequest(
+        messages=(Message("system", "Answer briefly."), Message("user", "What now?")),
+        schema=schema,
+        timeout=timeout,
+    )
+
+
+async def fail(
+    provider: LiteLLMProvider, up: FakeUpstream, kind: str, behaviour: Behaviour
+) -> ProviderError:
+    up.script(behaviour)
+    with pytest.raises(ProviderError) as info:
+        await provider.complete(spec(kind, up.url), ask(timeout=2.0))
+    return info.value
+
+
+def assert_clean(reason: str) -> None:
+    assert reason and "\n" not in reason and len(reason) <= 300
+    for leak in ("Traceback", 'File "', "site-packages", "/usr/", ".py", ANTHROPIC_KEY, OPENAI_KEY):
+        assert leak not in reason
+
+
+# -- answers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_each_protocol_answers_with_text_and_usage(
+    provider: LiteLLMProvider, upstream: Upstream, kind: str
+) -> None:
+    """Pitfall 5: ``ollama/`` uses /api/generate (litellm's prompt), ``ollama_chat/`` /api/chat."""
+    up = upstream()
+    up.script(Answer("hello there", prompt_tokens=5, completion_tokens=3))
+    completion = await provider.complete(spec(kind, up.url), ask())
+    assert completion.text == "hello there"
+    assert completion.usage == Usage(5, 3, 8)
+    [call] = up.chat_requests()
+    assert call.path == CHAT_PATH[kind]
+    assert "What now?" in json.dumps(call.body)
+    if kind == "ollama":
+        assert "prompt" in call.body and "messages" not in call.body
+
+
+async def test_start_warms_litellm_without_calling_anything(upstream: Upstream) -> None:
+    up = upstream()
+    p = LiteLLMProvider()
+    await p.start()
+    assert up.requests == []
+    completion = await p.complete(spec("anthropic", up.url), ask())
+    assert completion.text == "ok"
+    await p.aclose()
+
+
+# -- pitfall 1: no connection but to api_base -----------------------------------------------
+
+
+def test_no_connection_leaves_for_anything_but_the_configured_api_base(tmp_path: Path) -> None:
+    """Import, start() and calls connect only to the fake (litellm fetches cost maps and
+    Anthropic header configs from GitHub unless offline, and asks localhost:11434 about
+    unknown ``ollama/`` models)."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, sys
+        targets = []
+        def audit(event, args):
+            if event == "socket.connect":
+                targets.append(("connect", str(args[1])))
+            elif event == "socket.getaddrinfo":
+                targets.append(("resolve", str(args[0]), str(args[1])))
+        sys.addaudithook(audit)
+        os.environ["ANTHROPIC_API_KEY"] = {ANTHROPIC_KEY!r}
+        os.environ.pop("LITELLM_OFFLINE_MODE", None)  # the provider module must set it
+        from llm_router_server.providers.litellm_provider import LiteLLMProvider
+        from llm_router_server.types import CompletionRequest, Message, ModelSpec
+        from tests.fakes.upstream import FakeUpstream
+        schema = {SCHEMA!r}
+        async def main(url):
+            p = LiteLLMProvider()
+            await p.start()
+            req = CompletionRequest((Message("user", "hi"),), schema, 5.0)
+            for model in ("claude-haiku-4-5-20251001", "ollama/qwen2.5:7b", "ollama_chat/qwen"):
+                await p.complete(ModelSpec(model, 5.0, api_base=url), req)
+            await p.aclose()
+        with FakeUpstream() as up:
+            port = up.url.rsplit(":", 1)[1]
+            asyncio.run(main(up.url))
+            paths = [r.path for r in up.requests]
+        foreign = [t for t in targets if "127.0.0.1" not in t[1] or port not in str(t)]
+        print("FOREIGN", foreign)
+        print("PATHS", paths)
+        """
+    )
+    root = Path(__file__).resolve().parent.parent
+    path = os.pathsep.join(str(root / d) for d in ("server", "client", "."))
+    env = {**os.environ, "PYTHONPATH": path}
+    env.pop("LITELLM_OFFLINE_MODE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=55,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "FOREIGN []" in done.stdout, done.stdout
+    assert "PATHS ['/v1/messages', '/api/generate', '/api/chat']" in done.stdout, done.stdout
+
+
+# -- pitfall 2: /api/show ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["ollama", "ollama_chat"])
+async def test_ollama_calls_never_ask_api_show_nor_block_the_loop(
+    provider: LiteLLMProvider, upstream: Upstream, kind: str
+) -> None:
+    up = upstream()
+    up.on_path("/api/show", Hang())
+    up.on_path("/api/tags", Hang())
+    worst = 0.0
+
+    async def ticker() -> None:
+        nonlocal worst
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.02)
+            now = time.monotonic()
+            worst = max(worst, now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    started = time.monotonic()
+    for _ in range(2):
+        completion = await provider.complete(spec(kind, up.url), ask(SCHEMA, timeout=3.0))
+        assert completion.text == "ok"
+    tick.cancel()
+    assert time.monotonic() - started < 2.0
+    assert worst < 0.5
+    assert [r.path for r in up.requests] == [CHAT_PATH[kind]] * 2
+
+
+# -- pitfall 3: retries -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_failing_model_is_called_exactly_once(
+    provider: LiteLLMProvider, upstream: Upstream, kind: str
+) -> None:
+    up = upstream()
+    error = await fail(provider, up, kind, HttpError(500))
+    assert isinstance(error, ProviderStatusError) and error.status_code == 500
+    await asyncio.sleep(0.1)
+    assert len(up.chat_requests()) == 1
+
+
+# -- pitfall 4: max_tokens --------------------------------------------------------------------
+
+
+async def test_anthropic_gets_the_default_max_tokens_not_the_model_maximum(
+    provider: LiteLLMProvider, upstream: Upstream
+) -> None:
+    up = upstream()
+    await provider.complete(spec("anthropic", up.url), ask())
+    await provider.complete(spec("anthropic", up.url, max_tokens=123), ask())
+    await LiteLLMProvider(default_max_tokens=77).complete(spec("anthropic", up.url), ask())
+    assert [r.body["max_tokens"] for r in up.chat_requests()] == [4096, 123, 77]
+
+
+# -- pitfall 6: refusals ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+async def test_a_safety_refusal_raises_a_refusal_error(
+    provider: LiteLLMProvider, upstream: Upstream, kind: str
+) -> None:
+    error = await fail(provider, upstream(), kind, SafetyRefusal())
+    assert type(error) is ProviderRefusalError
+    assert_clean(str(error))
+
+
+async def test_ollama_has_no_refusal_signal_so_its_refusal_is_just_text(
+    provider: LiteLLMProvider, upstream: Upstream
+) -> None:
+    """The chain's refusal patterns catch it; the provider passes it on."""
+    up = upstream()
+    up.script(SafetyRefusal())
+    completion = await provider.complete(spec("ollama_chat", up.url), ask())
+    assert completion.text == REFUSAL_TEXT
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_empty_answer_is_a_response_error(
+    provider: LiteLLMProvider, upstream: Upstream, kind: str
+) -> None:
+    error = await fail(provider, upstream(), kind, Answer(""))
+    assert type(error) is ProviderResponseError
+    assert "empty answer" in str(error)
+
+
+# -- pitfall 7: clean reasons -----------------------------------------------------------------
+
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/usr/lib/python3/dist-packages/ollama/runner.py", line 88, in run\n'
+    "    raise RuntimeError('CUDA out of memory')\n"
+    "RuntimeError: CUDA out of memory"
+)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_traceback_in_an_error_body_becomes_one_clean_line(
+    provider: LiteLLMProvider, upstream: Upstream, kind: str
+) -> None:
+    error = await fail(provider, upstream(), kind, HttpError(500, {"error": TRACEBACK}))
+    assert isinstance(error, ProviderStatusError)
+    assert str(error) == "HTTP 500 from provider: RuntimeError: CUDA out of memory"
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+async def test_secrets_echoed_by_the_provider_are_scrubbed(
+    provider: LiteLLMProvider, upstream: Upstream, kind: str
+) -> None:
+    echo = f"bad key {OPENAI_KEY}; x-api-key: {ANTHROPIC_KEY}; Authorization: Bearer abc.def"
+    body = {"error": {"message": echo, "type": "authentication_error"}}
+    error = await fail(provider, upstream(), kind, HttpError(401, body))
+    assert_clean(str(error))
+    assert "abc.def" not in str(error)
+    assert str(error).startswith("HTTP 401 from provider: bad key sk-***")
+
+
+def test_clean_bounds_and_flattens() -> None:
+    assert clean("a\n  b\tc") == "a b c"
+    assert len(clean("x" * 1000)) == 300
+    assert clean('oops File "/srv/app/x.py", line 3, in f at /srv/app/x.py') == "oops at <path>"
+    assert clean("see http://127.0.0.1:1234/api/chat") == "see http://127.0.0.1:1234/api/chat"
+
+
+# -- pitfall 8: structured output -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_schema_is_sent_as_native_structured_output(
+    provider: LiteLLMProvider, upstream: Upstream, kind: str
+) -> None:
+    up = upstream()
+    up.script(Answer('{"action": "wait"}'), Answer("free text"))
+    completion = await provider.complete(spec(kind, up.url), ask(SCHEMA))
+    assert json.loads(completion.text) == {"action": "wait"}
+    await provider.complete(spec(kind, up.url), ask(None))
+    with_schema, without = (r.body for r in up.chat_requests())
+    if kind.startswith("ollama"):
+        assert with_schema["format"] == SCHEMA
+        assert "format" not in without
+    elif kind == "anthropic":
+        assert with_schema["output_format"] == {"type": "json_schema", "schema": SCHEMA}
+        assert "output_format" not in without
+    else:
+        assert with_schema["response_format"] == {
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": SCHEMA, "strict": False},
+        }
+        assert "response_format" not in without
+
+
+# -- pitfall 9: timeouts and cancellation -----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_hung_provider_times_out_on_time(
+    provider: LiteLLMProvider, upstream: Upstream, kind: str
+) -> None:
+    up = upstream()
+    up.script(Hang())
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeoutError) as info:
+        await provider.complete(spec(kind, up.url), ask(timeout=0.3))
+    assert 0.25 <= time.monotonic() - started < 1.0
+    assert str(info.value) == "no answer from provider within 0.3s"
+    assert await up.wait_for_disconnects(1, 2.0)
+    assert len(up.chat_requests()) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_cancelling_the_call_closes_the_upstream_request(
+    provider: LiteLLMProvider, upstream: Upstream, kind: str
+) -> None:
+    up = upstream()
+    up.script(Hang())
+    call = asyncio.create_task(provider.complete(spec(kind, up.url), ask(timeout=10.0)))
+    for _ in range(500):
+        if up.chat_requests():
+            break
+        await asyncio.sleep(0.01)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await up.wait_for_disconnects(1, 2.0)
+
+
+# -- pitfall 10: faults -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("status", [429, 500, 503, 400, 401])
+async def test_an_http_error_status_is_a_status_error_naming_it(
+    provider: LiteLLMProvider, upstream: Upstream, kind: str, status: int
+) -> None:
+    error = await fail(provider, upstream(), kind, HttpError(status))
+    assert type(error) is ProviderStatusError
+    assert error.status_code == status
+    assert str(error).startswith(f"HTTP {status} from provider: ")
+    assert len(str(error)) > len(f"HTTP {status} from provider: ")
+    assert_clean(str(error))
+
+
+async def test_anthropic_overload_reads_as_such(
+    provider: LiteLLMProvider, upstream: Upstream
+) -> None:
+    error = await fail(provider, upstream(), "anthropic", HttpError(529))
+    assert str(error) == "HTTP 529 from provider: Overloaded (overloaded_error)"
+
+
+FAULTS: list[tuple[Behaviour, type[ProviderError], str]] = [
+    (Drop(), ProviderConnectionError, "connection error"),
+    (Truncated(), ProviderConnectionError, "connection error"),
+    (Malformed(), ProviderResponseError, "malformed response from provider"),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("fault", "kind_of_error", "prefix"), FAULTS)
+async def test_a_broken_answer_is_a_connection_or_response_error(
+    provider: LiteLLMProvider,
+    upstream: Upstream,
+    kind: str,
+    fault: Behaviour,
+    kind_of_error: type[ProviderError],
+    prefix: str,
+) -> None:
+    error = await fail(provider, upstream(), kind, fault)
+    assert type(error) is kind_of_error
+    assert str(error).startswith(prefix)
+    assert_clean(str(error))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_refused_connection_is_a_connection_error(
+    provider: LiteLLMProvider, kind: str
+) -> None:
+    base = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ProviderConnectionError) as info:
+        await provider.complete(spec(kind, base), ask(timeout=2.0))
+    assert str(info.value) == f"connection refused ({base})"
