@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from llm_router_server.errors import (
     ProviderConnectionError,
     ProviderError,
@@ -28,7 +29,6 @@ from llm_router_server.errors import (
 )
 from llm_router_server.providers.litellm_provider import LiteLLMProvider, clean
 from llm_router_server.types import CompletionRequest, Message, ModelSpec, Usage
-
 from tests.fakes.net import free_port
 from tests.fakes.upstream import (
     REFUSAL_TEXT,

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -110,8 +111,10 @@ def _health(args: argparse.Namespace) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     with grpc.insecure_channel(args.target) as channel:
+        # types-grpcio-health-checking declares HealthStub without its methods.
+        stub: Any = health_pb2_grpc.HealthStub(channel)
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
+            reply = stub.Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
         except grpc.RpcError as exc:
