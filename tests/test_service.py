@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -296,3 +299,60 @@ async def test_health_reports_serving_for_the_server_and_the_router(
     for service in ("", "llm_router.v1.Router"):
         reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_open_object_schema_through_claude_uses_the_json_tool_and_still_validates(
+    serve: Serve, upstream: type[FakeUpstream]
+) -> None:
+    """litellm sends an open-object schema to Anthropic as a forced tool call, not output_format;
+    the tool's input comes back as the answer and is validated like any other."""
+    claude = upstream()
+    claude.script(Answer('{"prime": true, "why": "no divisors"}'))
+    server = await serve([anthropic(claude)])
+    open_schema = {"type": "object", "required": ["prime"]}
+    reply = await server.route(schema=json.dumps(open_schema))
+    [request] = claude.chat_requests()
+    assert request.body["tool_choice"]["type"] == "tool"
+    assert json_format.MessageToDict(reply.content) == {"prime": True, "why": "no divisors"}
+
+
+async def test_cli_route_prints_the_answer_and_the_attempts(
+    serve: Serve, upstream: type[FakeUpstream]
+) -> None:
+    local, cloud = upstream(), upstream()
+    local.script(HttpError(503))
+    cloud.script(Answer('{"action": "wait"}'))
+    server = await serve([ollama(local), anthropic(cloud)])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llm_router_server", "route", "--target", server.target,
+        "--schema", json.dumps(SCHEMA), "Should I restart?",
+        env=cli_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out) == {"action": "wait"}
+    assert "answered by anthropic/claude-haiku-4-5-20251001" in err.decode()
+    assert "ollama_chat/qwen2.5:7b: rejected" in err.decode()
+
+
+async def test_cli_route_reports_all_failed_with_exit_1(
+    serve: Serve, upstream: type[FakeUpstream]
+) -> None:
+    local = upstream()
+    local.script(HttpError(500))
+    server = await serve([ollama(local)])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llm_router_server", "route", "--target", server.target, "hi",
+        env=cli_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert "UNAVAILABLE" in err.decode() and "provider_error" in err.decode()
+
+
+def cli_env() -> dict[str, str]:
+    root = Path(__file__).resolve().parent.parent
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root / "server"), str(root / "client")]),
+    }

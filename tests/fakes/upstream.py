@@ -284,6 +284,32 @@ def _answer(path: str, body: Any, answer: Answer, finish: str = "stop") -> Any:
             reply["context"] = [1, 2, 3]
         return reply
     if path == "/v1/messages":
+        forced = _forced_tool(body)
+        if forced is not None and answer.text:
+            # litellm turns an open-object schema into a forced tool call; the real API then
+            # answers with a tool_use block whose input is the JSON (when the text is JSON).
+            try:
+                tool_input = json.loads(answer.text)
+            except json.JSONDecodeError:
+                tool_input = None
+            if isinstance(tool_input, dict):
+                return {
+                    "id": "msg_fake01",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [
+                        {
+                            "type": "tool_use",
+                            "id": "toolu_fake01",
+                            "name": forced,
+                            "input": tool_input,
+                        }
+                    ],
+                    "stop_reason": "tool_use",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+                }
         return {
             "id": "msg_fake01",
             "type": "message",
@@ -323,6 +349,15 @@ def _answer(path: str, body: Any, answer: Answer, finish: str = "stop") -> Any:
             "total_tokens": usage[0] + usage[1],
         },
     }
+
+
+def _forced_tool(body: Any) -> str | None:
+    """The tool name an Anthropic request forces with ``tool_choice``, if any."""
+    choice = body.get("tool_choice") if isinstance(body, dict) else None
+    if isinstance(choice, dict) and choice.get("type") == "tool":
+        name = choice.get("name")
+        return name if isinstance(name, str) else None
+    return None
 
 
 def _refusal(path: str, body: Any) -> Any:
