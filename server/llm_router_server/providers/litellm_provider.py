@@ -41,6 +41,7 @@ os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -68,6 +69,12 @@ from llm_router_server.errors import (
 from llm_router_server.types import Completion, CompletionRequest, ModelSpec, Usage
 
 litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on errors
+
+# litellm gives its loggers their own stderr handler at INFO and logs every call twice over;
+# leave handlers to the application and keep only warnings (LITELLM_LOG=DEBUG restores detail).
+for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+    logging.getLogger(_name).handlers.clear()
+    logging.getLogger(_name).setLevel(os.environ.get("LITELLM_LOG", "WARNING").upper())
 
 MAX_REASON = 300
 _OLLAMA_PREFIXES = ("ollama/", "ollama_chat/")
