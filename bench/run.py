@@ -109,7 +109,7 @@ grace_seconds = 1
 models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = 5, api_base = "{upstream}" }}]
 [chains.route-litellm]
 models = [
-  {{ model = "ollama_chat/qwen2.5:7b", timeout = 5, api_base = "{upstream}", provider = "litellm" }},
+  {{ model = "ollama_chat/qwen2.5:7b", api_base = "{upstream}", provider = "litellm" }},
 ]
 [chains.route-fallback]
 models = [
