@@ -8,6 +8,7 @@ latency, calls/s and CPU per call:
 
 (a) ``direct-http``: an aiohttp POST to the upstream's ``/api/chat`` (CPU: this process)
 (b) ``direct-litellm``: ``litellm.acompletion`` to the same upstream (CPU: this process)
+(f) ``grpc-floor``: ``Route`` on a server that answers at once (``bench/floor.py``): gRPC alone
 (c) ``route``: ``Route`` through the gRPC service, one native model (CPU: server process)
 (c') ``route-litellm``: the same with ``provider = "litellm"`` (the path before issue 6)
 (d) ``route-fallback``: ``Route`` whose first model is refused, the second answers
@@ -371,16 +372,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results["startup"] = {"serving_s": round(server.serving_s, 3)}
         print(f"server SERVING after {server.serving_s:.2f}s", file=sys.stderr)
 
+        floor_port = free_port()
+        floor = subprocess.Popen(
+            [sys.executable, "-m", "bench.floor", str(floor_port)], env=env(), cwd=ROOT
+        )
+        servers.append(floor)
+        await wait_port(floor_port, 20)
         await wait_litellm(server)  # its import would share the CPU with the first rows
         results["startup"]["litellm_ready_s"] = server.litellm_ready_s()
         pid = server.proc.pid
         async with (
             aiohttp.ClientSession() as session,
             grpc.aio.insecure_channel(server.target) as channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{floor_port}") as floor_channel,
         ):
             stub = router_pb2_grpc.RouterStub(channel)
+            floor_stub = router_pb2_grpc.RouterStub(floor_channel)
             plan = [
                 ("direct-http", direct_http(session, up), None, counts, 200),
+                ("grpc-floor", route(floor_stub, "floor"), floor.pid, counts, 200),
                 ("route", route(stub, "route"), pid, counts, 200),
                 ("route-fallback", route(stub, "route-fallback"), pid, counts, 200),
             ]
@@ -437,6 +447,9 @@ def summary(rows: list[Row], results: dict[str, Any]) -> dict[str, Any]:
             out[f"ratio_route_over_litellm_calls_per_s_c{conc}"] = round(
                 c.calls_per_s / b.calls_per_s, 2
             )
+    f1 = get("grpc-floor", 1)
+    if f1 and c1 and a1:
+        out["route_minus_floor_minus_http_p50_ms_c1"] = round(c1.p50_ms - f1.p50_ms - a1.p50_ms, 3)
     if c1 and d1:
         out["fallback_adds_p50_ms_c1"] = round(d1.p50_ms - c1.p50_ms, 3)
     goals = {

@@ -27,7 +27,6 @@ import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -95,7 +94,7 @@ class AiohttpProvider:
         if request.schema is not None and endpoint.wire is Wire.ANTHROPIC:
             headers = {**headers, "anthropic-beta": ANTHROPIC_STRUCTURED_BETA}
         data = json.dumps(_body(endpoint, request)).encode()
-        session = self._session(endpoint.url)
+        session = self._sessions.get(endpoint.origin) or self._session(endpoint.origin)
         try:
             async with asyncio.timeout(request.timeout):
                 async with session.post(endpoint.url, data=data, headers=headers) as response:
@@ -121,17 +120,15 @@ class AiohttpProvider:
         for session in sessions:
             await session.close()
 
-    def _session(self, url: str) -> aiohttp.ClientSession:
-        parts = urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc}"
-        session = self._sessions.get(key)
+    def _session(self, origin: str) -> aiohttp.ClientSession:
+        session = self._sessions.get(origin)
         if session is None or session.closed:
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=CONNECTIONS_PER_UPSTREAM),
                 timeout=aiohttp.ClientTimeout(total=None),
                 headers={"User-Agent": USER_AGENT},
             )
-            self._sessions[key] = session
+            self._sessions[origin] = session
         return session
 
 

@@ -28,6 +28,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from llm_router_server.types import ModelSpec
 
@@ -88,6 +89,8 @@ class Endpoint:
     """The full URL of the chat endpoint."""
     api_base: str
     """The configured (or default) base, for error reasons."""
+    origin: str
+    """``scheme://host:port`` of ``url``: calls to one origin share one HTTP session."""
     headers: Mapping[str, str]
     body: Mapping[str, Any]
     """The fixed part of each request body: model, max_tokens, options, ..."""
@@ -164,4 +167,6 @@ def endpoint_for(
         key = params.pop("api_key", None) or env.get("OPENAI_API_KEY", "")
         headers["Authorization"] = f"Bearer {key}"
         body.update({table[k]: v for k, v in params.items()})
-    return Endpoint(wire=wire, url=url, api_base=base, headers=headers, body=body)
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return Endpoint(wire=wire, url=url, api_base=base, origin=origin, headers=headers, body=body)
