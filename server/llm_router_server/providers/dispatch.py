@@ -22,6 +22,7 @@ imported until a call does need it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import time
@@ -97,5 +98,8 @@ class DispatchProvider:
             logger.exception("litellm failed to load")
             raise ProviderError(clean(f"litellm failed to load: {exc}")) from exc
         self._litellm = provider
+        # litellm brings ~350k long-lived objects; keep the cyclic GC from walking them
+        # on every full collection (measured: ~0.1 ms CPU per Route).
+        gc.freeze()
         logger.info("litellm ready in %.2fs", time.monotonic() - started)
         return provider
