@@ -93,3 +93,38 @@ def test_env_default_in_file_is_used(tmp_path: Path) -> None:
     text = '[chains.a]\nmodels = [{model = "m", api_base = "${X:-http://127.0.0.1:9}"}]\n'
     cfg = config.load(write(tmp_path, 'default_chain = "a"\n' + text), env={})
     assert cfg.chains["a"].models[0].api_base == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            '{model = "m", provider = "fast"}',
+            "chains.a.models[0].provider: expected one of 'auto', 'native', 'litellm', got 'fast'",
+        ),
+        (
+            '{model = "ollama/qwen", provider = "native"}',
+            "chains.a.models[0].provider: 'native' cannot serve this model: model 'ollama/qwen'",
+        ),
+        (
+            '{model = "openai/x", provider = "native", params = {logit_bias = {}}}',
+            "provider: 'native' cannot serve this model: params logit_bias are not supported",
+        ),
+    ],
+)
+def test_a_provider_the_model_cannot_have_stops_start_up(
+    tmp_path: Path, model: str, message: str
+) -> None:
+    text = f'default_chain = "a"\n[chains.a]\nmodels = [{model}]\n'
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, text), env={})
+    assert message in str(info.value)
+
+
+def test_provider_defaults_to_auto_and_accepts_each_choice(tmp_path: Path) -> None:
+    text = (
+        'default_chain = "a"\n[chains.a]\nmodels = [{model = "ollama_chat/q"},'
+        ' {model = "claude-haiku-4-5", provider = "native"}, {model = "m", provider = "litellm"}]\n'
+    )
+    models = config.load(write(tmp_path, text), env={}).chains["a"].models
+    assert [m.provider for m in models] == ["auto", "native", "litellm"]

@@ -1,7 +1,10 @@
-"""LiteLLMProvider against wire-level fakes: the real litellm code runs, only the servers are fake.
+"""Both provider paths against wire-level fakes: the real code runs, only the servers are fake.
 
 Each test pins one measured litellm pitfall (see the provider module's docstring)
-or one fault's translation into the ProviderError tree.
+or one fault's translation into the ProviderError tree. The ``provider`` fixture
+runs every test twice: on ``LiteLLMProvider`` and on the server's
+``DispatchProvider`` (the native aiohttp path, which hands ``ollama/`` models and
+structured Anthropic calls to litellm), so both paths meet the same contract.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,9 @@ from llm_router_server.errors import (
     ProviderStatusError,
     ProviderTimeoutError,
 )
+from llm_router_server.providers.base import Provider
+from llm_router_server.providers.dispatch import DispatchProvider
+from llm_router_server.providers.http_provider import USER_AGENT
 from llm_router_server.providers.litellm_provider import LiteLLMProvider, clean
 from llm_router_server.types import CompletionRequest, Message, ModelSpec, Usage
 from tests.fakes.net import free_port
@@ -68,9 +75,18 @@ def api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
 
 
-@pytest.fixture
-async def provider() -> AsyncIterator[LiteLLMProvider]:
-    p = LiteLLMProvider()
+PATHS = ("litellm", "native")
+
+
+def make(path: str, default_max_tokens: int = 4096) -> Provider:
+    if path == "litellm":
+        return LiteLLMProvider(default_max_tokens=default_max_tokens)
+    return DispatchProvider(default_max_tokens=default_max_tokens)
+
+
+@pytest.fixture(params=PATHS)
+async def provider(request: pytest.FixtureRequest) -> AsyncIterator[Provider]:
+    p = make(request.param)
     yield p
     await p.aclose()
 
@@ -96,7 +112,7 @@ def ask(schema: dict[str, Any] | None = None, timeout: float = 5.0) -> Completio
 
 
 async def fail(
-    provider: LiteLLMProvider, up: FakeUpstream, kind: str, behaviour: Behaviour
+    provider: Provider, up: FakeUpstream, kind: str, behaviour: Behaviour
 ) -> ProviderError:
     up.script(behaviour)
     with pytest.raises(ProviderError) as info:
@@ -115,7 +131,7 @@ def assert_clean(reason: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_each_protocol_answers_with_text_and_usage(
-    provider: LiteLLMProvider, upstream: Upstream, kind: str
+    provider: Provider, upstream: Upstream, kind: str
 ) -> None:
     """Pitfall 5: ``ollama/`` uses /api/generate (litellm's prompt), ``ollama_chat/`` /api/chat."""
     up = upstream()
@@ -201,7 +217,7 @@ def test_no_connection_leaves_for_anything_but_the_configured_api_base(tmp_path:
 
 @pytest.mark.parametrize("kind", ["ollama", "ollama_chat"])
 async def test_ollama_calls_never_ask_api_show_nor_block_the_loop(
-    provider: LiteLLMProvider, upstream: Upstream, kind: str
+    provider: Provider, upstream: Upstream, kind: str
 ) -> None:
     up = upstream()
     up.on_path("/api/show", Hang())
@@ -233,7 +249,7 @@ async def test_ollama_calls_never_ask_api_show_nor_block_the_loop(
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_failing_model_is_called_exactly_once(
-    provider: LiteLLMProvider, upstream: Upstream, kind: str
+    provider: Provider, upstream: Upstream, kind: str
 ) -> None:
     up = upstream()
     error = await fail(provider, up, kind, HttpError(500))
@@ -246,12 +262,14 @@ async def test_a_failing_model_is_called_exactly_once(
 
 
 async def test_anthropic_gets_the_default_max_tokens_not_the_model_maximum(
-    provider: LiteLLMProvider, upstream: Upstream
+    provider: Provider, upstream: Upstream
 ) -> None:
     up = upstream()
     await provider.complete(spec("anthropic", up.url), ask())
     await provider.complete(spec("anthropic", up.url, max_tokens=123), ask())
-    await LiteLLMProvider(default_max_tokens=77).complete(spec("anthropic", up.url), ask())
+    small = make("litellm" if isinstance(provider, LiteLLMProvider) else "native", 77)
+    await small.complete(spec("anthropic", up.url), ask())
+    await small.aclose()
     assert [r.body["max_tokens"] for r in up.chat_requests()] == [4096, 123, 77]
 
 
@@ -260,7 +278,7 @@ async def test_anthropic_gets_the_default_max_tokens_not_the_model_maximum(
 
 @pytest.mark.parametrize("kind", ["anthropic", "openai"])
 async def test_a_safety_refusal_raises_a_refusal_error(
-    provider: LiteLLMProvider, upstream: Upstream, kind: str
+    provider: Provider, upstream: Upstream, kind: str
 ) -> None:
     error = await fail(provider, upstream(), kind, SafetyRefusal())
     assert type(error) is ProviderRefusalError
@@ -268,7 +286,7 @@ async def test_a_safety_refusal_raises_a_refusal_error(
 
 
 async def test_ollama_has_no_refusal_signal_so_its_refusal_is_just_text(
-    provider: LiteLLMProvider, upstream: Upstream
+    provider: Provider, upstream: Upstream
 ) -> None:
     """The chain's refusal patterns catch it; the provider passes it on."""
     up = upstream()
@@ -279,7 +297,7 @@ async def test_ollama_has_no_refusal_signal_so_its_refusal_is_just_text(
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_an_empty_answer_is_a_response_error(
-    provider: LiteLLMProvider, upstream: Upstream, kind: str
+    provider: Provider, upstream: Upstream, kind: str
 ) -> None:
     error = await fail(provider, upstream(), kind, Answer(""))
     assert type(error) is ProviderResponseError
@@ -298,7 +316,7 @@ TRACEBACK = (
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_traceback_in_an_error_body_becomes_one_clean_line(
-    provider: LiteLLMProvider, upstream: Upstream, kind: str
+    provider: Provider, upstream: Upstream, kind: str
 ) -> None:
     error = await fail(provider, upstream(), kind, HttpError(500, {"error": TRACEBACK}))
     assert isinstance(error, ProviderStatusError)
@@ -307,7 +325,7 @@ async def test_a_traceback_in_an_error_body_becomes_one_clean_line(
 
 @pytest.mark.parametrize("kind", ["anthropic", "openai"])
 async def test_secrets_echoed_by_the_provider_are_scrubbed(
-    provider: LiteLLMProvider, upstream: Upstream, kind: str
+    provider: Provider, upstream: Upstream, kind: str
 ) -> None:
     echo = f"bad key {OPENAI_KEY}; x-api-key: {ANTHROPIC_KEY}; Authorization: Bearer abc.def"
     body = {"error": {"message": echo, "type": "authentication_error"}}
@@ -329,7 +347,7 @@ def test_clean_bounds_and_flattens() -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_schema_is_sent_as_native_structured_output(
-    provider: LiteLLMProvider, upstream: Upstream, kind: str
+    provider: Provider, upstream: Upstream, kind: str
 ) -> None:
     up = upstream()
     up.script(Answer('{"action": "wait"}'), Answer("free text"))
@@ -356,7 +374,7 @@ async def test_a_schema_is_sent_as_native_structured_output(
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_hung_provider_times_out_on_time(
-    provider: LiteLLMProvider, upstream: Upstream, kind: str
+    provider: Provider, upstream: Upstream, kind: str
 ) -> None:
     up = upstream()
     up.script(Hang())
@@ -371,7 +389,7 @@ async def test_a_hung_provider_times_out_on_time(
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_cancelling_the_call_closes_the_upstream_request(
-    provider: LiteLLMProvider, upstream: Upstream, kind: str
+    provider: Provider, upstream: Upstream, kind: str
 ) -> None:
     up = upstream()
     up.script(Hang())
@@ -392,7 +410,7 @@ async def test_cancelling_the_call_closes_the_upstream_request(
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("status", [429, 500, 503, 400, 401])
 async def test_an_http_error_status_is_a_status_error_naming_it(
-    provider: LiteLLMProvider, upstream: Upstream, kind: str, status: int
+    provider: Provider, upstream: Upstream, kind: str, status: int
 ) -> None:
     error = await fail(provider, upstream(), kind, HttpError(status))
     assert type(error) is ProviderStatusError
@@ -402,9 +420,7 @@ async def test_an_http_error_status_is_a_status_error_naming_it(
     assert_clean(str(error))
 
 
-async def test_anthropic_overload_reads_as_such(
-    provider: LiteLLMProvider, upstream: Upstream
-) -> None:
+async def test_anthropic_overload_reads_as_such(provider: Provider, upstream: Upstream) -> None:
     error = await fail(provider, upstream(), "anthropic", HttpError(529))
     assert str(error) == "HTTP 529 from provider: Overloaded (overloaded_error)"
 
@@ -419,7 +435,7 @@ FAULTS: list[tuple[Behaviour, type[ProviderError], str]] = [
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("fault", "kind_of_error", "prefix"), FAULTS)
 async def test_a_broken_answer_is_a_connection_or_response_error(
-    provider: LiteLLMProvider,
+    provider: Provider,
     upstream: Upstream,
     kind: str,
     fault: Behaviour,
@@ -433,10 +449,103 @@ async def test_a_broken_answer_is_a_connection_or_response_error(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_a_refused_connection_is_a_connection_error(
-    provider: LiteLLMProvider, kind: str
-) -> None:
+async def test_a_refused_connection_is_a_connection_error(provider: Provider, kind: str) -> None:
     base = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ProviderConnectionError) as info:
         await provider.complete(spec(kind, base), ask(timeout=2.0))
     assert str(info.value) == f"connection refused ({base})"
+
+
+# -- the native path: which calls it serves, and that it says what litellm says ---------------
+
+
+def agents(up: FakeUpstream) -> list[str]:
+    return [r.headers.get("User-Agent", "") for r in up.chat_requests()]
+
+
+@pytest.mark.parametrize("kind", ["ollama_chat", "anthropic", "openai"])
+async def test_the_native_path_serves_the_default_chains_protocols(
+    upstream: Upstream, kind: str
+) -> None:
+    up = upstream()
+    provider = DispatchProvider()
+    await provider.complete(spec(kind, up.url, temperature=0.5), ask())
+    if kind != "anthropic":
+        await provider.complete(spec(kind, up.url), ask(SCHEMA))
+    await provider.aclose()
+    assert set(agents(up)) == {USER_AGENT}
+    assert not provider.litellm_ready  # never imported for these calls
+
+
+@pytest.mark.parametrize(
+    ("model", "schema", "params"),
+    [
+        (spec("ollama", ""), None, {}),  # ollama/: litellm's prompt templates
+        (spec("anthropic", ""), SCHEMA, {}),  # Claude structured output: litellm's rules
+        (spec("openai", ""), None, {"logit_bias": {"1": 2}}),  # a param the table lacks
+        (ModelSpec("ollama_chat/qwen2.5:7b", 5.0, provider="litellm"), None, {}),
+    ],
+)
+async def test_what_the_native_path_does_not_serve_goes_to_litellm(
+    upstream: Upstream, model: ModelSpec, schema: dict[str, Any] | None, params: dict[str, Any]
+) -> None:
+    up = upstream()
+    base = up.url + "/v1" if model.model.startswith("openai/") else up.url
+    provider = DispatchProvider()
+    model = replace(model, api_base=base, params=params)
+    completion = await provider.complete(model, ask(schema))
+    await provider.aclose()
+    assert completion.text == "ok"
+    assert USER_AGENT not in agents(up)
+
+
+def _semantic(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A request body without the differences that mean nothing to the provider."""
+    body = json.loads(json.dumps(body))
+    if path == "/api/chat":
+        for message in body["messages"]:
+            message.pop("images", None)
+    if path == "/v1/messages":
+        for message in body["messages"]:
+            if isinstance(message["content"], list):
+                message["content"] = "".join(b["text"] for b in message["content"])
+        if isinstance(body.get("system"), list):
+            body["system"] = "\n\n".join(b["text"] for b in body["system"])
+    return body
+
+
+EQUAL_PARAMS = {
+    "ollama_chat": {"temperature": 0.2, "top_p": 0.9, "stop": ["x"], "seed": 3, "max_tokens": 9},
+    "anthropic": {"temperature": 0.2, "top_p": 0.9, "top_k": 5, "max_tokens": 9},
+    "openai": {"temperature": 0.2, "top_p": 0.9, "stop": ["x"], "seed": 3, "presence_penalty": 1},
+}
+
+
+@pytest.mark.parametrize("kind", ["ollama_chat", "anthropic", "openai"])
+@pytest.mark.parametrize("with_schema", [False, True])
+async def test_the_native_path_sends_what_litellm_sends(
+    upstream: Upstream, kind: str, with_schema: bool
+) -> None:
+    """Same path, body (up to content-block framing) and auth headers as litellm's request."""
+    up = upstream()
+    request = CompletionRequest(
+        messages=(
+            Message("system", "Be brief."),
+            Message("user", "hi"),
+            Message("assistant", "hello"),
+            Message("user", "What now?"),
+        ),
+        schema=SCHEMA if with_schema else None,
+        timeout=5.0,
+    )
+    for path in PATHS:
+        p = make(path)
+        await p.complete(spec(kind, up.url, **EQUAL_PARAMS[kind]), request)
+        await p.aclose()
+    litellm_call, native_call = up.chat_requests()
+    assert native_call.path == litellm_call.path
+    assert _semantic(native_call.path, native_call.body) == _semantic(
+        litellm_call.path, litellm_call.body
+    )
+    for header in ("x-api-key", "Authorization", "anthropic-version", "anthropic-beta"):
+        assert native_call.headers.get(header) == litellm_call.headers.get(header)

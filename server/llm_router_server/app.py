@@ -31,10 +31,11 @@ ROUTER_SERVICE = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
 
 
 def default_provider(config: Config) -> Provider:
-    """The litellm-backed provider (imported here so the chain never imports litellm)."""
-    from llm_router_server.providers.litellm_provider import LiteLLMProvider
+    """The native HTTP path with litellm behind it, loaded in the background (see dispatch.py)."""
+    from llm_router_server.providers.dispatch import DispatchProvider
 
-    return LiteLLMProvider(default_max_tokens=config.default_max_tokens)
+    models = [m for chain in config.chains.values() for m in chain.models]
+    return DispatchProvider(models, default_max_tokens=config.default_max_tokens)
 
 
 def default_bus(config: Config) -> MetricsBus:

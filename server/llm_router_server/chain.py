@@ -128,7 +128,7 @@ class Router:
                         for m in chain.models[index:]
                     )
                     break
-                logger.info(
+                logger.debug(  # DEBUG: the outcome line below says it at INFO (bench/)
                     "%sattempt %d/%d: %s (timeout %.3gs)",
                     tag,
                     index + 1,

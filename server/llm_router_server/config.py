@@ -157,9 +157,23 @@ def _model(raw: Any, path: str) -> ModelSpec:
         api_base=t.take("api_base", str, "") or None,
         structured_output=t.take("structured_output", bool, True),
         params=t.take("params", dict, {}),
+        provider=t.take("provider", str, "auto"),
     )
     t.done()
+    _check_provider(spec, t.key("provider"))
     return spec
+
+
+def _check_provider(spec: ModelSpec, key: str) -> None:
+    """``provider`` is one of the choices, and ``"native"`` only for a model it can serve."""
+    from llm_router_server.providers.protocols import PROVIDER_CHOICES, unsupported
+
+    if spec.provider not in PROVIDER_CHOICES:
+        choices = ", ".join(repr(c) for c in PROVIDER_CHOICES)
+        raise ConfigError(f"{key}: expected one of {choices}, got {spec.provider!r}")
+    why = unsupported(spec) if spec.provider == "native" else None
+    if why is not None:
+        raise ConfigError(f"{key}: 'native' cannot serve this model: {why}")
 
 
 def _chains(t: _Table) -> dict[str, ChainSpec]:

@@ -102,7 +102,10 @@ def attempt_to_proto(attempt: Attempt) -> router_pb2.Attempt:
 
 def result_to_proto(result: RouteResult) -> router_pb2.RouteResponse:
     content = struct_pb2.Value()
-    json_format.ParseDict(result.content, content)
+    if isinstance(result.content, str):
+        content.string_value = result.content  # free text: skip ParseDict's generic walk
+    else:
+        json_format.ParseDict(result.content, content)
     return router_pb2.RouteResponse(
         content=content,
         raw_text=result.raw_text,

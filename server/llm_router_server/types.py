@@ -39,6 +39,9 @@ class ModelSpec:
     """Send the caller's schema to the provider as native structured output."""
     params: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the provider call (e.g. ``temperature``)."""
+    provider: str = "auto"
+    """Which path calls the model: "auto" (native HTTP when it speaks the model's
+    protocol, else litellm), "native" or "litellm" (see ``providers/dispatch.py``)."""
 
 
 @dataclass(frozen=True)

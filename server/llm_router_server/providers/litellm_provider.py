@@ -45,7 +45,6 @@ import logging
 import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import litellm
@@ -66,7 +65,15 @@ from llm_router_server.errors import (
     ProviderStatusError,
     ProviderTimeoutError,
 )
+from llm_router_server.providers.reasons import (
+    clean,
+    connection_reason,
+    error_detail,
+    status_reason,
+)
 from llm_router_server.types import Completion, CompletionRequest, ModelSpec, Usage
+
+__all__ = ["LiteLLMProvider", "clean"]
 
 litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on errors
 
@@ -76,7 +83,6 @@ for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
     logging.getLogger(_name).handlers.clear()
     logging.getLogger(_name).setLevel(os.environ.get("LITELLM_LOG", "WARNING").upper())
 
-MAX_REASON = 300
 _OLLAMA_PREFIXES = ("ollama/", "ollama_chat/")
 _WARM_MODELS = ("ollama_chat/warm", "ollama/warm", "anthropic/claude-warm", "openai/gpt-warm")
 
@@ -207,10 +213,9 @@ def _translate(exc: Exception, model: ModelSpec, timeout: float) -> ProviderErro
         return ProviderResponseError(f"malformed response from provider: {clean(str(decode))}")
     status, body = _http_status(chain)
     if status is not None:
-        detail = _error_detail(body) if body else ""
+        detail = error_detail(body) if body else ""
         detail = detail or _litellm_message(exc)
-        reason = clean(f"HTTP {status} from provider: {clean(detail)}")
-        return ProviderStatusError(reason, status_code=status)
+        return ProviderStatusError(status_reason(status, detail), status_code=status)
     if isinstance(exc, APIConnectionError):
         return ProviderConnectionError(clean(f"connection error: {_litellm_message(exc)}"))
     if isinstance(exc, ContentPolicyViolationError):
@@ -219,14 +224,8 @@ def _translate(exc: Exception, model: ModelSpec, timeout: float) -> ProviderErro
 
 
 def _connection_reason(transport: BaseException, model: ModelSpec) -> str:
-    root = next((e for e in _chain(transport) if isinstance(e, ConnectionRefusedError)), None)
-    where = ""
-    if model.api_base:
-        parts = urlsplit(model.api_base)
-        where = f" ({parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''})"
-    if root is not None:
-        return clean(f"connection refused{where}")
-    return clean(f"connection error{where}: {transport}")
+    refused = any(isinstance(e, ConnectionRefusedError) for e in _chain(transport))
+    return connection_reason(model.api_base, refused, transport)
 
 
 def _http_status(chain: list[BaseException]) -> tuple[int | None, str]:
@@ -255,24 +254,6 @@ def _http_status(chain: list[BaseException]) -> tuple[int | None, str]:
     return None, ""
 
 
-def _error_detail(body: str) -> str:
-    """The message of a provider's error body (Anthropic, OpenAI or Ollama shape)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body
-    if not isinstance(data, dict):
-        return body
-    error = data.get("error", data)
-    if isinstance(error, str):
-        return error
-    if isinstance(error, dict):
-        message, kind = error.get("message"), error.get("type")
-        if isinstance(message, str):
-            return f"{message} ({kind})" if isinstance(kind, str) and kind else message
-    return body
-
-
 _LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+|\w+(?:Exception|Error))\s*[-:]\s*")
 _LITELLM_SUFFIX = re.compile(
     r"\.?\s*(?:Handle with `litellm\.\w+`\.?|Received Model Group=.*|LiteLLM Retried:.*)$", re.S
@@ -284,33 +265,3 @@ def _litellm_message(exc: BaseException) -> str:
     for _ in range(4):
         text = _LITELLM_PREFIX.sub("", text.lstrip())
     return clean(_LITELLM_SUFFIX.sub("", text))
-
-
-_TRACEBACK = "Traceback (most recent call last):"
-_SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\bsk-[\w\-*.]{3,}"), "sk-***"),
-    (re.compile(r"(?i)\bbearer\s+[^\s'\",}]+"), "Bearer ***"),
-    (
-        re.compile(
-            r"(?i)\b(x-api-key|api[_-]?key|authorization)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
-        ),
-        r"\1\2***",
-    ),
-    (re.compile(r'File "[^"]*"(?:, line \d+)?(?:, in \S+)?'), ""),
-    (re.compile(r"(?<![\w:/.])/(?:[\w.\-]+/)+[\w.\-]+"), "<path>"),
-    (re.compile(r"\s*ssl:<[^>]*>"), ""),
-    (re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>"), "<object>"),
-)
-
-
-def clean(text: str) -> str:
-    """One bounded line: no traceback, file path or secret."""
-    if _TRACEBACK in text:
-        head, _, tail = text.partition(_TRACEBACK)
-        lines = [line for line in tail.splitlines() if line.strip()]
-        text = head if head.strip() else (lines[-1] if lines else "")
-    text = text.replace("\\n", " ")
-    for pattern, replacement in _SCRUBS:
-        text = pattern.sub(replacement, text)
-    text = " ".join(text.split()).rstrip(" :-")
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."

@@ -1,0 +1,520 @@
+"""The router's overhead against a direct call, measured in one run.
+
+``python -m bench.run`` (see the README's Performance section) starts, each in
+its own process on 127.0.0.1: the fake upstream (``bench/upstream.py``) and the
+router (``llm-router serve`` with a generated config). The load generator is
+this process. For each row, at concurrency 1 and 64, it reports p50/p99
+latency, calls/s and CPU per call:
+
+(a) ``direct-http``: an aiohttp POST to the upstream's ``/api/chat`` (CPU: this process)
+(b) ``direct-litellm``: ``litellm.acompletion`` to the same upstream (CPU: this process)
+(f) ``grpc-floor``: ``Route`` on a server that answers at once (``bench/floor.py``): gRPC alone
+(c) ``route``: ``Route`` through the gRPC service, one native model (CPU: server process)
+(c') ``route-litellm``: the same with ``provider = "litellm"`` (the path before issue 6)
+(d) ``route-fallback``: ``Route`` whose first model is refused, the second answers
+(e) Redis up / down / blackholed: a hook for the metrics issue, see ``extra_servers``
+
+plus the ratios (c)/(a) and (c)/(b), the overhead (c)-(a), server start-up time
+to health SERVING (and until litellm finished loading), and the server's RSS
+after the load. It writes a table to stdout and everything to a JSON file.
+"""
+
+# The harness starts its processes and polls files on purpose from the event loop
+# that also times them: blocking there costs nothing that is measured.
+# ruff: noqa: ASYNC110, ASYNC220, ASYNC240
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from llm_router.v1 import router_pb2, router_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MESSAGES = [{"role": "user", "content": "Is 17 prime? Answer yes or no."}]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    paths = [str(ROOT / "server"), str(ROOT / "client"), str(ROOT)]
+    e["PYTHONPATH"] = os.pathsep.join([*paths, e.get("PYTHONPATH", "")])
+    e["LITELLM_OFFLINE_MODE"] = "true"
+    e.setdefault("ANTHROPIC_API_KEY", "sk-ant-bench")
+    e.pop("LLM_ROUTER_CONFIG", None)
+    return e
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mb(pid: int) -> float:
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+async def wait_port(port: int, within: float) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.02)
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+def write_config(path: Path, port: int, upstream: str, dead: str, extra: str = "") -> None:
+    path.write_text(
+        f"""
+default_chain = "route"
+[server]
+listen = "127.0.0.1:{port}"
+grace_seconds = 1
+{extra}
+[chains.route]
+models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = 5, api_base = "{upstream}" }}]
+[chains.route-litellm]
+models = [
+  {{ model = "ollama_chat/qwen2.5:7b", api_base = "{upstream}", provider = "litellm" }},
+]
+[chains.route-fallback]
+models = [
+  {{ model = "ollama_chat/qwen2.5:7b", timeout = 5, api_base = "{dead}" }},
+  {{ model = "ollama_chat/qwen2.5:7b", timeout = 5, api_base = "{upstream}" }},
+]
+"""
+    )
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    target: str
+    serving_s: float
+    log: Path
+
+    def litellm_ready_s(self) -> float | None:
+        match = re.search(r"litellm ready in ([\d.]+)s", self.log.read_text())
+        return float(match.group(1)) if match else None
+
+
+async def start_server(config: Path, port: int, log: Path) -> Server:
+    started = time.monotonic()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llm_router_server", "serve", "--config", str(config)],
+            env=env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    target = f"127.0.0.1:{port}"
+    async with grpc.aio.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.01)
+    return Server(proc, target, time.monotonic() - started, log)
+
+
+async def wait_litellm(server: Server, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while server.litellm_ready_s() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- measuring ----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    name: str
+    concurrency: int
+    calls: int
+    p50_ms: float
+    p99_ms: float
+    calls_per_s: float
+    cpu_ms_per_call: float
+    cpu_of: str
+    errors: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Sample:
+    """Raw measurements of one row, accumulated over rounds."""
+
+    latencies: list[float] = field(default_factory=list)
+    cpu: float = 0.0
+    wall: float = 0.0
+    calls: int = 0
+    errors: int = 0
+
+    def row(self, name: str, concurrency: int, cpu_of: str) -> Row:
+        lat = sorted(self.latencies)
+        q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else []
+        return Row(
+            name=name,
+            concurrency=concurrency,
+            calls=self.calls,
+            p50_ms=round(statistics.median(lat) * 1000, 3) if lat else float("nan"),
+            p99_ms=round(q[98] * 1000, 3) if q else float("nan"),
+            calls_per_s=round(len(lat) / self.wall, 1) if self.wall else 0.0,
+            cpu_ms_per_call=round(self.cpu / max(self.calls, 1) * 1000, 3),
+            cpu_of=cpu_of,
+            errors=self.errors,
+        )
+
+
+async def measure(
+    sample: Sample,
+    call: Callable[[], Awaitable[None]],
+    concurrency: int,
+    calls: int,
+    cpu_pid: int | None,
+    warmup: int,
+) -> None:
+    """``calls`` calls, ``concurrency`` at a time, after ``warmup`` unmeasured ones."""
+    for _ in range(warmup):
+        await call()
+    pending = iter(range(calls))
+
+    async def worker() -> None:
+        for _ in pending:
+            t0 = time.perf_counter()
+            try:
+                await call()
+            except Exception:
+                sample.errors += 1
+                continue
+            sample.latencies.append(time.perf_counter() - t0)
+
+    cpu0 = cpu_seconds(cpu_pid) if cpu_pid else time.process_time()
+    wall0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    sample.wall += time.perf_counter() - wall0
+    sample.cpu += (cpu_seconds(cpu_pid) if cpu_pid else time.process_time()) - cpu0
+    sample.calls += calls
+
+
+async def rounds(
+    plan: list[tuple[str, Callable[[], Awaitable[None]], int | None, dict[int, int], int]],
+    rounds: int,
+) -> list[Row]:
+    """Each row of ``plan`` in turn, ``rounds`` times, so drifting machine load hits all alike.
+
+    ``plan`` rows: (name, call, pid whose CPU counts or None for this process,
+    calls per concurrency, warm-up calls).
+    """
+    rows: list[Row] = []
+    for conc in (1, 64):
+        samples = {name: Sample() for name, *_ in plan}
+        for _ in range(rounds):
+            for name, call, pid, counts, warm in plan:
+                await measure(samples[name], call, conc, counts[conc] // rounds, pid, warm)
+        for name, _, pid, _, _ in plan:
+            rows.append(samples[name].row(name, conc, "server" if pid else "bench"))
+            r = rows[-1]
+            print(f"  {name} c={conc}: p50 {r.p50_ms} ms, {r.calls_per_s}/s", file=sys.stderr)
+    return rows
+
+
+def direct_http(session: aiohttp.ClientSession, url: str) -> Callable[[], Awaitable[None]]:
+    body = json.dumps(
+        {
+            "model": "qwen2.5:7b",
+            "messages": MESSAGES,
+            "options": {"num_predict": 4096},
+            "stream": False,
+        }
+    ).encode()
+    headers = {"Content-Type": "application/json"}
+
+    async def call() -> None:
+        async with session.post(url + "/api/chat", data=body, headers=headers) as response:
+            json.loads(await response.read())
+            response.raise_for_status()
+
+    return call
+
+
+def direct_litellm(url: str) -> Callable[[], Awaitable[None]]:
+    from llm_router_server.providers.litellm_provider import LiteLLMProvider
+    from llm_router_server.types import CompletionRequest, Message, ModelSpec
+
+    provider = LiteLLMProvider()
+    spec = ModelSpec("ollama_chat/qwen2.5:7b", timeout=5.0, api_base=url)
+    request = CompletionRequest(tuple(Message(**m) for m in MESSAGES), None, 5.0)
+
+    async def call() -> None:
+        await provider.complete(spec, request)
+
+    return call
+
+
+def route(stub: router_pb2_grpc.RouterStub, chain: str) -> Callable[[], Awaitable[None]]:
+    request = router_pb2.RouteRequest(
+        messages=[router_pb2.Message(**m) for m in MESSAGES], chain=chain, context="bench"
+    )
+
+    async def call() -> None:
+        await stub.Route(request, timeout=30)
+
+    return call
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    import grpc as grpc_module
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "grpcio": grpc_module.__version__,
+        "aiohttp": aiohttp.__version__,
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def extra_servers() -> list[tuple[str, str]]:
+    """Hook for row (e): ``(row name, extra config text)`` per additional server to run.
+
+    Each entry starts one more server with ``extra`` added to its config and
+    measures ``Route`` on it like row (c); e.g. after the metrics issue:
+    ``("route-redis-up", '[metrics]\\nredis_url = "redis://127.0.0.1:PORT"')``,
+    and the same with Redis stopped and blackholed.
+    """
+    return []
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    scale = args.scale
+    counts = {1: int(1000 * scale), 64: int(5000 * scale)}
+    slow_counts = {1: int(200 * scale), 64: int(600 * scale)}
+    results: dict[str, Any] = {"machine": machine(), "note": args.note, "rows": []}
+    rows: list[Row] = []
+    tmp = Path(tempfile.mkdtemp(prefix="llm-router-bench-"))
+    up_port = free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", "bench.upstream", str(up_port)],
+        env=env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        await wait_port(up_port, 20)
+        up = f"http://127.0.0.1:{up_port}"
+        dead = f"http://127.0.0.1:{free_port()}"
+        port = free_port()
+        write_config(tmp / "bench.toml", port, up, dead)
+        server = await start_server(tmp / "bench.toml", port, tmp / "server.log")
+        servers.append(server.proc)
+        results["startup"] = {"serving_s": round(server.serving_s, 3)}
+        print(f"server SERVING after {server.serving_s:.2f}s", file=sys.stderr)
+
+        floor_port = free_port()
+        floor = subprocess.Popen(
+            [sys.executable, "-m", "bench.floor", str(floor_port)], env=env(), cwd=ROOT
+        )
+        servers.append(floor)
+        await wait_port(floor_port, 20)
+        await wait_litellm(server)  # its import would share the CPU with the first rows
+        results["startup"]["litellm_ready_s"] = server.litellm_ready_s()
+        pid = server.proc.pid
+        async with (
+            aiohttp.ClientSession() as session,
+            grpc.aio.insecure_channel(server.target) as channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{floor_port}") as floor_channel,
+        ):
+            stub = router_pb2_grpc.RouterStub(channel)
+            floor_stub = router_pb2_grpc.RouterStub(floor_channel)
+            plan = [
+                ("direct-http", direct_http(session, up), None, counts, 200),
+                ("grpc-floor", route(floor_stub, "floor"), floor.pid, counts, 200),
+                ("route", route(stub, "route"), pid, counts, 200),
+                ("route-fallback", route(stub, "route-fallback"), pid, counts, 200),
+            ]
+            rows += await rounds(plan, args.rounds)
+            if not args.skip_litellm:
+                plan = [
+                    ("direct-litellm", direct_litellm(up), None, slow_counts, 20),
+                    ("route-litellm", route(stub, "route-litellm"), pid, slow_counts, 20),
+                ]
+                rows += await rounds(plan, 1)
+        results["server_rss_mb_after_load"] = round(rss_mb(server.proc.pid), 1)
+        for name, extra in extra_servers():
+            port = free_port()
+            write_config(tmp / f"{name}.toml", port, up, dead, extra)
+            other = await start_server(tmp / f"{name}.toml", port, tmp / f"{name}.log")
+            servers.append(other.proc)
+            async with grpc.aio.insecure_channel(other.target) as channel:
+                stub = router_pb2_grpc.RouterStub(channel)
+                plan = [(name, route(stub, "route"), other.proc.pid, counts, 200)]
+                rows += await rounds(plan, 1)
+    finally:
+        for proc in servers:
+            stop(proc)
+        stop(upstream)
+    results["rows"] = [asdict(r) for r in rows]
+    results["machine"]["loadavg_at_end"] = os.getloadavg()
+    results["summary"] = summary(rows, results)
+    return results
+
+
+def summary(rows: list[Row], results: dict[str, Any]) -> dict[str, Any]:
+    by = {(r.name, r.concurrency): r for r in rows}
+    out: dict[str, Any] = {}
+
+    def get(name: str, conc: int) -> Row | None:
+        return by.get((name, conc))
+
+    a1, c1, d1, b1 = get("direct-http", 1), get("route", 1), get("route-fallback", 1), None
+    b1 = get("direct-litellm", 1)
+    c64 = get("route", 64)
+    if a1 and c1:
+        out["overhead_p50_ms_c1"] = round(c1.p50_ms - a1.p50_ms, 3)
+        out["overhead_p99_ms_c1"] = round(c1.p99_ms - a1.p99_ms, 3)
+        out["ratio_route_over_http_p50_c1"] = round(c1.p50_ms / a1.p50_ms, 2)
+    if b1 and c1:
+        out["ratio_route_over_litellm_p50_c1"] = round(c1.p50_ms / b1.p50_ms, 3)
+    for conc in (1, 64):
+        a, b, c = get("direct-http", conc), get("direct-litellm", conc), get("route", conc)
+        if a and c:
+            out[f"ratio_route_over_http_calls_per_s_c{conc}"] = round(
+                c.calls_per_s / a.calls_per_s, 3
+            )
+        if b and c:
+            out[f"ratio_route_over_litellm_calls_per_s_c{conc}"] = round(
+                c.calls_per_s / b.calls_per_s, 2
+            )
+    f1 = get("grpc-floor", 1)
+    if f1 and c1 and a1:
+        out["route_minus_floor_minus_http_p50_ms_c1"] = round(c1.p50_ms - f1.p50_ms - a1.p50_ms, 3)
+    if c1 and d1:
+        out["fallback_adds_p50_ms_c1"] = round(d1.p50_ms - c1.p50_ms, 3)
+    goals = {
+        "overhead_p50_le_1ms": out.get("overhead_p50_ms_c1"),
+        "overhead_p99_le_3ms": out.get("overhead_p99_ms_c1"),
+        "route_calls_per_s_c64_ge_1000": c64.calls_per_s if c64 else None,
+        "route_p99_ms_c64_lt_100": c64.p99_ms if c64 else None,
+        "fallback_adds_le_5ms": out.get("fallback_adds_p50_ms_c1"),
+        "serving_s_le_3": results.get("startup", {}).get("serving_s"),
+    }
+    limits = {
+        "overhead_p50_le_1ms": lambda v: v <= 1,
+        "overhead_p99_le_3ms": lambda v: v <= 3,
+        "route_calls_per_s_c64_ge_1000": lambda v: v >= 1000,
+        "route_p99_ms_c64_lt_100": lambda v: v < 100,
+        "fallback_adds_le_5ms": lambda v: v <= 5,
+        "serving_s_le_3": lambda v: v <= 3,
+    }
+    out["goals"] = {
+        k: {"value": v, "met": None if v is None else bool(limits[k](v))} for k, v in goals.items()
+    }
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    head = f"{'row':<16}{'conc':>5}{'calls':>7}{'p50 ms':>9}{'p99 ms':>9}{'calls/s':>9}"
+    head += f"{'CPU ms/call':>13}  of"
+    lines = [head]
+    for r in results["rows"]:
+        lines.append(
+            f"{r['name']:<16}{r['concurrency']:>5}{r['calls']:>7}{r['p50_ms']:>9.3f}"
+            f"{r['p99_ms']:>9.3f}{r['calls_per_s']:>9.0f}{r['cpu_ms_per_call']:>13.3f}"
+            f"  {r['cpu_of']}" + (f"  errors {r['errors']}" if r["errors"] else "")
+        )
+    s = results["startup"]
+    lines.append(
+        f"start-up: SERVING {s['serving_s']:.2f}s, litellm loaded {s.get('litellm_ready_s')}s"
+        f" after start(); server RSS after load {results.get('server_rss_mb_after_load')} MB"
+    )
+    for key, value in results["summary"].items():
+        if key != "goals":
+            lines.append(f"{key}: {value}")
+    for key, goal in results["summary"]["goals"].items():
+        verdict = "n/a" if goal["met"] is None else ("met" if goal["met"] else "NOT met")
+        lines.append(f"goal {key}: {goal['value']} -> {verdict}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, help="JSON file to write (default: print only)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the call counts")
+    parser.add_argument("--rounds", type=int, default=3, help="alternate the rows this often")
+    parser.add_argument("--note", default="", help="free text stored with the result")
+    parser.add_argument(
+        "--skip-litellm", action="store_true", help="skip rows (b) and (c') (slow: ~10 ms per call)"
+    )
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    print(table(results))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""A lean fake model upstream for the benchmark: answers at once, in its own process.
+
+``python -m bench.upstream PORT`` serves Ollama ``/api/chat``, Anthropic
+``/v1/messages`` and OpenAI ``/v1/chat/completions`` on 127.0.0.1:PORT with a
+fixed, valid answer (precomputed bytes: the upstream should cost as little CPU
+as it can, since it shares the machine with the server and the load generator).
+It prints ``ready`` when it listens.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from aiohttp import web
+
+ANSWERS = {
+    "/api/chat": {
+        "model": "qwen2.5:7b",
+        "created_at": "2025-01-01T00:00:00.000000Z",
+        "message": {"role": "assistant", "content": "ok"},
+        "done": True,
+        "done_reason": "stop",
+        "prompt_eval_count": 11,
+        "eval_count": 7,
+    },
+    "/v1/messages": {
+        "id": "msg_bench",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5-20251001",
+        "content": [{"type": "text", "text": "ok"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 11, "output_tokens": 7},
+    },
+    "/v1/chat/completions": {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1735689600,
+        "model": "gpt-bench",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    },
+}
+
+
+def app() -> web.Application:
+    application = web.Application()
+    for path, answer in ANSWERS.items():
+        body = json.dumps(answer).encode()
+
+        async def handle(request: web.Request, body: bytes = body) -> web.Response:
+            await request.read()
+            return web.Response(body=body, content_type="application/json")
+
+        application.router.add_post(path, handle)
+    return application
+
+
+def main() -> None:
+    port = int(sys.argv[1])
+
+    async def ready(_: web.Application) -> None:
+        print("ready", flush=True)
+
+    application = app()
+    application.on_startup.append(ready)
+    web.run_app(application, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

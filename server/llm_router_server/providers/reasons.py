@@ -1,0 +1,81 @@
+"""Reason texts shared by the providers: one bounded, secret-free line per failure.
+
+Both providers (``litellm_provider.py`` and ``http_provider.py``) build their
+``ProviderError`` messages with these helpers, so a fault reads the same
+whichever path served the model. This module imports no provider library.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import urlsplit
+
+MAX_REASON = 300
+
+_TRACEBACK = "Traceback (most recent call last):"
+_SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bsk-[\w\-*.]{3,}"), "sk-***"),
+    (re.compile(r"(?i)\bbearer\s+[^\s'\",}]+"), "Bearer ***"),
+    (
+        re.compile(
+            r"(?i)\b(x-api-key|api[_-]?key|authorization)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
+        ),
+        r"\1\2***",
+    ),
+    (re.compile(r'File "[^"]*"(?:, line \d+)?(?:, in \S+)?'), ""),
+    (re.compile(r"(?<![\w:/.])/(?:[\w.\-]+/)+[\w.\-]+"), "<path>"),
+    (re.compile(r"\s*ssl:<[^>]*>"), ""),
+    (re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>"), "<object>"),
+)
+
+
+def clean(text: str) -> str:
+    """One bounded line: no traceback, file path or secret."""
+    if _TRACEBACK in text:
+        head, _, tail = text.partition(_TRACEBACK)
+        lines = [line for line in tail.splitlines() if line.strip()]
+        text = head if head.strip() else (lines[-1] if lines else "")
+    text = text.replace("\\n", " ")
+    for pattern, replacement in _SCRUBS:
+        text = pattern.sub(replacement, text)
+    text = " ".join(text.split()).rstrip(" :-")
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+def origin(api_base: str | None) -> str:
+    """`` (scheme://host:port)`` of an API base for reasons, or "" when there is none."""
+    if not api_base:
+        return ""
+    parts = urlsplit(api_base)
+    return f" ({parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''})"
+
+
+def connection_reason(api_base: str | None, refused: bool, error: object) -> str:
+    """``connection refused (origin)`` or ``connection error (origin): error``."""
+    if refused:
+        return clean(f"connection refused{origin(api_base)}")
+    return clean(f"connection error{origin(api_base)}: {error}")
+
+
+def status_reason(status: int, detail: str) -> str:
+    """``HTTP <status> from provider: <detail>``."""
+    return clean(f"HTTP {status} from provider: {clean(detail)}")
+
+
+def error_detail(body: str) -> str:
+    """The message of a provider's error body (Anthropic, OpenAI or Ollama shape)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(data, dict):
+        return body
+    error = data.get("error", data)
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict):
+        message, kind = error.get("message"), error.get("type")
+        if isinstance(message, str):
+            return f"{message} ({kind})" if isinstance(kind, str) and kind else message
+    return body

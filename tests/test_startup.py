@@ -1,0 +1,69 @@
+"""Start-up with litellm loading in the background: SERVING early, no call answered half-loaded."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import grpc
+import pytest
+
+from llm_router.v1 import router_pb2, router_pb2_grpc
+from tests.fakes.net import free_port
+from tests.fakes.upstream import Answer, FakeUpstream
+from tests.test_lifecycle import start_server, wait_serving
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def config(tmp_path: Path, up: FakeUpstream, port: int) -> Path:
+    """Chain ``native``: an ollama_chat/ model; ``litellm``: an ollama/ one (litellm only)."""
+    path = tmp_path / "llm-router.toml"
+    path.write_text(
+        f"""
+default_chain = "native"
+[server]
+listen = "127.0.0.1:{port}"
+[chains.native]
+models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = 30, api_base = "{up.url}" }}]
+[chains.litellm]
+models = [{{ model = "ollama/qwen2.5:7b", timeout = 30, api_base = "{up.url}" }}]
+"""
+    )
+    return path
+
+
+async def test_a_route_that_needs_litellm_right_after_serving_waits_for_it_and_succeeds(
+    tmp_path: Path, upstream: type[FakeUpstream]
+) -> None:
+    up = upstream()
+    up.default = Answer("hello")
+    port = free_port()
+    proc = start_server(config(tmp_path, up, port))
+    try:
+        await wait_serving(f"127.0.0.1:{port}", proc, within=60)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = router_pb2_grpc.RouterStub(channel)
+            message = router_pb2.Message(role="user", content="hi")
+            native, via_litellm = await asyncio.gather(
+                stub.Route(router_pb2.RouteRequest(messages=[message]), timeout=60),
+                stub.Route(
+                    router_pb2.RouteRequest(messages=[message], chain="litellm"), timeout=60
+                ),
+            )
+        assert native.content.string_value == "hello"
+        assert via_litellm.content.string_value == "hello"
+        assert [a.reason_category for a in via_litellm.attempts] == [
+            router_pb2.REASON_CATEGORY_UNSPECIFIED
+        ]
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        output = proc.communicate()[0]
+    # litellm finished loading before the call that needed it was answered.
+    ready = output.index("litellm ready in")
+    assert output.index("ollama/qwen2.5:7b -> success") > ready
+    assert sorted(r.path for r in up.chat_requests()) == ["/api/chat", "/api/generate"]
