@@ -287,3 +287,28 @@ def test_every_readme_command_has_a_check_and_every_check_a_command() -> None:
 def test_readme_command_works_against_a_real_server(name: str, server: Server) -> None:
     """The README's command ``name``, run as written, gives the output the README promises."""
     CHECKS[name](server)
+
+
+def test_the_typed_python_example_prints_the_decision(server: Server) -> None:
+    """client/examples/route_example.py (type-checked by mypy) works against the server."""
+    example = ROOT / "client" / "examples" / "route_example.py"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "client"))
+    result = subprocess.run(
+        [sys.executable, str(example), "--target", server.target, "nginx is down."],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert ok(result).strip() == "restart"
+    failed = subprocess.run(
+        [sys.executable, str(example), "--target", server.target, "[fail] nginx is down."],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert failed.returncode == 1
+    assert f"{HAIKU}: provider_error: HTTP 500" in failed.stderr
