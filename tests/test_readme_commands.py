@@ -33,6 +33,7 @@ README_TARGET = "127.0.0.1:50051"
 ANSWER = '{"action": "restart"}'
 OLLAMA = "ollama_chat/qwen2.5:7b"
 HAIKU = "anthropic/claude-haiku-4-5-20251001"
+EXCERPT = re.compile(r"^```\w+ readme-excerpt:(\S+)\n(.*?)^```", re.M | re.S)
 BLOCK = re.compile(r"^```sh readme-check:(\S+)\n(.*?)^```", re.M | re.S)
 
 pytestmark = pytest.mark.timeout(120)
@@ -312,3 +313,13 @@ def test_the_typed_python_example_prints_the_decision(server: Server) -> None:
     )
     assert failed.returncode == 1
     assert f"{HAIKU}: provider_error: HTTP 500" in failed.stderr
+
+
+def test_readme_code_excerpts_are_verbatim_from_their_files() -> None:
+    """The README's excerpts of example programs are copied from files that are built and run."""
+    excerpts = EXCERPT.findall(README.read_text(encoding="utf-8"))
+    assert excerpts
+    for path, text in excerpts:
+        assert text in (ROOT / path).read_text(encoding="utf-8"), (
+            f"README excerpt of {path} drifted"
+        )
