@@ -37,7 +37,7 @@ const DefaultTimeout = 75 * time.Second
 
 // DefaultKeepalive pings an idle connection while calls are open, so that a peer
 // that vanished (a laptop leaving the tailnet) fails the call instead of hanging it.
-// The server accepts pings this often (see app.py's keepalive options).
+// The server accepts pings every 5 s or slower (KEEPALIVE_OPTIONS in app.py).
 var DefaultKeepalive = keepalive.ClientParameters{
 	Time:                30 * time.Second,
 	Timeout:             10 * time.Second,

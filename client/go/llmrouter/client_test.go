@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"llm-router/client/go/llmrouter"
@@ -287,5 +290,29 @@ func TestTheExampleProgramPrintsTheAnswer(t *testing.T) {
 	out, err = exec.Command("go", "run", "../example", "-target", target, "[fail] nginx is down.").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "Unavailable") || !strings.Contains(string(out), haikuModel+": ATTEMPT_OUTCOME_REJECTED REASON_CATEGORY_PROVIDER_ERROR") {
 		t.Errorf("all-failed run: err %v, output %q", err, out)
+	}
+}
+
+// A quiet WatchMetrics stream survives keepalive pings: the server accepts them every
+// 5 s, where gRPC's default (5 min) answers with GOAWAY "too_many_pings" after two.
+// Slow (45 s): runs only with LLM_ROUTER_GO_SLOW=1.
+func TestKeepalivePingsDoNotBreakAQuietStream(t *testing.T) {
+	if os.Getenv("LLM_ROUTER_GO_SLOW") == "" {
+		t.Skip("slow: set LLM_ROUTER_GO_SLOW=1")
+	}
+	client := dial(t, llmrouter.WithDialOptions(grpc.WithKeepaliveParams(keepalive.ClientParameters{
+		Time: 10 * time.Second, Timeout: 5 * time.Second,
+	})))
+	ctx := routeCtx(t, 45*time.Second)
+	stream, err := client.WatchMetrics(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.Recv() // nothing happens until the context's deadline
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("quiet stream ended with %v, want DeadlineExceeded after 45 s", err)
 	}
 }
