@@ -54,13 +54,13 @@ class Server:
         return text.replace(README_TARGET, self.target).replace(".venv/bin/", f"{BIN}/")
 
     def run(self, name: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", "-c", self.command(name)],
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
+        command = self.command(name)
+        result = subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, timeout=90, check=False
         )
+        # The session as it ran (pytest -s shows it; failures show it anyway).
+        print(f"$ {command}\n{result.stdout}{result.stderr}[exit {result.returncode}]")
+        return result
 
 
 def start_server(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
