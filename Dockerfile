@@ -1,13 +1,19 @@
 # llm-router: the gRPC service on the embedded default (in-process metrics).
 # Build: docker build -t llm-router .   (or: --build-arg BASE_IMAGE=<a local python image>)
+# A base whose Python is "python3" (Debian's python3 + python3-venv): --build-arg PYTHON=python3.
+# scripts/container-check builds and checks it with podman.
 ARG BASE_IMAGE=python:3.12-slim
 
 FROM ${BASE_IMAGE} AS build
+ARG PYTHON=python
+# Only where a proxy re-signs TLS: a CA bundle for pip, mounted into the build
+# (scripts/container-check passes the host's $PIP_CERT this way). Unset by default.
+ARG PIP_CERT
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY client ./client
-RUN python -m venv /opt/venv \
+RUN ${PYTHON} -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check .
 
 FROM ${BASE_IMAGE}

@@ -29,6 +29,13 @@ logger = logging.getLogger(__name__)
 
 ROUTER_SERVICE = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
 
+KEEPALIVE_OPTIONS = (
+    # Clients (the Go client: every 30 s; grpc-go allows down to 10 s) may ping while a
+    # call is open, even when no data flows (a long Route, a quiet WatchMetrics stream);
+    # gRPC's default (5 min) would answer such pings with GOAWAY "too_many_pings".
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+)
+
 
 def default_provider(config: Config) -> Provider:
     """The native HTTP path with litellm behind it, loaded in the background (see dispatch.py)."""
@@ -64,7 +71,7 @@ class App:
             min_attempt_seconds=config.server.min_attempt_ms / 1000,
         )
         self.health = HealthServicer()
-        self.server = grpc.aio.server()
+        self.server = grpc.aio.server(options=KEEPALIVE_OPTIONS)
         router_pb2_grpc.add_RouterServicer_to_server(
             RouterServicer(self.router, deadline_margin_ms=config.server.deadline_margin_ms),
             self.server,

@@ -10,7 +10,8 @@
 It runs in its own thread with its own event loop, so a client that blocks its
 own loop cannot block the fake. Model calls play the behaviours queued with
 ``script()`` in order, then ``default``; ``on_path()`` fixes the behaviour of one
-path. Every request is recorded.
+path; ``choose``, when set, picks a behaviour from the request itself (first of all).
+Every request is recorded.
 
 Behaviours: ``Answer``, ``SafetyRefusal``, ``HttpError``, ``Hang``, ``Slow``,
 ``Drop``, ``Malformed``, ``Truncated``.
@@ -23,6 +24,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +116,9 @@ class FakeUpstream:
         self.disconnects = 0
         self._queue: deque[Behaviour] = deque()
         self._paths: dict[str, Behaviour] = {}
+        self.choose: Callable[[str, Any], Behaviour | None] | None = None
+        """Called with (path, parsed JSON body) for every request; a Behaviour it returns
+        wins over ``on_path``, the queue and ``default``; None falls through to them."""
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -185,7 +190,10 @@ class FakeUpstream:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def _next(self, path: str) -> Behaviour:
+    def _next(self, path: str, body: Any) -> Behaviour:
+        choose = self.choose
+        if choose is not None and (chosen := choose(path, body)) is not None:
+            return chosen
         with self._lock:
             if path in self._paths:
                 return self._paths[path]
@@ -201,7 +209,7 @@ class FakeUpstream:
             body = None
         with self._lock:
             self.requests.append(Recorded(request.path, body, dict(request.headers)))
-        behaviour = self._next(request.path)
+        behaviour = self._next(request.path, body)
         closing = [False]  # set when the fake itself closes the connection
         try:
             return await self._perform(request, body, behaviour, closing)
