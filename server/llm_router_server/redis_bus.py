@@ -146,7 +146,7 @@ class RedisMetricsBus:
         if event.replica_id != self.replica_id:
             event = replace(event, replica_id=self.replica_id)
         self._fanout.notify_observers(event)
-        if len(self._buffer) >= self.buffer_size:
+        if len(self._buffer) + self._sending >= self.buffer_size:
             self.dropped += 1
             return
         self._buffer.append(event)
