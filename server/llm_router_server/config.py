@@ -188,6 +188,10 @@ def _chains(t: _Table) -> dict[str, ChainSpec]:
     return chains
 
 
+def _env_or(env: Mapping[str, str], name: str, value: str) -> str:
+    return env.get(name) or value
+
+
 def _check_metrics(metrics: MetricsConfig, t: _Table) -> None:
     url = metrics.redis_url
     if url and not url.startswith(("redis://", "rediss://", "unix://")):
@@ -217,14 +221,16 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     s.done()
     m = root.table("metrics")
     metrics = MetricsConfig(
-        redis_url=env.get("LLM_ROUTER_REDIS_URL") or m.take("redis_url", str, ""),
-        replica_id=env.get("LLM_ROUTER_REPLICA_ID") or m.take("replica_id", str, ""),
+        # The file's key is read (and so known) even when the environment overrides it.
+        redis_url=_env_or(env, "LLM_ROUTER_REDIS_URL", m.take("redis_url", str, "")),
+        replica_id=_env_or(env, "LLM_ROUTER_REPLICA_ID", m.take("replica_id", str, "")),
         buffer_size=m.positive("buffer_size", int, MetricsConfig.buffer_size),
         stream_maxlen=m.positive("stream_maxlen", int, MetricsConfig.stream_maxlen),
         redis_timeout=m.positive("redis_timeout", float, MetricsConfig.redis_timeout),
         watcher_queue=m.positive("watcher_queue", int, MetricsConfig.watcher_queue),
-        prometheus_listen=env.get("LLM_ROUTER_PROMETHEUS_LISTEN")
-        or m.take("prometheus_listen", str, ""),
+        prometheus_listen=_env_or(
+            env, "LLM_ROUTER_PROMETHEUS_LISTEN", m.take("prometheus_listen", str, "")
+        ),
     )
     _check_metrics(metrics, m)
     m.done()
