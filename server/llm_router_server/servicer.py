@@ -211,9 +211,9 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self.router = router
         self.deadline_margin = deadline_margin_ms / 1000
         self.watcher_queue = watcher_queue
-        self._event_messages: OrderedDict[int, tuple[RouteEvent, router_pb2.RouteEvent]] = (
-            OrderedDict()
-        )
+        self._event_messages: OrderedDict[
+            int, tuple[RouteEvent, router_pb2.WatchMetricsResponse]
+        ] = OrderedDict()
 
     async def Route(  # noqa: N802 (gRPC method name)
         self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -294,11 +294,13 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         """The stream message for an event; its proto is built once for all watchers."""
         cached = self._event_messages.get(id(event))
         if cached is None or cached[0] is not event:
-            cached = (event, event_to_proto(event))
+            cached = (event, router_pb2.WatchMetricsResponse(event=event_to_proto(event)))
             self._event_messages[id(event)] = cached
             if len(self._event_messages) > 64:
                 self._event_messages.popitem(last=False)
-        return router_pb2.WatchMetricsResponse(event=cached[1], missed_events=missed)
+        if not missed:
+            return cached[1]  # shared by every watcher: never modified after this point
+        return router_pb2.WatchMetricsResponse(event=cached[1].event, missed_events=missed)
 
     async def _snapshot(
         self, models: set[str], subscription: Subscription
