@@ -76,7 +76,7 @@ async def test_channel_payload_keeps_the_seeds_fields_and_no_text(
         while message is None:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
     raw = message["data"]
-    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    await pubsub.aclose()
     await client.aclose()
     assert "hunter2" not in raw and ANSWER not in raw
     payload = json.loads(raw)

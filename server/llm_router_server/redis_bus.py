@@ -4,7 +4,7 @@ The only module that imports ``redis``. Redis errors are translated here and
 nowhere else: every call goes through ``RedisConnection``, whose callers catch
 ``REDIS_ERRORS`` and treat them as "Redis unreachable right now".
 
-For each event ``RedisMetricsBus`` does, in one pipeline per batch:
+For each event ``RedisMetricsBus`` runs one Lua script (one pipeline per batch) that does:
 
 - ``XADD llm_router_metrics:events MAXLEN ~ N * event <json>`` and, in the same
   Lua script, ``PUBLISH llm_router_metrics <json with event_id>``: the channel
@@ -64,10 +64,15 @@ LATENCY_KEY = f"{METRICS_CHANNEL}:latency"
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 """What a Redis call raises when Redis is down, slow or confused; callers catch these."""
 
-# XADD to the capped stream, then PUBLISH the payload with the new entry's id put first.
+# One event in one round of Lua: XADD to the capped stream, PUBLISH the payload with the
+# new entry's id put first, then the counter increments: ARGV[3] pairs (field, n) for the
+# counts hash, the remaining pairs for the latency hash.
 _ADD_AND_PUBLISH = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[1])
 redis.call('PUBLISH', KEYS[2], '{"event_id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
+local counts_end = 3 + 2 * tonumber(ARGV[3])
+for i = 4, counts_end, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+for i = counts_end + 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1]) end
 return id
 """
 
@@ -206,27 +211,15 @@ class RedisMetricsBus:
             backoff.reset()
 
     async def _send(self, batch: Sequence[RouteEvent]) -> None:
-        counts: dict[str, int] = {}
-        latency: dict[str, int] = {}
         pipe = self.redis.client.pipeline(transaction=False)
         for event in batch:
+            counts, latency = increments(event)
+            args: list[str | int] = [event_json(event), self.stream_maxlen, len(counts)]
+            for field, n in (*counts.items(), *latency.items()):
+                args += (field, n)
             pipe.eval(
-                _ADD_AND_PUBLISH,
-                2,
-                STREAM_KEY,
-                METRICS_CHANNEL,
-                event_json(event),
-                str(self.stream_maxlen),
+                _ADD_AND_PUBLISH, 4, STREAM_KEY, METRICS_CHANNEL, COUNTS_KEY, LATENCY_KEY, *args
             )
-            c, lat = increments(event)
-            for field, n in c.items():
-                counts[field] = counts.get(field, 0) + n
-            for field, n in lat.items():
-                latency[field] = latency.get(field, 0) + n
-        for field, n in counts.items():
-            pipe.hincrby(COUNTS_KEY, field, n)
-        for field, n in latency.items():
-            pipe.hincrby(LATENCY_KEY, field, n)
         await pipe.execute()
 
     async def _listen(self) -> None:
@@ -255,6 +248,12 @@ class RedisMetricsBus:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _deliver_raw(self, data: Any) -> None:
+        if not self._fanout.subscriptions and isinstance(data, str):
+            # Nobody watches here: only note the id (the script puts it first).
+            head = data[: data.find(",")]
+            with contextlib.suppress(ValueError):
+                self._last_seen = max(self._last_seen, parse_event_id(head[13:-1]))
+            return
         try:
             payload = json.loads(data)
             event = event_from_payload(payload)
