@@ -6,4 +6,4 @@ import os
 # before it is imported; tests never reach the internet.
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
-pytest_plugins = ["tests.fakes.fixtures", "tests.server_fixtures"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.server_fixtures", "tests.redis_fixtures"]

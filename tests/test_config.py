@@ -128,3 +128,12 @@ def test_provider_defaults_to_auto_and_accepts_each_choice(tmp_path: Path) -> No
     )
     models = config.load(write(tmp_path, text), env={}).chains["a"].models
     assert [m.provider for m in models] == ["auto", "native", "litellm"]
+
+
+def test_env_override_with_the_same_key_in_the_file(tmp_path: Path) -> None:
+    """An env override must not leave the file's key unread (which would be 'unknown')."""
+    path = write(tmp_path, '[server]\nlisten = "127.0.0.1:1"\n[metrics]\nredis_url = "redis://x"\n')
+    env = {"LLM_ROUTER_LISTEN": "127.0.0.1:2", "LLM_ROUTER_REDIS_URL": "redis://127.0.0.1:3"}
+    cfg = config.load(path, env=env)
+    assert cfg.server.listen == "127.0.0.1:2"
+    assert cfg.metrics.redis_url == "redis://127.0.0.1:3"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import time
 
 import grpc
@@ -22,6 +24,7 @@ from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.chain import Router
 from llm_router_server.config import Config
 from llm_router_server.metrics import InMemoryMetricsBus, MetricsBus
+from llm_router_server.prometheus import PrometheusExporter
 from llm_router_server.providers.base import Provider
 from llm_router_server.servicer import RouterServicer
 
@@ -46,7 +49,21 @@ def default_provider(config: Config) -> Provider:
 
 
 def default_bus(config: Config) -> MetricsBus:
-    return InMemoryMetricsBus()
+    """Redis when ``metrics.redis_url`` is set (imported here: only redis_bus imports redis),
+    else in-process."""
+    m = config.metrics
+    replica_id = m.replica_id or f"{socket.gethostname()}-{os.getpid()}"
+    if m.redis_url:
+        from llm_router_server.redis_bus import RedisMetricsBus
+
+        return RedisMetricsBus(
+            m.redis_url,
+            replica_id=replica_id,
+            buffer_size=m.buffer_size,
+            stream_maxlen=m.stream_maxlen,
+            timeout=m.redis_timeout,
+        )
+    return InMemoryMetricsBus(replica_id=replica_id, history=m.stream_maxlen)
 
 
 class App:
@@ -61,6 +78,9 @@ class App:
         self.config = config
         self.provider = provider if provider is not None else default_provider(config)
         self.bus = bus if bus is not None else default_bus(config)
+        self.prometheus: PrometheusExporter | None = None
+        if config.metrics.prometheus_listen:
+            self.prometheus = PrometheusExporter(config.metrics.prometheus_listen, self.bus)
         self.router = Router(
             config.chains,
             self.provider,
@@ -73,7 +93,11 @@ class App:
         self.health = HealthServicer()
         self.server = grpc.aio.server(options=KEEPALIVE_OPTIONS)
         router_pb2_grpc.add_RouterServicer_to_server(
-            RouterServicer(self.router, deadline_margin_ms=config.server.deadline_margin_ms),
+            RouterServicer(
+                self.router,
+                deadline_margin_ms=config.server.deadline_margin_ms,
+                watcher_queue=config.metrics.watcher_queue,
+            ),
             self.server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -93,6 +117,9 @@ class App:
         if self.port == 0:
             raise OSError(f"could not listen on {self.config.server.listen}")
         await self.provider.start()
+        await self.bus.start()
+        if self.prometheus is not None:
+            self.prometheus.start()
         await self.server.start()
         for service in ("", ROUTER_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -104,6 +131,8 @@ class App:
         await self.server.stop(self.config.server.grace_seconds if grace is None else grace)
         await self.provider.aclose()
         await self.bus.aclose()
+        if self.prometheus is not None:
+            await asyncio.to_thread(self.prometheus.stop)
 
 
 async def serve(config: Config) -> None:

@@ -1,4 +1,5 @@
-"""The ``llm-router`` command: ``serve`` runs the server, ``route`` sends one request."""
+"""The ``llm-router`` command: ``serve`` runs the server, ``route`` sends one request,
+``health`` checks it, ``watch`` shows its metrics live (``watch_view.py``)."""
 
 from __future__ import annotations
 
@@ -183,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--service", default="", help="service name; empty means the whole server")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds")
     health.set_defaults(func=_health)
+
+    from llm_router_server import watch_view
+
+    watch_view.add_parser(sub, os.environ.get("LLM_ROUTER_TARGET", "127.0.0.1:50051"))
     return parser
 
 

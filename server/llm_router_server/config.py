@@ -51,6 +51,19 @@ class MetricsConfig:
 
     redis_url: str = ""
     """Redis URL for the ``llm_router_metrics`` channel; empty keeps metrics in-process."""
+    replica_id: str = ""
+    """Names this server in events; empty means ``<hostname>-<pid>``."""
+    buffer_size: int = 10000
+    """Events held while Redis is slow or down; more are counted as dropped."""
+    stream_maxlen: int = 10000
+    """About how many recent events the Redis Stream keeps for watchers that resume."""
+    redis_timeout: float = 2.0
+    """Seconds any one Redis operation may take before Redis counts as unreachable."""
+    watcher_queue: int = 1000
+    """Events queued per WatchMetrics stream; a watcher that falls further behind is told
+    how many it missed."""
+    prometheus_listen: str = ""
+    """host:port of the Prometheus /metrics HTTP endpoint; empty (the default) serves none."""
 
 
 @dataclass(frozen=True)
@@ -189,12 +202,32 @@ def _chains(t: _Table) -> dict[str, ChainSpec]:
     return chains
 
 
+def _env_or(env: Mapping[str, str], name: str, value: str) -> str:
+    return env.get(name) or value
+
+
+def _check_metrics(metrics: MetricsConfig, t: _Table) -> None:
+    url = metrics.redis_url
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"{t.key('redis_url')}: expected redis://, rediss:// or unix:// URL, got {url!r}"
+        )
+    listen = metrics.prometheus_listen
+    if listen:
+        host, sep, port = listen.rpartition(":")
+        if not (sep and host and port.isdigit() and int(port) <= 65535):
+            raise ConfigError(
+                f"{t.key('prometheus_listen')}: expected host:port, e.g. '127.0.0.1:9464', "
+                f"got {listen!r}"
+            )
+
+
 def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     """Build a Config from parsed TOML (already a dict) and the environment."""
     root = _Table(_expand(dict(data), "", env), "")
     s = root.table("server")
     server = ServerConfig(
-        listen=env.get("LLM_ROUTER_LISTEN") or s.take("listen", str, ServerConfig.listen),
+        listen=_env_or(env, "LLM_ROUTER_LISTEN", s.take("listen", str, ServerConfig.listen)),
         grace_seconds=s.positive("grace_seconds", float, ServerConfig.grace_seconds),
         deadline_margin_ms=s.take("deadline_margin_ms", float, ServerConfig.deadline_margin_ms),
         min_attempt_ms=s.take("min_attempt_ms", float, ServerConfig.min_attempt_ms),
@@ -202,8 +235,18 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     s.done()
     m = root.table("metrics")
     metrics = MetricsConfig(
-        redis_url=env.get("LLM_ROUTER_REDIS_URL") or m.take("redis_url", str, "")
+        # The file's key is read (and so known) even when the environment overrides it.
+        redis_url=_env_or(env, "LLM_ROUTER_REDIS_URL", m.take("redis_url", str, "")),
+        replica_id=_env_or(env, "LLM_ROUTER_REPLICA_ID", m.take("replica_id", str, "")),
+        buffer_size=m.positive("buffer_size", int, MetricsConfig.buffer_size),
+        stream_maxlen=m.positive("stream_maxlen", int, MetricsConfig.stream_maxlen),
+        redis_timeout=m.positive("redis_timeout", float, MetricsConfig.redis_timeout),
+        watcher_queue=m.positive("watcher_queue", int, MetricsConfig.watcher_queue),
+        prometheus_listen=_env_or(
+            env, "LLM_ROUTER_PROMETHEUS_LISTEN", m.take("prometheus_listen", str, "")
+        ),
     )
+    _check_metrics(metrics, m)
     m.done()
     lim = root.table("limits")
     limits = Limits(

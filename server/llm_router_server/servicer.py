@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import asdict
 from typing import Any
 
 import grpc
@@ -28,7 +30,13 @@ from llm_router_server.errors import (
     InvalidRequestError,
     LLMRouterError,
 )
-from llm_router_server.metrics import Subscription
+from llm_router_server.metrics import (
+    ModelStats,
+    Subscription,
+    event_filter,
+    event_usage,
+    parse_event_id,
+)
 from llm_router_server.types import (
     Attempt,
     Category,
@@ -119,7 +127,7 @@ def result_to_proto(result: RouteResult) -> router_pb2.RouteResponse:
 def event_to_proto(event: RouteEvent) -> router_pb2.RouteEvent:
     when = timestamp_pb2.Timestamp()
     when.FromNanoseconds(int(event.timestamp * 1e9))
-    return router_pb2.RouteEvent(
+    message = router_pb2.RouteEvent(
         time=when,
         status=_ROUTE_STATUSES[event.status],
         chain=event.chain,
@@ -127,6 +135,32 @@ def event_to_proto(event: RouteEvent) -> router_pb2.RouteEvent:
         model_used=event.model_used,
         latency_ms=event.latency_ms,
         attempts=[attempt_to_proto(a) for a in event.attempts],
+        event_id=event.event_id,
+        replica_id=event.replica_id,
+    )
+    usage = event_usage(event)
+    if usage is not None:
+        message.usage.CopyFrom(
+            router_pb2.Usage(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                total_tokens=usage.total_tokens,
+            )
+        )
+    return message
+
+
+def stats_to_proto(
+    stats: Mapping[str, ModelStats], now: float, *, cluster_wide: bool, replica_id: str
+) -> router_pb2.MetricsSnapshot:
+    """A snapshot with latency and tokens per model (``snapshot_to_proto`` has counts only)."""
+    when = timestamp_pb2.Timestamp()
+    when.FromNanoseconds(int(now * 1e9))
+    return router_pb2.MetricsSnapshot(
+        time=when,
+        models=[router_pb2.ModelCounters(model=model, **asdict(s)) for model, s in stats.items()],
+        cluster_wide=cluster_wide,
+        replica_id=replica_id,
     )
 
 
@@ -174,9 +208,15 @@ def failure_status(exc: ChainFailedError, code: grpc.StatusCode) -> grpc.Status:
 class RouterServicer(router_pb2_grpc.RouterServicer):
     """Implements ``llm_router.v1.Router`` over a ``Router`` chain."""
 
-    def __init__(self, router: Router, *, deadline_margin_ms: float = 50.0) -> None:
+    def __init__(
+        self, router: Router, *, deadline_margin_ms: float = 50.0, watcher_queue: int = 1000
+    ) -> None:
         self.router = router
         self.deadline_margin = deadline_margin_ms / 1000
+        self.watcher_queue = watcher_queue
+        self._event_messages: OrderedDict[
+            int, tuple[RouteEvent, router_pb2.WatchMetricsResponse]
+        ] = OrderedDict()
 
     async def Route(  # noqa: N802 (gRPC method name)
         self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -200,29 +240,83 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     async def WatchMetrics(  # noqa: N802 (gRPC method name)
         self, request: router_pb2.WatchMetricsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[router_pb2.WatchMetricsResponse]:
+        """A snapshot, then (after the backlog when resuming) each event as it happens, with a
+        fresh snapshot every ``snapshot_interval_seconds``. A watcher that reads too slowly
+        loses the overflow of its own queue and is told how much in ``missed_events``."""
         if request.snapshot_interval_seconds < 0:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "snapshot_interval_seconds must be >= 0"
             )
+        resume_after = None
+        if request.resume_after_event_id:
+            try:
+                resume_after = parse_event_id(request.resume_after_event_id)
+            except ValueError as exc:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"resume_after_event_id: {exc}"
+                )
         interval = request.snapshot_interval_seconds or None
-        subscription: Subscription = self.router.bus.subscribe()
+        bus = self.router.bus
+        accept = event_filter(request.chains, request.models, request.contexts)
+        subscription: Subscription = bus.subscribe(self.watcher_queue, accept)
         loop = asyncio.get_running_loop()
         try:
-            yield self._snapshot()
+            yield await self._snapshot(set(request.models), subscription)
+            if resume_after is not None:
+                backlog = await bus.replay(request.resume_after_event_id)
+                if backlog is None:
+                    await context.abort(
+                        grpc.StatusCode.UNAVAILABLE,
+                        "cannot resume: the metrics event stream (Redis) is unreachable; retry",
+                    )
+                for event in backlog or ():
+                    if accept is None or accept(event):
+                        yield self._event_message(event, 0)
+                        resume_after = parse_event_id(event.event_id)
             next_snapshot = None if interval is None else loop.time() + interval
             while True:
-                wait = None if next_snapshot is None else max(next_snapshot - loop.time(), 0)
                 try:
-                    event = await asyncio.wait_for(subscription.get(), wait)
+                    if next_snapshot is None:
+                        event = await subscription.get()
+                    else:
+                        async with asyncio.timeout_at(next_snapshot):
+                            event = await subscription.get()
                 except TimeoutError:
-                    yield self._snapshot()
+                    yield await self._snapshot(set(request.models), subscription)
                     next_snapshot = loop.time() + (interval or 0)
                     continue
-                yield router_pb2.WatchMetricsResponse(event=event_to_proto(event))
+                if resume_after is not None and event.event_id:
+                    if parse_event_id(event.event_id) <= resume_after:
+                        continue
+                    resume_after = None
+                yield self._event_message(event, subscription.take_missed())
         finally:
-            self.router.bus.unsubscribe(subscription)
+            bus.unsubscribe(subscription)
 
-    def _snapshot(self) -> router_pb2.WatchMetricsResponse:
+    def _event_message(self, event: RouteEvent, missed: int) -> router_pb2.WatchMetricsResponse:
+        """The stream message for an event; its proto is built once for all watchers."""
+        cached = self._event_messages.get(id(event))
+        if cached is None or cached[0] is not event:
+            cached = (event, router_pb2.WatchMetricsResponse(event=event_to_proto(event)))
+            self._event_messages[id(event)] = cached
+            if len(self._event_messages) > 64:
+                self._event_messages.popitem(last=False)
+        if not missed:
+            return cached[1]  # shared by every watcher: never modified after this point
+        return router_pb2.WatchMetricsResponse(event=cached[1].event, missed_events=missed)
+
+    async def _snapshot(
+        self, models: set[str], subscription: Subscription
+    ) -> router_pb2.WatchMetricsResponse:
+        """Cluster-wide counters when the bus has them, else this replica's own."""
+        bus = self.router.bus
+        shared = await bus.cluster_stats()
+        stats = shared if shared is not None else self.router.counters.stats()
+        if models:
+            stats = {m: s for m, s in stats.items() if m in models}
         return router_pb2.WatchMetricsResponse(
-            snapshot=snapshot_to_proto(self.router.counters.snapshot(), time.time())
+            snapshot=stats_to_proto(
+                stats, time.time(), cluster_wide=shared is not None, replica_id=bus.replica_id
+            ),
+            missed_events=subscription.take_missed(),
         )

@@ -164,6 +164,10 @@ class RouteEvent:
     attempts: tuple[Attempt, ...]
     metrics_snapshot: Mapping[str, Mapping[str, int]]
     """Per-model ``success``/``fallback``/``error`` counters after this call."""
+    event_id: str = ""
+    """Set by the metrics bus: a Redis Stream id (``"1718000000000-0"``), in-process too."""
+    replica_id: str = ""
+    """Set by the metrics bus: the replica that handled the call."""
 
 
 @dataclass(frozen=True)

@@ -687,8 +687,21 @@ type WatchMetricsRequest struct {
 	// Seconds between periodic snapshots. Zero sends one snapshot when the
 	// stream opens and then only events.
 	SnapshotIntervalSeconds float64 `protobuf:"fixed64,1,opt,name=snapshot_interval_seconds,json=snapshotIntervalSeconds,proto3" json:"snapshot_interval_seconds,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// Only events of these chains (empty: every chain).
+	Chains []string `protobuf:"bytes,2,rep,name=chains,proto3" json:"chains,omitempty"`
+	// Only events in which one of these models was attempted, and only these
+	// models in snapshots (empty: every model).
+	Models []string `protobuf:"bytes,3,rep,name=models,proto3" json:"models,omitempty"`
+	// Only events whose caller context label is one of these (empty: every
+	// context).
+	Contexts []string `protobuf:"bytes,4,rep,name=contexts,proto3" json:"contexts,omitempty"`
+	// Resume after this event: the stream first sends the events that came
+	// after it and are still held (RouteEvent.event_id of the last event the
+	// watcher saw). Empty: only new events. UNAVAILABLE when the events cannot
+	// be read (Redis unreachable); INVALID_ARGUMENT when it is not an event id.
+	ResumeAfterEventId string `protobuf:"bytes,5,opt,name=resume_after_event_id,json=resumeAfterEventId,proto3" json:"resume_after_event_id,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *WatchMetricsRequest) Reset() {
@@ -728,6 +741,34 @@ func (x *WatchMetricsRequest) GetSnapshotIntervalSeconds() float64 {
 	return 0
 }
 
+func (x *WatchMetricsRequest) GetChains() []string {
+	if x != nil {
+		return x.Chains
+	}
+	return nil
+}
+
+func (x *WatchMetricsRequest) GetModels() []string {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+func (x *WatchMetricsRequest) GetContexts() []string {
+	if x != nil {
+		return x.Contexts
+	}
+	return nil
+}
+
+func (x *WatchMetricsRequest) GetResumeAfterEventId() string {
+	if x != nil {
+		return x.ResumeAfterEventId
+	}
+	return ""
+}
+
 // WatchMetricsResponse is one message of the metrics stream: either a
 // snapshot of the counters or one finished Route call.
 type WatchMetricsResponse struct {
@@ -738,7 +779,10 @@ type WatchMetricsResponse struct {
 	//
 	//	*WatchMetricsResponse_Snapshot
 	//	*WatchMetricsResponse_Event
-	Kind          isWatchMetricsResponse_Kind `protobuf_oneof:"kind"`
+	Kind isWatchMetricsResponse_Kind `protobuf_oneof:"kind"`
+	// How many events this watcher missed just before this message because it
+	// read too slowly and its queue overflowed (zero: none).
+	MissedEvents  int64 `protobuf:"varint,3,opt,name=missed_events,json=missedEvents,proto3" json:"missed_events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -798,6 +842,13 @@ func (x *WatchMetricsResponse) GetEvent() *RouteEvent {
 	return nil
 }
 
+func (x *WatchMetricsResponse) GetMissedEvents() int64 {
+	if x != nil {
+		return x.MissedEvents
+	}
+	return 0
+}
+
 type isWatchMetricsResponse_Kind interface {
 	isWatchMetricsResponse_Kind()
 }
@@ -833,7 +884,15 @@ type RouteEvent struct {
 	// Wall-clock time of the whole call in milliseconds.
 	LatencyMs float64 `protobuf:"fixed64,6,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
 	// Every attempt, in order.
-	Attempts      []*Attempt `protobuf:"bytes,7,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	Attempts []*Attempt `protobuf:"bytes,7,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	// The id of the event, in Redis Stream id form ("1718000000000-0"); pass it
+	// as WatchMetricsRequest.resume_after_event_id to resume after it.
+	EventId string `protobuf:"bytes,8,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// The server replica that handled the call.
+	ReplicaId string `protobuf:"bytes,9,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// Tokens summed over the attempts that reported usage; absent when none
+	// did.
+	Usage         *Usage `protobuf:"bytes,10,opt,name=usage,proto3" json:"usage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -917,6 +976,27 @@ func (x *RouteEvent) GetAttempts() []*Attempt {
 	return nil
 }
 
+func (x *RouteEvent) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *RouteEvent) GetReplicaId() string {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return ""
+}
+
+func (x *RouteEvent) GetUsage() *Usage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
 // ModelCounters counts how a model's attempts ended.
 type ModelCounters struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -928,7 +1008,19 @@ type ModelCounters struct {
 	// model.
 	Fallback int64 `protobuf:"varint,3,opt,name=fallback,proto3" json:"fallback,omitempty"`
 	// Attempts that were rejected and were the last of their call.
-	Error         int64 `protobuf:"varint,4,opt,name=error,proto3" json:"error,omitempty"`
+	Error int64 `protobuf:"varint,4,opt,name=error,proto3" json:"error,omitempty"`
+	// Median attempt latency in milliseconds (estimated from histogram
+	// buckets); zero when no attempt was timed.
+	LatencyP50Ms float64 `protobuf:"fixed64,5,opt,name=latency_p50_ms,json=latencyP50Ms,proto3" json:"latency_p50_ms,omitempty"`
+	// 95th percentile attempt latency in milliseconds (estimated from
+	// histogram buckets).
+	LatencyP95Ms float64 `protobuf:"fixed64,6,opt,name=latency_p95_ms,json=latencyP95Ms,proto3" json:"latency_p95_ms,omitempty"`
+	// Prompt tokens reported by the model's provider.
+	PromptTokens int64 `protobuf:"varint,7,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	// Completion tokens reported by the model's provider.
+	CompletionTokens int64 `protobuf:"varint,8,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
+	// Total tokens reported by the model's provider.
+	TotalTokens   int64 `protobuf:"varint,9,opt,name=total_tokens,json=totalTokens,proto3" json:"total_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -991,13 +1083,54 @@ func (x *ModelCounters) GetError() int64 {
 	return 0
 }
 
+func (x *ModelCounters) GetLatencyP50Ms() float64 {
+	if x != nil {
+		return x.LatencyP50Ms
+	}
+	return 0
+}
+
+func (x *ModelCounters) GetLatencyP95Ms() float64 {
+	if x != nil {
+		return x.LatencyP95Ms
+	}
+	return 0
+}
+
+func (x *ModelCounters) GetPromptTokens() int64 {
+	if x != nil {
+		return x.PromptTokens
+	}
+	return 0
+}
+
+func (x *ModelCounters) GetCompletionTokens() int64 {
+	if x != nil {
+		return x.CompletionTokens
+	}
+	return 0
+}
+
+func (x *ModelCounters) GetTotalTokens() int64 {
+	if x != nil {
+		return x.TotalTokens
+	}
+	return 0
+}
+
 // MetricsSnapshot is the state of the counters at one time.
 type MetricsSnapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// When the snapshot was taken.
 	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
 	// One entry per model that has been attempted, in model-name order.
-	Models        []*ModelCounters `protobuf:"bytes,2,rep,name=models,proto3" json:"models,omitempty"`
+	Models []*ModelCounters `protobuf:"bytes,2,rep,name=models,proto3" json:"models,omitempty"`
+	// True when the counters come from Redis and cover every replica sharing
+	// it; false when they are this replica's own (no Redis configured, or Redis
+	// unreachable right now).
+	ClusterWide bool `protobuf:"varint,3,opt,name=cluster_wide,json=clusterWide,proto3" json:"cluster_wide,omitempty"`
+	// The replica that took the snapshot.
+	ReplicaId     string `protobuf:"bytes,4,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1046,6 +1179,20 @@ func (x *MetricsSnapshot) GetModels() []*ModelCounters {
 	return nil
 }
 
+func (x *MetricsSnapshot) GetClusterWide() bool {
+	if x != nil {
+		return x.ClusterWide
+	}
+	return false
+}
+
+func (x *MetricsSnapshot) GetReplicaId() string {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return ""
+}
+
 var File_llm_router_v1_router_proto protoreflect.FileDescriptor
 
 const file_llm_router_v1_router_proto_rawDesc = "" +
@@ -1084,13 +1231,18 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\battempts\x18\x01 \x03(\v2\x16.llm_router.v1.AttemptR\battempts\x12\x1d\n" +
 	"\n" +
 	"latency_ms\x18\x02 \x01(\x01R\tlatencyMs\x12\x14\n" +
-	"\x05chain\x18\x03 \x01(\tR\x05chain\"Q\n" +
+	"\x05chain\x18\x03 \x01(\tR\x05chain\"\xd0\x01\n" +
 	"\x13WatchMetricsRequest\x12:\n" +
-	"\x19snapshot_interval_seconds\x18\x01 \x01(\x01R\x17snapshotIntervalSeconds\"\x8f\x01\n" +
+	"\x19snapshot_interval_seconds\x18\x01 \x01(\x01R\x17snapshotIntervalSeconds\x12\x16\n" +
+	"\x06chains\x18\x02 \x03(\tR\x06chains\x12\x16\n" +
+	"\x06models\x18\x03 \x03(\tR\x06models\x12\x1a\n" +
+	"\bcontexts\x18\x04 \x03(\tR\bcontexts\x121\n" +
+	"\x15resume_after_event_id\x18\x05 \x01(\tR\x12resumeAfterEventId\"\xb4\x01\n" +
 	"\x14WatchMetricsResponse\x12<\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x1e.llm_router.v1.MetricsSnapshotH\x00R\bsnapshot\x121\n" +
-	"\x05event\x18\x02 \x01(\v2\x19.llm_router.v1.RouteEventH\x00R\x05eventB\x06\n" +
-	"\x04kind\"\x92\x02\n" +
+	"\x05event\x18\x02 \x01(\v2\x19.llm_router.v1.RouteEventH\x00R\x05event\x12#\n" +
+	"\rmissed_events\x18\x03 \x01(\x03R\fmissedEventsB\x06\n" +
+	"\x04kind\"\xf8\x02\n" +
 	"\n" +
 	"RouteEvent\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x122\n" +
@@ -1101,15 +1253,28 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"model_used\x18\x05 \x01(\tR\tmodelUsed\x12\x1d\n" +
 	"\n" +
 	"latency_ms\x18\x06 \x01(\x01R\tlatencyMs\x122\n" +
-	"\battempts\x18\a \x03(\v2\x16.llm_router.v1.AttemptR\battempts\"q\n" +
+	"\battempts\x18\a \x03(\v2\x16.llm_router.v1.AttemptR\battempts\x12\x19\n" +
+	"\bevent_id\x18\b \x01(\tR\aeventId\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\t \x01(\tR\treplicaId\x12*\n" +
+	"\x05usage\x18\n" +
+	" \x01(\v2\x14.llm_router.v1.UsageR\x05usage\"\xb2\x02\n" +
 	"\rModelCounters\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\x03R\asuccess\x12\x1a\n" +
 	"\bfallback\x18\x03 \x01(\x03R\bfallback\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\x03R\x05error\"w\n" +
+	"\x05error\x18\x04 \x01(\x03R\x05error\x12$\n" +
+	"\x0elatency_p50_ms\x18\x05 \x01(\x01R\flatencyP50Ms\x12$\n" +
+	"\x0elatency_p95_ms\x18\x06 \x01(\x01R\flatencyP95Ms\x12#\n" +
+	"\rprompt_tokens\x18\a \x01(\x03R\fpromptTokens\x12+\n" +
+	"\x11completion_tokens\x18\b \x01(\x03R\x10completionTokens\x12!\n" +
+	"\ftotal_tokens\x18\t \x01(\x03R\vtotalTokens\"\xb9\x01\n" +
 	"\x0fMetricsSnapshot\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x124\n" +
-	"\x06models\x18\x02 \x03(\v2\x1c.llm_router.v1.ModelCountersR\x06models*\xa6\x01\n" +
+	"\x06models\x18\x02 \x03(\v2\x1c.llm_router.v1.ModelCountersR\x06models\x12!\n" +
+	"\fcluster_wide\x18\x03 \x01(\bR\vclusterWide\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x04 \x01(\tR\treplicaId*\xa6\x01\n" +
 	"\x0eAttemptOutcome\x12\x1f\n" +
 	"\x1bATTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ATTEMPT_OUTCOME_SUCCESS\x10\x01\x12\x1c\n" +
@@ -1180,17 +1345,18 @@ var file_llm_router_v1_router_proto_depIdxs = []int32{
 	15, // 9: llm_router.v1.RouteEvent.time:type_name -> google.protobuf.Timestamp
 	2,  // 10: llm_router.v1.RouteEvent.status:type_name -> llm_router.v1.RouteStatus
 	6,  // 11: llm_router.v1.RouteEvent.attempts:type_name -> llm_router.v1.Attempt
-	15, // 12: llm_router.v1.MetricsSnapshot.time:type_name -> google.protobuf.Timestamp
-	12, // 13: llm_router.v1.MetricsSnapshot.models:type_name -> llm_router.v1.ModelCounters
-	4,  // 14: llm_router.v1.Router.Route:input_type -> llm_router.v1.RouteRequest
-	9,  // 15: llm_router.v1.Router.WatchMetrics:input_type -> llm_router.v1.WatchMetricsRequest
-	7,  // 16: llm_router.v1.Router.Route:output_type -> llm_router.v1.RouteResponse
-	10, // 17: llm_router.v1.Router.WatchMetrics:output_type -> llm_router.v1.WatchMetricsResponse
-	16, // [16:18] is the sub-list for method output_type
-	14, // [14:16] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	5,  // 12: llm_router.v1.RouteEvent.usage:type_name -> llm_router.v1.Usage
+	15, // 13: llm_router.v1.MetricsSnapshot.time:type_name -> google.protobuf.Timestamp
+	12, // 14: llm_router.v1.MetricsSnapshot.models:type_name -> llm_router.v1.ModelCounters
+	4,  // 15: llm_router.v1.Router.Route:input_type -> llm_router.v1.RouteRequest
+	9,  // 16: llm_router.v1.Router.WatchMetrics:input_type -> llm_router.v1.WatchMetricsRequest
+	7,  // 17: llm_router.v1.Router.Route:output_type -> llm_router.v1.RouteResponse
+	10, // 18: llm_router.v1.Router.WatchMetrics:output_type -> llm_router.v1.WatchMetricsResponse
+	17, // [17:19] is the sub-list for method output_type
+	15, // [15:17] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_llm_router_v1_router_proto_init() }

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allm_router/v1/router.proto\x12\rllm_router.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"(\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"h\n\x0cRouteRequest\x12(\n\x08messages\x18\x01 \x03(\x0b\x32\x16.llm_router.v1.Message\x12\x0e\n\x06schema\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\t\x12\r\n\x05\x63hain\x18\x04 \x01(\t\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\"\xc9\x01\n\x07\x41ttempt\x12\r\n\x05model\x18\x01 \x01(\t\x12.\n\x07outcome\x18\x02 \x01(\x0e\x32\x1d.llm_router.v1.AttemptOutcome\x12\x36\n\x0freason_category\x18\x03 \x01(\x0e\x32\x1d.llm_router.v1.ReasonCategory\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12#\n\x05usage\x18\x06 \x01(\x0b\x32\x14.llm_router.v1.Usage\"\xab\x01\n\rRouteResponse\x12\'\n\x07\x63ontent\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08raw_text\x18\x02 \x01(\t\x12\x12\n\nmodel_used\x18\x03 \x01(\t\x12(\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x16.llm_router.v1.Attempt\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\r\n\x05\x63hain\x18\x06 \x01(\t\"[\n\x0cRouteFailure\x12(\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x16.llm_router.v1.Attempt\x12\x12\n\nlatency_ms\x18\x02 \x01(\x01\x12\r\n\x05\x63hain\x18\x03 \x01(\t\"8\n\x13WatchMetricsRequest\x12!\n\x19snapshot_interval_seconds\x18\x01 \x01(\x01\"~\n\x14WatchMetricsResponse\x12\x32\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1e.llm_router.v1.MetricsSnapshotH\x00\x12*\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x19.llm_router.v1.RouteEventH\x00\x42\x06\n\x04kind\"\xd4\x01\n\nRouteEvent\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.llm_router.v1.RouteStatus\x12\r\n\x05\x63hain\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\t\x12\x12\n\nmodel_used\x18\x05 \x01(\t\x12\x12\n\nlatency_ms\x18\x06 \x01(\x01\x12(\n\x08\x61ttempts\x18\x07 \x03(\x0b\x32\x16.llm_router.v1.Attempt\"P\n\rModelCounters\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x03\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x03\x12\r\n\x05\x65rror\x18\x04 \x01(\x03\"i\n\x0fMetricsSnapshot\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x06models\x18\x02 \x03(\x0b\x32\x1c.llm_router.v1.ModelCounters*\xa6\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41TTEMPT_OUTCOME_SUCCESS\x10\x01\x12\x1c\n\x18\x41TTEMPT_OUTCOME_REJECTED\x10\x02\x12\x1b\n\x17\x41TTEMPT_OUTCOME_INVALID\x10\x03\x12\x1b\n\x17\x41TTEMPT_OUTCOME_SKIPPED\x10\x04*\x92\x02\n\x0eReasonCategory\x12\x1f\n\x1bREASON_CATEGORY_UNSPECIFIED\x10\x00\x12\x1b\n\x17REASON_CATEGORY_TIMEOUT\x10\x01\x12\"\n\x1eREASON_CATEGORY_PROVIDER_ERROR\x10\x02\x12\x1b\n\x17REASON_CATEGORY_REFUSAL\x10\x03\x12 \n\x1cREASON_CATEGORY_INVALID_JSON\x10\x04\x12#\n\x1fREASON_CATEGORY_SCHEMA_MISMATCH\x10\x05\x12\x1b\n\x17REASON_CATEGORY_SKIPPED\x10\x06\x12\x1d\n\x19REASON_CATEGORY_CANCELLED\x10\x07*\x9d\x01\n\x0bRouteStatus\x12\x1c\n\x18ROUTE_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fROUTE_STATUS_OK\x10\x01\x12\x1b\n\x17ROUTE_STATUS_ALL_FAILED\x10\x02\x12\"\n\x1eROUTE_STATUS_DEADLINE_EXCEEDED\x10\x03\x12\x1a\n\x16ROUTE_STATUS_CANCELLED\x10\x04\x32\xa7\x01\n\x06Router\x12\x42\n\x05Route\x12\x1b.llm_router.v1.RouteRequest\x1a\x1c.llm_router.v1.RouteResponse\x12Y\n\x0cWatchMetrics\x12\".llm_router.v1.WatchMetricsRequest\x1a#.llm_router.v1.WatchMetricsResponse0\x01\x42.Z,llm-router/client/go/llmrouterv1;llmrouterv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allm_router/v1/router.proto\x12\rllm_router.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"(\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"h\n\x0cRouteRequest\x12(\n\x08messages\x18\x01 \x03(\x0b\x32\x16.llm_router.v1.Message\x12\x0e\n\x06schema\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\t\x12\r\n\x05\x63hain\x18\x04 \x01(\t\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\"\xc9\x01\n\x07\x41ttempt\x12\r\n\x05model\x18\x01 \x01(\t\x12.\n\x07outcome\x18\x02 \x01(\x0e\x32\x1d.llm_router.v1.AttemptOutcome\x12\x36\n\x0freason_category\x18\x03 \x01(\x0e\x32\x1d.llm_router.v1.ReasonCategory\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12#\n\x05usage\x18\x06 \x01(\x0b\x32\x14.llm_router.v1.Usage\"\xab\x01\n\rRouteResponse\x12\'\n\x07\x63ontent\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08raw_text\x18\x02 \x01(\t\x12\x12\n\nmodel_used\x18\x03 \x01(\t\x12(\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x16.llm_router.v1.Attempt\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\r\n\x05\x63hain\x18\x06 \x01(\t\"[\n\x0cRouteFailure\x12(\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x16.llm_router.v1.Attempt\x12\x12\n\nlatency_ms\x18\x02 \x01(\x01\x12\r\n\x05\x63hain\x18\x03 \x01(\t\"\x89\x01\n\x13WatchMetricsRequest\x12!\n\x19snapshot_interval_seconds\x18\x01 \x01(\x01\x12\x0e\n\x06\x63hains\x18\x02 \x03(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\x12\x10\n\x08\x63ontexts\x18\x04 \x03(\t\x12\x1d\n\x15resume_after_event_id\x18\x05 \x01(\t\"\x95\x01\n\x14WatchMetricsResponse\x12\x32\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1e.llm_router.v1.MetricsSnapshotH\x00\x12*\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x19.llm_router.v1.RouteEventH\x00\x12\x15\n\rmissed_events\x18\x03 \x01(\x03\x42\x06\n\x04kind\"\x9f\x02\n\nRouteEvent\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.llm_router.v1.RouteStatus\x12\r\n\x05\x63hain\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\t\x12\x12\n\nmodel_used\x18\x05 \x01(\t\x12\x12\n\nlatency_ms\x18\x06 \x01(\x01\x12(\n\x08\x61ttempts\x18\x07 \x03(\x0b\x32\x16.llm_router.v1.Attempt\x12\x10\n\x08\x65vent_id\x18\x08 \x01(\t\x12\x12\n\nreplica_id\x18\t \x01(\t\x12#\n\x05usage\x18\n \x01(\x0b\x32\x14.llm_router.v1.Usage\"\xc8\x01\n\rModelCounters\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x03\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x03\x12\r\n\x05\x65rror\x18\x04 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\x12\x15\n\rprompt_tokens\x18\x07 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x08 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\t \x01(\x03\"\x93\x01\n\x0fMetricsSnapshot\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x06models\x18\x02 \x03(\x0b\x32\x1c.llm_router.v1.ModelCounters\x12\x14\n\x0c\x63luster_wide\x18\x03 \x01(\x08\x12\x12\n\nreplica_id\x18\x04 \x01(\t*\xa6\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41TTEMPT_OUTCOME_SUCCESS\x10\x01\x12\x1c\n\x18\x41TTEMPT_OUTCOME_REJECTED\x10\x02\x12\x1b\n\x17\x41TTEMPT_OUTCOME_INVALID\x10\x03\x12\x1b\n\x17\x41TTEMPT_OUTCOME_SKIPPED\x10\x04*\x92\x02\n\x0eReasonCategory\x12\x1f\n\x1bREASON_CATEGORY_UNSPECIFIED\x10\x00\x12\x1b\n\x17REASON_CATEGORY_TIMEOUT\x10\x01\x12\"\n\x1eREASON_CATEGORY_PROVIDER_ERROR\x10\x02\x12\x1b\n\x17REASON_CATEGORY_REFUSAL\x10\x03\x12 \n\x1cREASON_CATEGORY_INVALID_JSON\x10\x04\x12#\n\x1fREASON_CATEGORY_SCHEMA_MISMATCH\x10\x05\x12\x1b\n\x17REASON_CATEGORY_SKIPPED\x10\x06\x12\x1d\n\x19REASON_CATEGORY_CANCELLED\x10\x07*\x9d\x01\n\x0bRouteStatus\x12\x1c\n\x18ROUTE_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fROUTE_STATUS_OK\x10\x01\x12\x1b\n\x17ROUTE_STATUS_ALL_FAILED\x10\x02\x12\"\n\x1eROUTE_STATUS_DEADLINE_EXCEEDED\x10\x03\x12\x1a\n\x16ROUTE_STATUS_CANCELLED\x10\x04\x32\xa7\x01\n\x06Router\x12\x42\n\x05Route\x12\x1b.llm_router.v1.RouteRequest\x1a\x1c.llm_router.v1.RouteResponse\x12Y\n\x0cWatchMetrics\x12\".llm_router.v1.WatchMetricsRequest\x1a#.llm_router.v1.WatchMetricsResponse0\x01\x42.Z,llm-router/client/go/llmrouterv1;llmrouterv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,12 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llm_router.v1.router_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z,llm-router/client/go/llmrouterv1;llmrouterv1'
-  _globals['_ATTEMPTOUTCOME']._serialized_start=1399
-  _globals['_ATTEMPTOUTCOME']._serialized_end=1565
-  _globals['_REASONCATEGORY']._serialized_start=1568
-  _globals['_REASONCATEGORY']._serialized_end=1842
-  _globals['_ROUTESTATUS']._serialized_start=1845
-  _globals['_ROUTESTATUS']._serialized_end=2002
+  _globals['_ATTEMPTOUTCOME']._serialized_start=1744
+  _globals['_ATTEMPTOUTCOME']._serialized_end=1910
+  _globals['_REASONCATEGORY']._serialized_start=1913
+  _globals['_REASONCATEGORY']._serialized_end=2187
+  _globals['_ROUTESTATUS']._serialized_start=2190
+  _globals['_ROUTESTATUS']._serialized_end=2347
   _globals['_MESSAGE']._serialized_start=108
   _globals['_MESSAGE']._serialized_end=148
   _globals['_ROUTEREQUEST']._serialized_start=150
@@ -52,16 +52,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTERESPONSE']._serialized_end=713
   _globals['_ROUTEFAILURE']._serialized_start=715
   _globals['_ROUTEFAILURE']._serialized_end=806
-  _globals['_WATCHMETRICSREQUEST']._serialized_start=808
-  _globals['_WATCHMETRICSREQUEST']._serialized_end=864
-  _globals['_WATCHMETRICSRESPONSE']._serialized_start=866
-  _globals['_WATCHMETRICSRESPONSE']._serialized_end=992
-  _globals['_ROUTEEVENT']._serialized_start=995
-  _globals['_ROUTEEVENT']._serialized_end=1207
-  _globals['_MODELCOUNTERS']._serialized_start=1209
-  _globals['_MODELCOUNTERS']._serialized_end=1289
-  _globals['_METRICSSNAPSHOT']._serialized_start=1291
-  _globals['_METRICSSNAPSHOT']._serialized_end=1396
-  _globals['_ROUTER']._serialized_start=2005
-  _globals['_ROUTER']._serialized_end=2172
+  _globals['_WATCHMETRICSREQUEST']._serialized_start=809
+  _globals['_WATCHMETRICSREQUEST']._serialized_end=946
+  _globals['_WATCHMETRICSRESPONSE']._serialized_start=949
+  _globals['_WATCHMETRICSRESPONSE']._serialized_end=1098
+  _globals['_ROUTEEVENT']._serialized_start=1101
+  _globals['_ROUTEEVENT']._serialized_end=1388
+  _globals['_MODELCOUNTERS']._serialized_start=1391
+  _globals['_MODELCOUNTERS']._serialized_end=1591
+  _globals['_METRICSSNAPSHOT']._serialized_start=1594
+  _globals['_METRICSSNAPSHOT']._serialized_end=1741
+  _globals['_ROUTER']._serialized_start=2350
+  _globals['_ROUTER']._serialized_end=2517
 # @@protoc_insertion_point(module_scope)

@@ -402,18 +402,48 @@ class WatchMetricsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SNAPSHOT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    CHAINS_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    CONTEXTS_FIELD_NUMBER: _builtins.int
+    RESUME_AFTER_EVENT_ID_FIELD_NUMBER: _builtins.int
     snapshot_interval_seconds: _builtins.float
     """Seconds between periodic snapshots. Zero sends one snapshot when the
     stream opens and then only events.
     """
+    resume_after_event_id: _builtins.str
+    """Resume after this event: the stream first sends the events that came
+    after it and are still held (RouteEvent.event_id of the last event the
+    watcher saw). Empty: only new events. UNAVAILABLE when the events cannot
+    be read (Redis unreachable); INVALID_ARGUMENT when it is not an event id.
+    """
+    @_builtins.property
+    def chains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only events of these chains (empty: every chain)."""
+
+    @_builtins.property
+    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only events in which one of these models was attempted, and only these
+        models in snapshots (empty: every model).
+        """
+
+    @_builtins.property
+    def contexts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only events whose caller context label is one of these (empty: every
+        context).
+        """
+
     def __init__(
         self,
         *,
         snapshot_interval_seconds: _builtins.float = ...,
+        chains: _abc.Iterable[_builtins.str] | None = ...,
+        models: _abc.Iterable[_builtins.str] | None = ...,
+        contexts: _abc.Iterable[_builtins.str] | None = ...,
+        resume_after_event_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshot_interval_seconds", b"snapshot_interval_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chains", b"chains", "contexts", b"contexts", "models", b"models", "resume_after_event_id", b"resume_after_event_id", "snapshot_interval_seconds", b"snapshot_interval_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -429,6 +459,11 @@ class WatchMetricsResponse(_message.Message):
 
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    MISSED_EVENTS_FIELD_NUMBER: _builtins.int
+    missed_events: _builtins.int
+    """How many events this watcher missed just before this message because it
+    read too slowly and its queue overflowed (zero: none).
+    """
     @_builtins.property
     def snapshot(self) -> Global___MetricsSnapshot:
         """The per-model counters at a point in time."""
@@ -442,10 +477,11 @@ class WatchMetricsResponse(_message.Message):
         *,
         snapshot: Global___MetricsSnapshot | None = ...,
         event: Global___RouteEvent | None = ...,
+        missed_events: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "kind", b"kind", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "kind", b"kind", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "kind", b"kind", "missed_events", b"missed_events", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["snapshot", "event"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
@@ -468,6 +504,9 @@ class RouteEvent(_message.Message):
     MODEL_USED_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     status: Global___RouteStatus.ValueType
     """How the call ended."""
     chain: _builtins.str
@@ -478,6 +517,12 @@ class RouteEvent(_message.Message):
     """The model whose answer was accepted; "none" when no answer was."""
     latency_ms: _builtins.float
     """Wall-clock time of the whole call in milliseconds."""
+    event_id: _builtins.str
+    """The id of the event, in Redis Stream id form ("1718000000000-0"); pass it
+    as WatchMetricsRequest.resume_after_event_id to resume after it.
+    """
+    replica_id: _builtins.str
+    """The server replica that handled the call."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the call finished."""
@@ -485,6 +530,12 @@ class RouteEvent(_message.Message):
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
         """Every attempt, in order."""
+
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """Tokens summed over the attempts that reported usage; absent when none
+        did.
+        """
 
     def __init__(
         self,
@@ -496,10 +547,13 @@ class RouteEvent(_message.Message):
         model_used: _builtins.str = ...,
         latency_ms: _builtins.float = ...,
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
+        event_id: _builtins.str = ...,
+        replica_id: _builtins.str = ...,
+        usage: Global___Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "chain", b"chain", "context", b"context", "latency_ms", b"latency_ms", "model_used", b"model_used", "status", b"status", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "chain", b"chain", "context", b"context", "event_id", b"event_id", "latency_ms", b"latency_ms", "model_used", b"model_used", "replica_id", b"replica_id", "status", b"status", "time", b"time", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -515,6 +569,11 @@ class ModelCounters(_message.Message):
     SUCCESS_FIELD_NUMBER: _builtins.int
     FALLBACK_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    LATENCY_P50_MS_FIELD_NUMBER: _builtins.int
+    LATENCY_P95_MS_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """The model string."""
     success: _builtins.int
@@ -525,6 +584,20 @@ class ModelCounters(_message.Message):
     """
     error: _builtins.int
     """Attempts that were rejected and were the last of their call."""
+    latency_p50_ms: _builtins.float
+    """Median attempt latency in milliseconds (estimated from histogram
+    buckets); zero when no attempt was timed.
+    """
+    latency_p95_ms: _builtins.float
+    """95th percentile attempt latency in milliseconds (estimated from
+    histogram buckets).
+    """
+    prompt_tokens: _builtins.int
+    """Prompt tokens reported by the model's provider."""
+    completion_tokens: _builtins.int
+    """Completion tokens reported by the model's provider."""
+    total_tokens: _builtins.int
+    """Total tokens reported by the model's provider."""
     def __init__(
         self,
         *,
@@ -532,10 +605,15 @@ class ModelCounters(_message.Message):
         success: _builtins.int = ...,
         fallback: _builtins.int = ...,
         error: _builtins.int = ...,
+        latency_p50_ms: _builtins.float = ...,
+        latency_p95_ms: _builtins.float = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        total_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "fallback", b"fallback", "model", b"model", "success", b"success"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "error", b"error", "fallback", b"fallback", "latency_p50_ms", b"latency_p50_ms", "latency_p95_ms", b"latency_p95_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "success", b"success", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -549,6 +627,15 @@ class MetricsSnapshot(_message.Message):
 
     TIME_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
+    CLUSTER_WIDE_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    cluster_wide: _builtins.bool
+    """True when the counters come from Redis and cover every replica sharing
+    it; false when they are this replica's own (no Redis configured, or Redis
+    unreachable right now).
+    """
+    replica_id: _builtins.str
+    """The replica that took the snapshot."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the snapshot was taken."""
@@ -562,10 +649,12 @@ class MetricsSnapshot(_message.Message):
         *,
         time: _timestamp_pb2.Timestamp | None = ...,
         models: _abc.Iterable[Global___ModelCounters] | None = ...,
+        cluster_wide: _builtins.bool = ...,
+        replica_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_wide", b"cluster_wide", "models", b"models", "replica_id", b"replica_id", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

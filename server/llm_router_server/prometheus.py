@@ -1,0 +1,155 @@
+"""A Prometheus ``/metrics`` endpoint: this replica's Route calls, attempts and metrics bus.
+
+Off unless ``metrics.prometheus_listen`` is set. Counts come from this process's
+own events (``MetricsBus.observe``), never from other replicas', so that
+Prometheus can sum replicas without counting a call twice. Each ``App`` has its
+own registry; the HTTP server runs in prometheus-client's daemon thread. The
+caller's ``context`` label is not a Prometheus label (unbounded cardinality).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from llm_router_server.metrics import MetricsBus, classify
+from llm_router_server.types import Outcome, RouteEvent
+
+logger = logging.getLogger(__name__)
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 8, 10, 20, 30, 60)
+
+
+class _BusCollector(Collector):
+    """Reads the bus's own counters at scrape time."""
+
+    def __init__(self, bus: MetricsBus) -> None:
+        self.bus = bus
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        s = self.bus.stats()
+        yield CounterMetricFamily(
+            "llm_router_metrics_events_published",
+            "Route events handed to the metrics bus by this replica.",
+            value=s.published,
+        )
+        yield CounterMetricFamily(
+            "llm_router_metrics_events_dropped",
+            "Route events lost because the publish buffer was full (Redis slow or down).",
+            value=s.dropped,
+        )
+        yield GaugeMetricFamily(
+            "llm_router_metrics_events_buffered",
+            "Route events waiting to be sent to Redis.",
+            value=s.buffered,
+        )
+        yield GaugeMetricFamily(
+            "llm_router_metrics_backend_up",
+            "1 when the metrics backend (Redis, or in-process) is reachable.",
+            value=1 if s.connected else 0,
+        )
+        yield GaugeMetricFamily(
+            "llm_router_watchers", "WatchMetrics streams open on this replica.", value=s.watchers
+        )
+        yield CounterMetricFamily(
+            "llm_router_watcher_missed_events",
+            "Events that overflowed a slow watcher's queue (reported to that watcher).",
+            value=s.watcher_missed,
+        )
+
+
+class PrometheusExporter:
+    """Counts this replica's events into a registry and serves it over HTTP."""
+
+    def __init__(self, listen: str, bus: MetricsBus) -> None:
+        self.listen = listen
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "llm_router_requests",
+            "Route calls by chain, answering model ('none' when none) and status.",
+            ["chain", "model", "status"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "llm_router_attempts",
+            "Model attempts by chain, model, outcome and reason category.",
+            ["chain", "model", "outcome", "reason"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "llm_router_fallbacks",
+            "Rejected attempts after which the chain went on to the next model.",
+            ["chain", "model"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "llm_router_tokens",
+            "Tokens reported by providers, by kind (prompt, completion).",
+            ["chain", "model", "kind"],
+            registry=r,
+        )
+        self.attempt_latency = Histogram(
+            "llm_router_attempt_latency_seconds",
+            "Wall-clock time of one model attempt.",
+            ["chain", "model", "outcome"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            "llm_router_request_latency_seconds",
+            "Wall-clock time of a whole Route call.",
+            ["chain", "status"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        r.register(_BusCollector(bus))
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+        bus.observe(self.observe)
+
+    def observe(self, event: RouteEvent) -> None:
+        chain = event.chain
+        self.requests.labels(chain, event.model_used, event.status.value).inc()
+        self.request_latency.labels(chain, event.status.value).observe(event.latency_ms / 1000)
+        for attempt in event.attempts:
+            self.attempts.labels(
+                chain, attempt.model, attempt.outcome.value, attempt.category.value
+            ).inc()
+            if attempt.outcome is not Outcome.SKIPPED:
+                self.attempt_latency.labels(chain, attempt.model, attempt.outcome.value).observe(
+                    attempt.latency_ms / 1000
+                )
+            if attempt.usage is not None:
+                self.tokens.labels(chain, attempt.model, "prompt").inc(attempt.usage.prompt_tokens)
+                self.tokens.labels(chain, attempt.model, "completion").inc(
+                    attempt.usage.completion_tokens
+                )
+        for attempt, kind in classify(event.attempts):
+            if kind == "fallback":
+                self.fallbacks.labels(chain, attempt.model).inc()
+
+    def start(self) -> int:
+        """Serve ``/metrics``; returns the bound port. Raises OSError if it cannot listen."""
+        host, _, port = self.listen.rpartition(":")
+        host = host.strip("[]")
+        self._server, self._thread = start_http_server(int(port), host, registry=self.registry)
+        self.port = int(self._server.server_port)
+        logger.info("Prometheus metrics on http://%s:%d/metrics", host, self.port)
+        return self.port
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

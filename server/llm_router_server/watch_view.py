@@ -1,0 +1,185 @@
+"""``llm-router watch``: a live terminal view over WatchMetrics, or raw JSON lines.
+
+The view shows, per model, success/fallback/error counts, the fallback rate,
+latency p50/p95 and tokens (from the latest snapshot, with the counts moved on
+by each event in between) and the last events scrolling. ``--json`` prints each
+stream message as one JSON object per line (``{"snapshot": ...}`` or
+``{"event": ...}``, proto field names) for piping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import json_format
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from llm_router.v1 import router_pb2, router_pb2_grpc
+
+_STATUS = {v: k.removeprefix("ROUTE_STATUS_").lower() for k, v in router_pb2.RouteStatus.items()}
+_OUTCOME = {
+    v: k.removeprefix("ATTEMPT_OUTCOME_").lower() for k, v in router_pb2.AttemptOutcome.items()
+}
+
+
+@dataclass
+class ViewState:
+    """What the view shows, updated message by message."""
+
+    snapshot: router_pb2.MetricsSnapshot | None = None
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    events: deque[router_pb2.RouteEvent] = field(default_factory=lambda: deque(maxlen=15))
+    missed: int = 0
+
+    def update(self, message: router_pb2.WatchMetricsResponse) -> None:
+        self.missed += message.missed_events
+        if message.WhichOneof("kind") == "snapshot":
+            self.snapshot = message.snapshot
+            self.counts = {
+                m.model: {"success": m.success, "fallback": m.fallback, "error": m.error}
+                for m in message.snapshot.models
+            }
+        elif message.WhichOneof("kind") == "event":
+            self.events.append(message.event)
+            tried = [a for a in message.event.attempts if _OUTCOME[a.outcome] != "skipped"]
+            for i, attempt in enumerate(tried):
+                if _OUTCOME[attempt.outcome] == "success":
+                    kind = "success"
+                else:
+                    kind = "fallback" if i < len(tried) - 1 else "error"
+                counts = self.counts.setdefault(
+                    attempt.model, {"success": 0, "fallback": 0, "error": 0}
+                )
+                counts[kind] += 1
+
+
+def render(state: ViewState, target: str) -> RenderableType:
+    snapshot = state.snapshot
+    scope = "cluster-wide" if snapshot is not None and snapshot.cluster_wide else "this replica"
+    replica = snapshot.replica_id if snapshot is not None else "?"
+    header = Text(f"llm-router {target}  replica {replica}  counters: {scope}", style="bold")
+    if state.missed:
+        header.append(f"  missed {state.missed} event(s)", style="bold red")
+    latency = {m.model: m for m in snapshot.models} if snapshot is not None else {}
+    models = Table(title="models", expand=True)
+    for column in ("model", "success", "fallback", "error", "fallback rate", "p50 ms", "p95 ms"):
+        models.add_column(column, justify="left" if column == "model" else "right")
+    models.add_column("tokens", justify="right")
+    for model, c in sorted(state.counts.items()):
+        tried = sum(c.values())
+        s = latency.get(model)
+        models.add_row(
+            model,
+            str(c["success"]),
+            str(c["fallback"]),
+            str(c["error"]),
+            f"{c['fallback'] / tried:.0%}" if tried else "-",
+            f"{s.latency_p50_ms:.0f}" if s else "-",
+            f"{s.latency_p95_ms:.0f}" if s else "-",
+            str(s.total_tokens) if s else "-",
+        )
+    events = Table(title="last events", expand=True)
+    for column in ("time", "replica", "chain", "context", "status", "model", "ms", "attempts"):
+        events.add_column(column, justify="right" if column == "ms" else "left")
+    for e in reversed(state.events):
+        events.add_row(
+            e.time.ToDatetime().strftime("%H:%M:%S"),
+            e.replica_id,
+            e.chain,
+            e.context,
+            _STATUS.get(e.status, "?"),
+            e.model_used,
+            f"{e.latency_ms:.0f}",
+            " > ".join(f"{a.model.rsplit('/', 1)[-1]}:{_OUTCOME[a.outcome]}" for a in e.attempts),
+        )
+    return Group(header, models, events)
+
+
+def request_from_args(args: argparse.Namespace) -> router_pb2.WatchMetricsRequest:
+    return router_pb2.WatchMetricsRequest(
+        snapshot_interval_seconds=args.interval,
+        chains=args.chain,
+        models=args.model,
+        contexts=args.context,
+        resume_after_event_id=args.resume_after,
+    )
+
+
+def _json_lines(messages: Iterable[router_pb2.WatchMetricsResponse], count: int | None) -> None:
+    events = 0
+    for message in messages:
+        print(
+            json_format.MessageToJson(message, indent=None, preserving_proto_field_name=True),
+            flush=True,
+        )
+        events += message.WhichOneof("kind") == "event"
+        if count is not None and events >= count:
+            return
+
+
+def _live(
+    messages: Iterable[router_pb2.WatchMetricsResponse], target: str, count: int | None
+) -> None:
+    state = ViewState()
+    events = 0
+    with Live(render(state, target), refresh_per_second=4, screen=False) as live:
+        for message in messages:
+            state.update(message)
+            live.update(render(state, target))
+            events += message.WhichOneof("kind") == "event"
+            if count is not None and events >= count:
+                return
+
+
+def run(args: argparse.Namespace) -> int:
+    """Stream until interrupted (or ``--count`` events); 1 when the stream fails."""
+    with grpc.insecure_channel(args.target) as channel:
+        stream = router_pb2_grpc.RouterStub(channel).WatchMetrics(request_from_args(args))
+        try:
+            if args.json:
+                _json_lines(stream, args.count)
+            else:
+                _live(stream, args.target, args.count)
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+            print(f"{args.target}: {code.name if code else 'ERROR'}: {details}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            stream.cancel()
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], target: str) -> None:
+    watch = sub.add_parser(
+        "watch",
+        help="live view of the server's metrics (WatchMetrics)",
+        description="Live per-model counters and the last events; --json for raw lines.",
+    )
+    watch.add_argument(
+        "--target", default=target, help=f"host:port of the server (default: {target})"
+    )
+    watch.add_argument("--json", action="store_true", help="print each message as a JSON line")
+    watch.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between snapshots (default 5)"
+    )
+    watch.add_argument("--chain", action="append", default=[], help="only this chain (repeat)")
+    watch.add_argument("--model", action="append", default=[], help="only this model (repeat)")
+    watch.add_argument(
+        "--context", action="append", default=[], help="only this context label (repeat)"
+    )
+    watch.add_argument(
+        "--resume-after", default="", help="event id: first replay the events after it"
+    )
+    watch.add_argument("--count", type=int, default=None, help="exit after this many events")
+    watch.set_defaults(func=run)
