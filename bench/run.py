@@ -12,7 +12,8 @@ latency, calls/s and CPU per call:
 (c) ``route``: ``Route`` through the gRPC service, one native model (CPU: server process)
 (c') ``route-litellm``: the same with ``provider = "litellm"`` (the path before issue 6)
 (d) ``route-fallback``: ``Route`` whose first model is refused, the second answers
-(e) Redis up / down / blackholed: a hook for the metrics issue, see ``extra_servers``
+(e) Route with metrics to Redis up / down (nothing listening) / blackholed (accepts,
+    never answers), interleaved with the server without Redis (``redis-none``)
 
 plus the ratios (c)/(a) and (c)/(b), the overhead (c)-(a), server start-up time
 to health SERVING (and until litellm finished loading), and the server's RSS
@@ -31,6 +32,7 @@ import json
 import os
 import platform
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -335,15 +337,33 @@ def machine() -> dict[str, Any]:
     }
 
 
-def extra_servers() -> list[tuple[str, str]]:
-    """Hook for row (e): ``(row name, extra config text)`` per additional server to run.
+class RedisStates:
+    """Row (e)'s three Redis states: a real redis-server, a port where nothing listens
+    (down), and a listener that accepts and never answers (blackholed)."""
 
-    Each entry starts one more server with ``extra`` added to its config and
-    measures ``Route`` on it like row (c); e.g. after the metrics issue:
-    ``("route-redis-up", '[metrics]\\nredis_url = "redis://127.0.0.1:PORT"')``,
-    and the same with Redis stopped and blackholed.
-    """
-    return []
+    def __init__(self, workdir: Path) -> None:
+        self.up_port, self.down_port = free_port(), free_port()
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(self.up_port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(workdir), "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.hole = socket.socket()
+        self.hole.bind(("127.0.0.1", 0))
+        self.hole.listen(1024)  # the kernel completes handshakes; nobody ever reads
+
+    def rows(self) -> list[tuple[str, str]]:
+        """``(row name, extra config text)`` per server to start."""
+        hole_port = self.hole.getsockname()[1]
+        return [
+            (f"redis-{state}", f'[metrics]\nredis_url = "redis://127.0.0.1:{port}/0"\n')
+            for state, port in (("up", self.up_port), ("down", self.down_port),
+                                ("blackholed", hole_port))
+        ]  # fmt: skip
+
+    def close(self) -> None:
+        stop(self.redis)
+        self.hole.close()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -402,15 +422,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ]
                 rows += await rounds(plan, 1)
         results["server_rss_mb_after_load"] = round(rss_mb(server.proc.pid), 1)
-        for name, extra in extra_servers():
-            port = free_port()
-            write_config(tmp / f"{name}.toml", port, up, dead, extra)
-            other = await start_server(tmp / f"{name}.toml", port, tmp / f"{name}.log")
-            servers.append(other.proc)
-            async with grpc.aio.insecure_channel(other.target) as channel:
-                stub = router_pb2_grpc.RouterStub(channel)
-                plan = [(name, route(stub, "route"), other.proc.pid, counts, 200)]
-                rows += await rounds(plan, 1)
+        if not args.skip_redis:
+            rows += await redis_rows(tmp, up, dead, server, counts, args.rounds, servers)
     finally:
         for proc in servers:
             stop(proc)
@@ -419,6 +432,41 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["summary"] = summary(rows, results)
     return results
+
+
+async def redis_rows(
+    tmp: Path,
+    up: str,
+    dead: str,
+    baseline: Server,
+    counts: dict[int, int],
+    n_rounds: int,
+    servers: list[subprocess.Popen[bytes]],
+) -> list[Row]:
+    """Row (e): Route on servers publishing to Redis up, down and blackholed, in the same
+    rounds as the server without Redis (``redis-none``), so their ratios are comparable."""
+    states = RedisStates(tmp)
+    try:
+        await wait_port(states.up_port, 10)
+        targets = [("redis-none", baseline.target, baseline.proc.pid)]
+        for name, extra in states.rows():
+            port = free_port()
+            write_config(tmp / f"{name}.toml", port, up, dead, extra)
+            other = await start_server(tmp / f"{name}.toml", port, tmp / f"{name}.log")
+            servers.append(other.proc)
+            targets.append((name, other.target, other.proc.pid))
+        channels = [grpc.aio.insecure_channel(target) for _, target, _ in targets]
+        try:
+            plan = [
+                (name, route(router_pb2_grpc.RouterStub(ch), "route"), pid, counts, 200)
+                for (name, _, pid), ch in zip(targets, channels, strict=True)
+            ]
+            return await rounds(plan, n_rounds)
+        finally:
+            for ch in channels:
+                await ch.close()
+    finally:
+        states.close()
 
 
 def summary(rows: list[Row], results: dict[str, Any]) -> dict[str, Any]:
@@ -452,6 +500,17 @@ def summary(rows: list[Row], results: dict[str, Any]) -> dict[str, Any]:
         out["route_minus_floor_minus_http_p50_ms_c1"] = round(c1.p50_ms - f1.p50_ms - a1.p50_ms, 3)
     if c1 and d1:
         out["fallback_adds_p50_ms_c1"] = round(d1.p50_ms - c1.p50_ms, 3)
+    for conc in (1, 64):
+        none = get("redis-none", conc)
+        for state in ("up", "down", "blackholed"):
+            row = get(f"redis-{state}", conc)
+            if none and row:
+                out[f"ratio_redis_{state}_over_none_p50_c{conc}"] = round(
+                    row.p50_ms / none.p50_ms, 2
+                )
+                out[f"ratio_redis_{state}_over_none_p99_c{conc}"] = round(
+                    row.p99_ms / none.p99_ms, 2
+                )
     goals = {
         "overhead_p50_le_1ms": out.get("overhead_p50_ms_c1"),
         "overhead_p99_le_3ms": out.get("overhead_p99_ms_c1"),
@@ -504,6 +563,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the call counts")
     parser.add_argument("--rounds", type=int, default=3, help="alternate the rows this often")
     parser.add_argument("--note", default="", help="free text stored with the result")
+    parser.add_argument(
+        "--skip-redis", action="store_true", help="skip row (e) (needs redis-server on PATH)"
+    )
     parser.add_argument(
         "--skip-litellm", action="store_true", help="skip rows (b) and (c') (slow: ~10 ms per call)"
     )
