@@ -40,8 +40,10 @@ import os
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
 import asyncio
+import email.utils
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,13 +55,18 @@ from litellm.exceptions import (
     APIConnectionError,
     APIError,
     ContentPolicyViolationError,
+    ContextWindowExceededError,
     Timeout,
 )
 from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
 from llm_router_server.errors import (
+    ProviderAuthenticationError,
     ProviderConnectionError,
+    ProviderContextWindowError,
     ProviderError,
+    ProviderOverloadedError,
+    ProviderRateLimitError,
     ProviderRefusalError,
     ProviderResponseError,
     ProviderStatusError,
@@ -203,12 +210,63 @@ def _translate(exc: Exception, model: ModelSpec, timeout: float) -> ProviderErro
         detail = _error_detail(body) if body else ""
         detail = detail or _litellm_message(exc)
         reason = clean(f"HTTP {status} from provider: {clean(detail)}")
-        return ProviderStatusError(reason, status_code=status)
+        return _status_error(chain, status, reason, f"{body} {detail}")
     if isinstance(exc, APIConnectionError):
         return ProviderConnectionError(clean(f"connection error: {_litellm_message(exc)}"))
     if isinstance(exc, ContentPolicyViolationError):
         return ProviderRefusalError(clean(f"the provider refused: {_litellm_message(exc)}"))
     return ProviderError(clean(f"provider error ({type(exc).__name__}): {_litellm_message(exc)}"))
+
+
+_CONTEXT_WINDOW = re.compile(
+    r"(?i)context[_ ]length|context window|prompt is too long|maximum context|too many tokens"
+)
+_CONTENT_POLICY = re.compile(r"(?i)content[_ ]policy|content[_ ]filter|content management policy")
+
+
+def _status_error(
+    chain: list[BaseException], status: int, reason: str, text: str
+) -> ProviderStatusError | ProviderRefusalError:
+    """The error class for an HTTP error status: what the chain and breaker act on."""
+    if status == 429:
+        return ProviderRateLimitError(reason, status_code=status, retry_after=_retry_after(chain))
+    if status in (401, 403):
+        return ProviderAuthenticationError(reason, status_code=status)
+    if status >= 500:
+        return ProviderOverloadedError(reason, status_code=status)
+    if any(isinstance(e, ContextWindowExceededError) for e in chain) or (
+        status in (400, 413) and _CONTEXT_WINDOW.search(text)
+    ):
+        return ProviderContextWindowError(reason, status_code=status)
+    if any(isinstance(e, ContentPolicyViolationError) for e in chain) or (
+        status == 400 and _CONTENT_POLICY.search(text)
+    ):
+        return ProviderRefusalError(clean(f"the provider refused (content policy): {reason}"))
+    return ProviderStatusError(reason, status_code=status)
+
+
+def _retry_after(chain: list[BaseException]) -> float | None:
+    """Seconds from the response's ``retry-after-ms`` or ``Retry-After`` (seconds or a date)."""
+    for e in chain:
+        response = getattr(e, "response", None)
+        headers = response.headers if isinstance(response, httpx.Response) else None
+        if not headers:
+            extra = getattr(e, "litellm_response_headers", None)
+            headers = httpx.Headers(extra) if extra else None
+        if not headers:
+            continue
+        try:
+            if "retry-after-ms" in headers:
+                return max(float(headers["retry-after-ms"]) / 1000, 0.0)
+            if "retry-after" in headers:
+                value = headers["retry-after"].strip()
+                if re.fullmatch(r"\d+(?:\.\d+)?", value):
+                    return float(value)
+                when = email.utils.parsedate_to_datetime(value)
+                return max(when.timestamp() - time.time(), 0.0)
+        except (ValueError, TypeError, OverflowError):
+            return None
+    return None
 
 
 def _connection_reason(transport: BaseException, model: ModelSpec) -> str:
