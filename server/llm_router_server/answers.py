@@ -152,6 +152,8 @@ class Limits:
     """Longest content of one message, in characters."""
     max_schema_chars: int = 100_000
     """Longest schema text, in characters."""
+    max_schema_depth: int = 32
+    """Deepest nesting of objects and arrays in the schema."""
 
 
 def check_messages(messages: Sequence[Message], limits: Limits) -> None:
@@ -183,4 +185,33 @@ def check_schema_text(text: str, limits: Limits) -> Schema | None:
         raise InvalidRequestError(
             f"schema has {len(text)} characters; the limit is {limits.max_schema_chars}"
         )
+    depth = nesting_depth(text)
+    if depth > limits.max_schema_depth:
+        raise InvalidRequestError(
+            f"schema nests {depth} levels deep; the limit is {limits.max_schema_depth}"
+        )
     return compile_schema(text)
+
+
+@functools.lru_cache(maxsize=256)
+def nesting_depth(text: str) -> int:
+    """Deepest ``{``/``[`` nesting of a JSON text, outside strings; counted before parsing,
+    so a hostile schema cannot exhaust the parser's recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest

@@ -19,11 +19,14 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
+from llm_router_server.breaker import CircuitBreaker
 from llm_router_server.chain import Router
 from llm_router_server.config import Config
 from llm_router_server.metrics import InMemoryMetricsBus, MetricsBus
 from llm_router_server.providers.base import Provider
+from llm_router_server.security import BearerTokenInterceptor, server_credentials
 from llm_router_server.servicer import RouterServicer
+from llm_router_server.warmup import warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +64,15 @@ class App:
             refusal_patterns=config.refusal_patterns,
             limits=config.limits,
             min_attempt_seconds=config.server.min_attempt_ms / 1000,
+            breaker=CircuitBreaker(policy=config.breaker),
         )
         self.health = HealthServicer()
-        self.server = grpc.aio.server()
+        self.auth = BearerTokenInterceptor(config.auth.tokens) if config.auth.tokens else None
+        self.server = grpc.aio.server(
+            interceptors=[self.auth] if self.auth is not None else None,
+            options=[("grpc.max_receive_message_length", config.server.max_receive_bytes)],
+        )
+        self.warm_up: asyncio.Task[None] | None = None
         router_pb2_grpc.add_RouterServicer_to_server(
             RouterServicer(self.router, deadline_margin_ms=config.server.deadline_margin_ms),
             self.server,
@@ -81,21 +90,31 @@ class App:
 
     async def start(self) -> int:
         """Bind, warm the provider up, start serving; returns the bound port."""
-        self.port = self.server.add_insecure_port(self.config.server.listen)
+        if self.config.tls.cert_file:
+            credentials = server_credentials(self.config.tls)
+            self.port = self.server.add_secure_port(self.config.server.listen, credentials)
+        else:
+            self.port = self.server.add_insecure_port(self.config.server.listen)
         if self.port == 0:
             raise OSError(f"could not listen on {self.config.server.listen}")
         await self.provider.start()
         await self.server.start()
         for service in ("", ROUTER_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        # In the background: health is SERVING whatever the warm-up's outcome.
+        self.warm_up = asyncio.ensure_future(warm_up(self.provider, self.config.chains.values()))
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
         """Go NOT_SERVING, let in-flight calls finish within the grace period, release all."""
         await self.health.enter_graceful_shutdown()
+        if self.warm_up is not None:
+            self.warm_up.cancel()
+            await asyncio.gather(self.warm_up, return_exceptions=True)
         await self.server.stop(self.config.server.grace_seconds if grace is None else grace)
         await self.provider.aclose()
         await self.bus.aclose()
+        await self.router.breaker.aclose()
 
 
 async def serve(config: Config) -> None:
