@@ -13,7 +13,8 @@ The rules, per circuit (``BreakerPolicy`` holds the numbers):
 - open: calls are skipped (``Category.CIRCUIT_OPEN``) until the cool-down ends.
 - half-open: one call is let through as a probe, holding a lease for the
   model's timeout; others are skipped meanwhile. A success closes the circuit;
-  a failure opens it again for twice the last cool-down (capped). A lease that
+  a failure opens it again for twice the last cool-down (or the new
+  Retry-After), capped. A lease that
   is never reported (the probe's caller vanished) expires, and the next call
   probes.
 
@@ -234,8 +235,9 @@ def release(circuit: Circuit) -> Circuit:
 
 def fail(circuit: Circuit, fault: Fault, now: float, policy: BreakerPolicy) -> Circuit:
     failures = circuit.failures + 1
-    if circuit.state is State.HALF_OPEN:
-        cool_down = max(circuit.cool_down, policy.cool_down_seconds) * 2
+    if circuit.state is State.HALF_OPEN:  # the probe failed: back off, unless told how long
+        doubled = max(circuit.cool_down, policy.cool_down_seconds) * 2
+        cool_down = doubled if fault.cool_down is None else fault.cool_down
     elif fault.opens_now or failures >= policy.failure_threshold:
         cool_down = policy.cool_down_seconds if fault.cool_down is None else fault.cool_down
     elif circuit.state is State.OPEN:  # a forced (last-resort) call failed: stay open

@@ -147,7 +147,8 @@ class Router:
             delay = chain.hedge_after_ms / 1000 if chain.hedge_after_ms > 0 else math.inf
             steps = [functools.partial(self._step, call, spec) for spec in chain.models]
             won = await staggered(steps, delay, _ends_call)
-            if won is None and self._all_open(call) and deadline.remaining() > 0:
+            last_resort = self.breaker.policy.when_all_open == "try_one"
+            if won is None and last_resort and self._all_open(call) and deadline.remaining() > 0:
                 last = await self.breaker.least_recently_failed(chain.models)
                 if last is not None:
                     logger.warning(
@@ -156,7 +157,8 @@ class Router:
                         chain.name,
                         last.model,
                     )
-                    won = await self._step(call, last, forced=True)
+                    answer = await self._step(call, last, forced=True)
+                    won = answer if _ends_call(answer) else None
             attempts = call.recorded()
             latency_ms = _ms(time.monotonic() - start)
             if won is not None and won.attempt.outcome is Outcome.SUCCESS:
