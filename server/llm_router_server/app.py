@@ -19,7 +19,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
-from llm_router_server.breaker import CircuitBreaker
+from llm_router_server.breaker import BreakerStore, CircuitBreaker, InMemoryBreakerStore
 from llm_router_server.chain import Router
 from llm_router_server.config import Config
 from llm_router_server.metrics import InMemoryMetricsBus, MetricsBus
@@ -44,6 +44,15 @@ def default_bus(config: Config) -> MetricsBus:
     return InMemoryMetricsBus()
 
 
+def default_breaker_store(config: Config) -> BreakerStore:
+    """Circuits in Redis when a Redis URL is configured (shared by replicas), else in-process."""
+    if config.breaker.shared and config.metrics.redis_url:
+        from llm_router_server.redis_breaker import RedisBreakerStore
+
+        return RedisBreakerStore.from_url(config.metrics.redis_url)
+    return InMemoryBreakerStore()
+
+
 class App:
     """One running server: the gRPC server plus what it owns."""
 
@@ -64,7 +73,7 @@ class App:
             refusal_patterns=config.refusal_patterns,
             limits=config.limits,
             min_attempt_seconds=config.server.min_attempt_ms / 1000,
-            breaker=CircuitBreaker(policy=config.breaker),
+            breaker=CircuitBreaker(default_breaker_store(config), config.breaker),
         )
         self.health = HealthServicer()
         self.auth = BearerTokenInterceptor(config.auth.tokens) if config.auth.tokens else None

@@ -85,6 +85,9 @@ class BreakerPolicy:
     when_all_open: str = "try_one"
     """When every model of a chain is skipped as open: ``try_one`` calls the model whose
     circuit opened longest ago (the least recently failed); ``fail`` answers UNAVAILABLE."""
+    shared: bool = True
+    """Keep circuits in Redis (``metrics.redis_url``) when one is configured, shared by all
+    replicas; False keeps them per process."""
 
 
 @dataclass(frozen=True)

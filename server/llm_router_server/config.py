@@ -228,6 +228,7 @@ def _breaker(t: _Table) -> BreakerPolicy:
         cool_down_seconds=t.positive("cool_down_seconds", float, d.cool_down_seconds),
         max_cool_down_seconds=t.positive("max_cool_down_seconds", float, d.max_cool_down_seconds),
         when_all_open=t.take("when_all_open", str, d.when_all_open),
+        shared=t.take("shared", bool, d.shared),
     )
     if policy.when_all_open not in WHEN_ALL_OPEN:
         raise ConfigError(
