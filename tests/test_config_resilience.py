@@ -55,6 +55,7 @@ failure_threshold = 2
 cool_down_seconds = 1.5
 max_cool_down_seconds = 9
 when_all_open = "fail"
+shared = false
 [auth]
 tokens = ["0123456789abcdef"]
 [tls]
@@ -68,7 +69,7 @@ models = [{{model = "m", max_concurrency = 2, warm_up = true}}]
 """,
         env={"LLM_ROUTER_AUTH_TOKENS": "fedcba9876543210, abcdefabcdefabcdef"},
     )
-    assert cfg.breaker == BreakerPolicy(False, 2, 1.5, 9.0, "fail")
+    assert cfg.breaker == BreakerPolicy(False, 2, 1.5, 9.0, "fail", shared=False)
     assert cfg.auth.tokens == ("0123456789abcdef", "fedcba9876543210", "abcdefabcdefabcdef")
     assert cfg.tls.client_ca_file == str(cert)
     assert cfg.server.max_receive_bytes == 1000 and cfg.limits.max_schema_depth == 5
@@ -84,6 +85,7 @@ models = [{{model = "m", max_concurrency = 2, warm_up = true}}]
         ("[breaker]\nfailure_threshold = 0\n", "breaker.failure_threshold: must be > 0"),
         ("[breaker]\ncool_down_seconds = -1\n", "breaker.cool_down_seconds: must be > 0"),
         ('[breaker]\nenabled = "yes"\n', "breaker.enabled: expected bool"),
+        ("[breaker]\nshared = 1\n", "breaker.shared: expected bool"),
         ('[breaker]\nwhen_all_open = "panic"\n', "breaker.when_all_open: expected one of"),
         (
             "[breaker]\ncool_down_seconds = 10\nmax_cool_down_seconds = 5\n",

@@ -175,3 +175,21 @@ async def test_an_unreadable_value_is_a_store_error_and_calls_go_through(
     router = replica(new_store(redis_server.url, stores), provider)
     assert (await router.route(ASK)).model_used == "local"
     assert router.breaker.store_errors >= 1
+
+
+async def test_the_app_shares_circuits_through_the_metrics_redis_url(
+    redis_server: RedisServer,
+) -> None:
+    from llm_router_server.app import default_breaker_store
+    from llm_router_server.config import Config, MetricsConfig
+
+    shared = default_breaker_store(Config(metrics=MetricsConfig(redis_url=redis_server.url)))
+    try:
+        assert isinstance(shared, RedisBreakerStore)
+    finally:
+        await shared.aclose()
+    alone = Config(
+        metrics=MetricsConfig(redis_url=redis_server.url), breaker=BreakerPolicy(shared=False)
+    )
+    assert not isinstance(default_breaker_store(alone), RedisBreakerStore)
+    assert not isinstance(default_breaker_store(Config()), RedisBreakerStore)
