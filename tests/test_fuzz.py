@@ -50,11 +50,19 @@ class ThreadedServer:
     async def _make(self, config: Config) -> App:
         return App(config)
 
+    @staticmethod
+    async def _cancel_the_rest() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def _run(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(60)
 
     def close(self) -> None:
         self._run(self.app.stop(0))
+        self._run(self._cancel_the_rest())  # e.g. litellm's logging worker on this loop
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()

@@ -250,3 +250,42 @@ async def test_an_api_key_echoed_by_a_provider_reaches_no_reply_status_event_or_
         assert TOKEN not in text
     assert len(attempt.reason) <= 300
     assert "API key" in caplog.text  # the authentication error is logged loudly
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("http://127.0.0.1:9/evil.json", "is not local"),
+        ("other.json#/x", "is not local"),
+        ("#/$defs/missing", "does not resolve"),
+        ("§\x0f", "is not local"),
+    ],
+)
+async def test_schema_refs_are_never_fetched_and_must_resolve(
+    serve: Serve, upstream: type[FakeUpstream], ref: str, message: str
+) -> None:
+    """Found by the fuzz suite: an unresolvable $ref was an INTERNAL error at judging time,
+    and jsonschema would have fetched a remote one."""
+    up = upstream()
+    server = await serve([ollama(up)])
+    schema = json.dumps({"type": "object", "properties": {"a": {"$ref": ref}}})
+    request = router_pb2.RouteRequest(messages=HI.messages, schema=schema)
+    code, details = await code_of(server.stub.Route(request, timeout=5))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert message in details
+    assert up.chat_requests() == []
+
+
+async def test_a_local_ref_works(serve: Serve, upstream: type[FakeUpstream]) -> None:
+    up = upstream()
+    up.default = Answer('{"a": "x"}')
+    server = await serve([ollama(up)])
+    schema = {
+        "type": "object",
+        "$defs": {"s": {"type": "string"}},
+        "properties": {"a": {"$ref": "#/$defs/s"}},
+    }
+    reply = await server.stub.Route(
+        router_pb2.RouteRequest(messages=HI.messages, schema=json.dumps(schema)), timeout=10
+    )
+    assert reply.raw_text == '{"a": "x"}'

@@ -19,6 +19,8 @@ from typing import Any
 import jsonschema
 import jsonschema.exceptions
 import jsonschema.validators
+import referencing
+import referencing.exceptions
 
 from llm_router_server.errors import InvalidRequestError
 from llm_router_server.types import ROLES, Category, Message
@@ -61,7 +63,11 @@ class Schema:
     validator: Any  # a jsonschema Validator instance (jsonschema ships no precise type)
 
     def first_error(self, value: Any) -> str | None:
-        error = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
+        try:
+            error = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
+        except Exception as exc:  # jsonschema wraps referencing errors in a private class
+            # $refs are checked up front (_check_refs); this is a safety net.
+            return f"at $: the schema could not be applied: {type(exc).__name__}"
         if error is None:
             return None
         where = error.json_path if error.path else "$"
@@ -100,7 +106,39 @@ def compile_schema(text: str) -> Schema:
         raise InvalidRequestError(
             f"schema is not a valid JSON Schema at {where}: {exc.message}"
         ) from exc
-    return Schema(document=document, validator=cls(document))
+    # No $ref is ever fetched (jsonschema would retrieve remote URLs by default).
+    registry: referencing.Registry[Any] = referencing.Registry(retrieve=_no_retrieval)  # type: ignore[call-arg]  # attrs init
+    validator = cls(document, registry=registry)
+    _check_refs(document, validator)
+    return Schema(document=document, validator=validator)
+
+
+def _no_retrieval(uri: str) -> referencing.Resource[Any]:
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]  # attrs class
+
+
+def _check_refs(document: Any, validator: Any) -> None:
+    """Every ``$ref`` must be local ("#...") and resolve, checked before any model is called."""
+    stack: list[Any] = [document]
+    refs: list[str] = []
+    while stack and len(refs) < 1000:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                refs.append(ref)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    for ref in refs:
+        if not ref.startswith("#"):
+            raise InvalidRequestError(
+                f"schema $ref {ref[:80]!r} is not local: only '#...' references are allowed"
+            )
+        try:
+            validator._resolver.lookup(ref)  # the resolver jsonschema itself validates with
+        except referencing.exceptions.Unresolvable as exc:
+            raise InvalidRequestError(f"schema $ref {ref[:80]!r} does not resolve") from exc
 
 
 def parse_json_answer(text: str) -> tuple[bool, Any, str]:

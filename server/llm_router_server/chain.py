@@ -135,7 +135,8 @@ class Router:
 
         Raises InvalidRequestError before calling any model, AllModelsFailedError
         when every model is rejected, DeadlineExceededError when the deadline runs
-        out first.
+        out first, RefusedError when a safety refusal ends the call (refusal_policy
+        "stop").
         """
         chain, schema = self.check(request)
         tag = f"[{request.context}] " if request.context else ""
