@@ -55,7 +55,9 @@ async def run_rounds(serve: Serve, upstream: type[FakeUpstream], rounds: int) ->
         f"\n1000 concurrent Routes x {rounds}: {', '.join(f'{t:.1f}s' for t in times)}; "
         f"fds {fds} -> {fds + grown_fds}; RSS {rss:.0f} MB -> {rss + grown_rss:.0f} MB"
     )
-    assert grown_fds <= 10
+    # A leak would grow with the calls (1,000 a round); a few more pooled keep-alive
+    # connections, or sockets of earlier tests closing late, are not one.
+    assert grown_fds <= 50
     assert grown_rss <= 60 * rounds
     assert len(up.chat_requests()) == 1000 * (rounds + 1) + 1
     assert server.app.bus.published == 1000 * (rounds + 1) + 1  # type: ignore[attr-defined]
