@@ -82,7 +82,11 @@ async def test_first_model_answers_and_is_the_only_one_called() -> None:
             Outcome.REJECTED,
             Category.PROVIDER_ERROR,
         ),
-        (ProviderRefusalError("safety refusal"), Outcome.REJECTED, Category.REFUSAL),
+        (
+            ProviderRefusalError("safety refusal"),
+            Outcome.REJECTED,
+            Category.SAFETY_REFUSAL,
+        ),
         (Completion("As an AI, I cannot help."), Outcome.REJECTED, Category.REFUSAL),
         (Completion("not json at all"), Outcome.INVALID, Category.INVALID_JSON),
         (Completion('{"action": "dance"}'), Outcome.INVALID, Category.SCHEMA_MISMATCH),

@@ -24,8 +24,11 @@ from typing import Any
 import pytest
 
 from llm_router_server.errors import (
+    ProviderAuthenticationError,
     ProviderConnectionError,
     ProviderError,
+    ProviderOverloadedError,
+    ProviderRateLimitError,
     ProviderRefusalError,
     ProviderResponseError,
     ProviderStatusError,
@@ -407,13 +410,24 @@ async def test_cancelling_the_call_closes_the_upstream_request(
 # -- pitfall 10: faults -----------------------------------------------------------------------
 
 
+STATUS_CLASSES: dict[int, type[ProviderStatusError]] = {
+    429: ProviderRateLimitError,
+    500: ProviderOverloadedError,
+    503: ProviderOverloadedError,
+    400: ProviderStatusError,
+    401: ProviderAuthenticationError,
+}
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("status", [429, 500, 503, 400, 401])
 async def test_an_http_error_status_is_a_status_error_naming_it(
     provider: Provider, upstream: Upstream, kind: str, status: int
 ) -> None:
     error = await fail(provider, upstream(), kind, HttpError(status))
-    assert type(error) is ProviderStatusError
+    # Each status has its class in the tree (issue 5), all of them ProviderStatusErrors.
+    assert isinstance(error, ProviderStatusError)
+    assert type(error) is STATUS_CLASSES[status]
     assert error.status_code == status
     assert str(error).startswith(f"HTTP {status} from provider: ")
     assert len(str(error)) > len(f"HTTP {status} from provider: ")

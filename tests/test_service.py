@@ -129,7 +129,8 @@ async def test_claude_safety_refusal_is_a_refusal_not_invalid_json(
     backup.script(Answer(VALID))
     server = await serve([anthropic(claude), openai(backup)])
     reply = await server.route(schema=json.dumps(SCHEMA))
-    assert reply.attempts[0].reason_category == router_pb2.REASON_CATEGORY_REFUSAL
+    # A provider's safety block has its own category, apart from text-pattern refusals.
+    assert reply.attempts[0].reason_category == router_pb2.REASON_CATEGORY_SAFETY_REFUSAL
     assert reply.model_used == "openai/gpt-test"
 
 

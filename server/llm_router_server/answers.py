@@ -19,6 +19,8 @@ from typing import Any
 import jsonschema
 import jsonschema.exceptions
 import jsonschema.validators
+import referencing
+import referencing.exceptions
 
 from llm_router_server.errors import InvalidRequestError
 from llm_router_server.types import ROLES, Category, Message
@@ -61,7 +63,11 @@ class Schema:
     validator: Any  # a jsonschema Validator instance (jsonschema ships no precise type)
 
     def first_error(self, value: Any) -> str | None:
-        error = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
+        try:
+            error = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
+        except Exception as exc:  # jsonschema wraps referencing errors in a private class
+            # $refs are checked up front (_check_refs); this is a safety net.
+            return f"at $: the schema could not be applied: {type(exc).__name__}"
         if error is None:
             return None
         where = error.json_path if error.path else "$"
@@ -100,7 +106,39 @@ def compile_schema(text: str) -> Schema:
         raise InvalidRequestError(
             f"schema is not a valid JSON Schema at {where}: {exc.message}"
         ) from exc
-    return Schema(document=document, validator=cls(document))
+    # No $ref is ever fetched (jsonschema would retrieve remote URLs by default).
+    registry: referencing.Registry[Any] = referencing.Registry(retrieve=_no_retrieval)  # type: ignore[call-arg]  # attrs init
+    validator = cls(document, registry=registry)
+    _check_refs(document, validator)
+    return Schema(document=document, validator=validator)
+
+
+def _no_retrieval(uri: str) -> referencing.Resource[Any]:
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]  # attrs class
+
+
+def _check_refs(document: Any, validator: Any) -> None:
+    """Every ``$ref`` must be local ("#...") and resolve, checked before any model is called."""
+    stack: list[Any] = [document]
+    refs: list[str] = []
+    while stack and len(refs) < 1000:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                refs.append(ref)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    for ref in refs:
+        if not ref.startswith("#"):
+            raise InvalidRequestError(
+                f"schema $ref {ref[:80]!r} is not local: only '#...' references are allowed"
+            )
+        try:
+            validator._resolver.lookup(ref)  # the resolver jsonschema itself validates with
+        except referencing.exceptions.Unresolvable as exc:
+            raise InvalidRequestError(f"schema $ref {ref[:80]!r} does not resolve") from exc
 
 
 def parse_json_answer(text: str) -> tuple[bool, Any, str]:
@@ -152,6 +190,8 @@ class Limits:
     """Longest content of one message, in characters."""
     max_schema_chars: int = 100_000
     """Longest schema text, in characters."""
+    max_schema_depth: int = 32
+    """Deepest nesting of objects and arrays in the schema."""
 
 
 def check_messages(messages: Sequence[Message], limits: Limits) -> None:
@@ -183,4 +223,33 @@ def check_schema_text(text: str, limits: Limits) -> Schema | None:
         raise InvalidRequestError(
             f"schema has {len(text)} characters; the limit is {limits.max_schema_chars}"
         )
+    depth = nesting_depth(text)
+    if depth > limits.max_schema_depth:
+        raise InvalidRequestError(
+            f"schema nests {depth} levels deep; the limit is {limits.max_schema_depth}"
+        )
     return compile_schema(text)
+
+
+@functools.lru_cache(maxsize=256)
+def nesting_depth(text: str) -> int:
+    """Deepest ``{``/``[`` nesting of a JSON text, outside strings; counted before parsing,
+    so a hostile schema cannot exhaust the parser's recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest

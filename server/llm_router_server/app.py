@@ -21,12 +21,15 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
+from llm_router_server.breaker import BreakerStore, CircuitBreaker, InMemoryBreakerStore
 from llm_router_server.chain import Router
 from llm_router_server.config import Config
 from llm_router_server.metrics import InMemoryMetricsBus, MetricsBus
 from llm_router_server.prometheus import PrometheusExporter
 from llm_router_server.providers.base import Provider
+from llm_router_server.security import BearerTokenInterceptor, server_credentials
 from llm_router_server.servicer import RouterServicer
+from llm_router_server.warmup import warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,15 @@ def default_bus(config: Config) -> MetricsBus:
     return InMemoryMetricsBus(replica_id=replica_id, history=m.stream_maxlen)
 
 
+def default_breaker_store(config: Config) -> BreakerStore:
+    """Circuits in Redis when a Redis URL is configured (shared by replicas), else in-process."""
+    if config.breaker.shared and config.metrics.redis_url:
+        from llm_router_server.redis_breaker import RedisBreakerStore
+
+        return RedisBreakerStore.from_url(config.metrics.redis_url)
+    return InMemoryBreakerStore()
+
+
 class App:
     """One running server: the gRPC server plus what it owns."""
 
@@ -89,9 +101,18 @@ class App:
             refusal_patterns=config.refusal_patterns,
             limits=config.limits,
             min_attempt_seconds=config.server.min_attempt_ms / 1000,
+            breaker=CircuitBreaker(default_breaker_store(config), config.breaker),
         )
         self.health = HealthServicer()
-        self.server = grpc.aio.server(options=KEEPALIVE_OPTIONS)
+        self.auth = BearerTokenInterceptor(config.auth.tokens) if config.auth.tokens else None
+        self.server = grpc.aio.server(
+            interceptors=[self.auth] if self.auth is not None else None,
+            options=[
+                *KEEPALIVE_OPTIONS,
+                ("grpc.max_receive_message_length", config.server.max_receive_bytes),
+            ],
+        )
+        self.warm_up: asyncio.Task[None] | None = None
         router_pb2_grpc.add_RouterServicer_to_server(
             RouterServicer(
                 self.router,
@@ -113,7 +134,11 @@ class App:
 
     async def start(self) -> int:
         """Bind, warm the provider up, start serving; returns the bound port."""
-        self.port = self.server.add_insecure_port(self.config.server.listen)
+        if self.config.tls.cert_file:
+            credentials = server_credentials(self.config.tls)
+            self.port = self.server.add_secure_port(self.config.server.listen, credentials)
+        else:
+            self.port = self.server.add_insecure_port(self.config.server.listen)
         if self.port == 0:
             raise OSError(f"could not listen on {self.config.server.listen}")
         await self.provider.start()
@@ -123,16 +148,22 @@ class App:
         await self.server.start()
         for service in ("", ROUTER_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        # In the background: health is SERVING whatever the warm-up's outcome.
+        self.warm_up = asyncio.ensure_future(warm_up(self.provider, self.config.chains.values()))
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
         """Go NOT_SERVING, let in-flight calls finish within the grace period, release all."""
         await self.health.enter_graceful_shutdown()
+        if self.warm_up is not None:
+            self.warm_up.cancel()
+            await asyncio.gather(self.warm_up, return_exceptions=True)
         await self.server.stop(self.config.server.grace_seconds if grace is None else grace)
         await self.provider.aclose()
         await self.bus.aclose()
         if self.prometheus is not None:
             await asyncio.to_thread(self.prometheus.stop)
+        await self.router.breaker.aclose()
 
 
 async def serve(config: Config) -> None:

@@ -4,6 +4,14 @@ Plain asyncio over the dataclasses in ``types.py``. It imports neither grpc
 nor litellm nor redis: the provider and the metrics bus come in through their
 seams (``providers/base.py``, ``metrics.py``).
 
+Resilience (each in its own module): a circuit breaker per model skips models
+that keep failing (``breaker.py``); a per-model concurrency limit skips a model
+that is full (``limiter.py``); a chain with ``hedge_after_ms`` starts the next
+model early when the current one is slow (``hedging.py``). When every model of
+a chain was skipped as open, the least recently failed one is tried anyway
+(``[breaker] when_all_open``). A provider's safety refusal ends the call when
+the chain's ``refusal_policy`` is ``stop``.
+
 Budget: one outer deadline (the caller's) wraps the loop; each attempt gets
 ``min(model.timeout, time left)``, and a model is skipped when less than
 ``min_attempt_seconds`` is left. A provider timeout is just another provider
@@ -14,9 +22,12 @@ it, and the call's event is still published.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from llm_router_server.answers import (
     Limits,
@@ -26,15 +37,22 @@ from llm_router_server.answers import (
     check_schema_text,
     judge,
 )
+from llm_router_server.breaker import CircuitBreaker
 from llm_router_server.errors import (
     AllModelsFailedError,
     DeadlineExceededError,
+    ProviderAuthenticationError,
     ProviderConnectionError,
+    ProviderContextWindowError,
     ProviderError,
+    ProviderRateLimitError,
     ProviderRefusalError,
     ProviderTimeoutError,
+    RefusedError,
     UnknownChainError,
 )
+from llm_router_server.hedging import staggered
+from llm_router_server.limiter import ConcurrencyLimiter
 from llm_router_server.metrics import MetricsBus, ModelCounters
 from llm_router_server.providers.base import Provider
 from llm_router_server.types import (
@@ -55,7 +73,10 @@ logger = logging.getLogger("llm_router")
 
 _PROVIDER_CATEGORIES: tuple[tuple[type[ProviderError], Category], ...] = (
     (ProviderTimeoutError, Category.TIMEOUT),
-    (ProviderRefusalError, Category.REFUSAL),
+    (ProviderRefusalError, Category.SAFETY_REFUSAL),
+    (ProviderRateLimitError, Category.RATE_LIMITED),
+    (ProviderAuthenticationError, Category.AUTHENTICATION),
+    (ProviderContextWindowError, Category.CONTEXT_WINDOW),
     (ProviderConnectionError, Category.PROVIDER_ERROR),
     (ProviderError, Category.PROVIDER_ERROR),
 )
@@ -82,6 +103,7 @@ class Router:
         refusal_patterns: tuple[str, ...],
         limits: Limits = _DEFAULT_LIMITS,
         min_attempt_seconds: float = 0.05,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if default_chain not in chains:
             raise ValueError(f"default chain {default_chain!r} is not among the chains")
@@ -93,6 +115,8 @@ class Router:
         self.limits = limits
         self.min_attempt_seconds = min_attempt_seconds
         self.counters = ModelCounters()
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self.limiter = ConcurrencyLimiter()
 
     def check(self, request: RouteRequest) -> tuple[ChainSpec, Schema | None]:
         """Validate a request before any model is called; raise InvalidRequestError."""
@@ -111,63 +135,55 @@ class Router:
 
         Raises InvalidRequestError before calling any model, AllModelsFailedError
         when every model is rejected, DeadlineExceededError when the deadline runs
-        out first.
+        out first, RefusedError when a safety refusal ends the call (refusal_policy
+        "stop").
         """
         chain, schema = self.check(request)
         tag = f"[{request.context}] " if request.context else ""
+        call = _Call(request, chain, schema, deadline, tag)
         start = time.monotonic()
-        attempts: list[Attempt] = []
         status = RouteStatus.CANCELLED
         model_used = "none"
         try:
-            for index, spec in enumerate(chain.models):
-                left = deadline.remaining()
-                if left < self.min_attempt_seconds:
-                    attempts.extend(
-                        _skipped(m, f"deadline: {max(left, 0) * 1000:.0f} ms left, not started")
-                        for m in chain.models[index:]
+            delay = chain.hedge_after_ms / 1000 if chain.hedge_after_ms > 0 else math.inf
+            steps = [functools.partial(self._step, call, spec) for spec in chain.models]
+            won = await staggered(steps, delay, _ends_call)
+            last_resort = self.breaker.policy.when_all_open == "try_one"
+            if won is None and last_resort and self._all_open(call) and deadline.remaining() > 0:
+                last = await self.breaker.least_recently_failed(chain.models)
+                if last is not None:
+                    logger.warning(
+                        "%severy circuit of chain %r is open: trying %s as the last resort",
+                        call.tag,
+                        chain.name,
+                        last.model,
                     )
-                    break
-                logger.debug(  # DEBUG: the outcome line below says it at INFO (bench/)
-                    "%sattempt %d/%d: %s (timeout %.3gs)",
-                    tag,
-                    index + 1,
-                    len(chain.models),
-                    spec.model,
-                    min(spec.timeout, left),
-                )
-                started = time.monotonic()
-                try:
-                    attempt, value, raw_text = await self._attempt(spec, request, schema, left)
-                except asyncio.CancelledError:
-                    attempts.append(
-                        _rejected(spec, Category.CANCELLED, "cancelled by the caller", started)
-                    )
-                    raise
-                attempts.append(attempt)
-                if attempt.outcome is Outcome.SUCCESS:
-                    model_used = spec.model
-                    status = RouteStatus.OK
-                    logger.info("%s%s -> success [%.0f ms]", tag, spec.model, attempt.latency_ms)
-                    return RouteResult(
-                        content=value,
-                        raw_text=raw_text,
-                        model_used=spec.model,
-                        attempts=tuple(attempts),
-                        latency_ms=_ms(time.monotonic() - start),
-                        chain=chain.name,
-                    )
-                logger.warning(
-                    "%s%s -> %s (%s) [%.0f ms]",
-                    tag,
-                    spec.model,
-                    attempt.outcome.value,
-                    attempt.reason,
-                    attempt.latency_ms,
-                )
+                    answer = await self._step(call, last, forced=True)
+                    won = answer if _ends_call(answer) else None
+            attempts = call.recorded()
             latency_ms = _ms(time.monotonic() - start)
+            if won is not None and won.attempt.outcome is Outcome.SUCCESS:
+                model_used = won.attempt.model
+                status = RouteStatus.OK
+                return RouteResult(
+                    content=won.value,
+                    raw_text=won.raw_text,
+                    model_used=model_used,
+                    attempts=attempts,
+                    latency_ms=latency_ms,
+                    chain=chain.name,
+                )
             summary = "; ".join(f"{a.model}: {a.outcome.value}: {a.reason}" for a in attempts)
-            if deadline.expired or any(a.outcome is Outcome.SKIPPED for a in attempts):
+            if won is not None:  # a safety refusal under refusal_policy = "stop"
+                status = RouteStatus.REFUSED
+                raise RefusedError(
+                    f"{won.attempt.model} refused for safety and chain {chain.name!r} has "
+                    f"refusal_policy 'stop': {won.attempt.reason}",
+                    chain=chain.name,
+                    attempts=attempts,
+                    latency_ms=latency_ms,
+                )
+            if deadline.expired or any(a.category is Category.SKIPPED for a in attempts):
                 status = RouteStatus.DEADLINE_EXCEEDED
                 raise DeadlineExceededError(
                     f"deadline exceeded after {len(attempts)} attempt(s): {summary}",
@@ -183,12 +199,67 @@ class Router:
                 latency_ms=latency_ms,
             )
         finally:
-            self._finish(request, chain.name, status, model_used, attempts, start)
+            self._finish(request, chain.name, status, model_used, list(call.recorded()), start)
+
+    async def _step(self, call: _Call, spec: ModelSpec, *, forced: bool = False) -> _Answer:
+        """One model's turn: admission (deadline, breaker, concurrency), the call, the verdict.
+
+        The attempt is recorded in ``call`` in start order, also when the step is
+        cancelled (by the caller, or because a hedged model answered first).
+        """
+        slot = call.reserve()
+        left = call.deadline.remaining()
+        if left < self.min_attempt_seconds:
+            why = f"deadline: {max(left, 0) * 1000:.0f} ms left, not started"
+            return call.put(slot, _skipped(spec, why))
+        if not forced:
+            admission = await self.breaker.admit(spec, lease=min(spec.timeout, left) + 1)
+            if not admission.allowed:
+                return call.put(slot, _skipped(spec, admission.reason, Category.CIRCUIT_OPEN))
+        if not self.limiter.try_acquire(spec):
+            why = f"saturated: {spec.max_concurrency} call(s) already in flight"
+            return call.put(slot, _skipped(spec, why, Category.SATURATED))
+        logger.debug("%sattempt: %s (timeout %.3gs)", call.tag, spec.model, min(spec.timeout, left))
+        started = time.monotonic()
+        try:
+            attempt, value, raw_text, error = await self._attempt(
+                spec, call.request, call.schema, left
+            )
+        except asyncio.CancelledError:
+            why = call.cancel_reason if call.winner is None else "another model answered first"
+            call.put(slot, _rejected(spec, Category.CANCELLED, why, started))
+            raise
+        finally:
+            self.limiter.release(spec)
+        answer = call.put(slot, attempt, value, raw_text)
+        if attempt.category is Category.SAFETY_REFUSAL:
+            answer.stop = call.chain.refusal_policy == "stop"
+        if _ends_call(answer) and call.winner is None:
+            call.winner = answer
+        healthy = error is None or attempt.category is Category.SAFETY_REFUSAL
+        await self.breaker.record(spec, error, healthy=healthy)
+        if attempt.outcome is Outcome.SUCCESS:
+            logger.info("%s%s -> success [%.0f ms]", call.tag, spec.model, attempt.latency_ms)
+        else:
+            logger.warning(
+                "%s%s -> %s (%s) [%.0f ms]",
+                call.tag,
+                spec.model,
+                attempt.outcome.value,
+                attempt.reason,
+                attempt.latency_ms,
+            )
+        return answer
+
+    @staticmethod
+    def _all_open(call: _Call) -> bool:
+        attempts = call.recorded()
+        return bool(attempts) and all(a.category is Category.CIRCUIT_OPEN for a in attempts)
 
     async def _attempt(
         self, spec: ModelSpec, request: RouteRequest, schema: Schema | None, left: float
-    ) -> tuple[Attempt, object, str]:
-        """Call one model and judge its answer. Returns (attempt, parsed value, raw text)."""
+    ) -> tuple[Attempt, object, str, ProviderError | None]:
+        """Call one model and judge its answer: (attempt, parsed value, raw text, error)."""
         timeout = min(spec.timeout, left)
         call = CompletionRequest(
             messages=request.messages,
@@ -201,16 +272,12 @@ class Router:
                 completion = await self.provider.complete(spec, call)
         except TimeoutError:
             why = "caller's deadline" if timeout < spec.timeout else "timeout"
-            return (
-                _rejected(
-                    spec, Category.TIMEOUT, f"no answer within {timeout:.3g}s ({why})", started
-                ),
-                None,
-                "",
-            )
+            reason = f"no answer within {timeout:.3g}s ({why})"
+            error = ProviderTimeoutError(reason)
+            return _rejected(spec, Category.TIMEOUT, reason, started), None, "", error
         except ProviderError as exc:
             category = next(c for t, c in _PROVIDER_CATEGORIES if isinstance(exc, t))
-            return _rejected(spec, category, str(exc), started), None, ""
+            return _rejected(spec, category, str(exc), started), None, "", exc
         verdict = judge(completion.text, schema, self.refusals)
         if verdict.accepted:
             outcome = Outcome.SUCCESS
@@ -226,7 +293,7 @@ class Router:
             latency_ms=_ms(time.monotonic() - started),
             usage=completion.usage,
         )
-        return attempt, verdict.value, completion.text
+        return attempt, verdict.value, completion.text, None
 
     def _finish(
         self,
@@ -263,11 +330,51 @@ def _rejected(spec: ModelSpec, category: Category, reason: str, started: float) 
     )
 
 
-def _skipped(spec: ModelSpec, reason: str) -> Attempt:
+def _skipped(spec: ModelSpec, reason: str, category: Category = Category.SKIPPED) -> Attempt:
     return Attempt(
         model=spec.model,
         outcome=Outcome.SKIPPED,
-        category=Category.SKIPPED,
+        category=category,
         reason=reason,
         latency_ms=0.0,
     )
+
+
+@dataclass
+class _Answer:
+    """What one step ended with."""
+
+    attempt: Attempt
+    value: object = None
+    raw_text: str = ""
+    stop: bool = False
+    """A safety refusal that ends the call (refusal_policy = "stop")."""
+
+
+def _ends_call(answer: _Answer) -> bool:
+    return answer.attempt.outcome is Outcome.SUCCESS or answer.stop
+
+
+@dataclass
+class _Call:
+    """One Route call's shared state: its request and its attempts, in start order."""
+
+    request: RouteRequest
+    chain: ChainSpec
+    schema: Schema | None
+    deadline: Deadline
+    tag: str
+    slots: list[Attempt | None] = field(default_factory=list)
+    winner: _Answer | None = None
+    cancel_reason: str = "cancelled by the caller"
+
+    def reserve(self) -> int:
+        self.slots.append(None)
+        return len(self.slots) - 1
+
+    def put(self, slot: int, attempt: Attempt, value: object = None, raw_text: str = "") -> _Answer:
+        self.slots[slot] = attempt
+        return _Answer(attempt, value, raw_text)
+
+    def recorded(self) -> tuple[Attempt, ...]:
+        return tuple(a for a in self.slots if a is not None)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from llm_router_server.answers import DEFAULT_REFUSAL_PATTERNS, Limits
+from llm_router_server.breaker import WHEN_ALL_OPEN, BreakerPolicy
 from llm_router_server.errors import ConfigError
 from llm_router_server.types import ChainSpec, ModelSpec
 
@@ -43,6 +44,8 @@ class ServerConfig:
     caller before its own deadline fires."""
     min_attempt_ms: float = 50.0
     """A model is not started when less than this is left of the caller's deadline."""
+    max_receive_bytes: int = 4 * 1024 * 1024
+    """Largest request message the server accepts; larger ones get RESOURCE_EXHAUSTED."""
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,39 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """Bearer-token authentication of Router calls (health stays open)."""
+
+    tokens: tuple[str, ...] = ()
+    """Accepted tokens (``authorization: Bearer <token>``); empty: no authentication.
+    ``$LLM_ROUTER_AUTH_TOKENS`` (comma-separated) adds to them."""
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS for the gRPC port; mTLS when ``client_ca_file`` is set."""
+
+    cert_file: str = ""
+    """PEM certificate chain of the server; empty: plaintext."""
+    key_file: str = ""
+    """PEM private key of the server."""
+    client_ca_file: str = ""
+    """PEM CA certificates; when set, clients must present a certificate signed by one."""
+
+
+REFUSAL_POLICIES = ("fall_through", "stop")
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the server needs, validated."""
 
     server: ServerConfig = field(default_factory=ServerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     limits: Limits = field(default_factory=Limits)
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
     refusal_patterns: tuple[str, ...] = DEFAULT_REFUSAL_PATTERNS
     """Case-insensitive substrings that mark an answer as a refusal."""
     default_max_tokens: int = 4096
@@ -171,7 +201,11 @@ def _model(raw: Any, path: str) -> ModelSpec:
         structured_output=t.take("structured_output", bool, True),
         params=t.take("params", dict, {}),
         provider=t.take("provider", str, "auto"),
+        max_concurrency=t.take("max_concurrency", int, 0),
+        warm_up=t.take("warm_up", bool, False),
     )
+    if spec.max_concurrency < 0:
+        raise ConfigError(f"{t.key('max_concurrency')}: must be >= 0, got {spec.max_concurrency}")
     t.done()
     _check_provider(spec, t.key("provider"))
     return spec
@@ -197,8 +231,19 @@ def _chains(t: _Table) -> dict[str, ChainSpec]:
         if not raw_models:
             raise ConfigError(f"{chain.key('models')}: a chain needs at least one model")
         models = tuple(_model(m, f"{chain.key('models')}[{i}]") for i, m in enumerate(raw_models))
+        hedge = chain.take("hedge_after_ms", float, 0.0)
+        if hedge < 0:
+            raise ConfigError(f"{chain.key('hedge_after_ms')}: must be >= 0, got {hedge!r}")
+        policy = chain.take("refusal_policy", str, "fall_through")
+        if policy not in REFUSAL_POLICIES:
+            raise ConfigError(
+                f"{chain.key('refusal_policy')}: expected one of {', '.join(REFUSAL_POLICIES)}, "
+                f"got {policy!r}"
+            )
         chain.done()
-        chains[name] = ChainSpec(name=name, models=models)
+        chains[name] = ChainSpec(
+            name=name, models=models, hedge_after_ms=hedge, refusal_policy=policy
+        )
     return chains
 
 
@@ -222,6 +267,59 @@ def _check_metrics(metrics: MetricsConfig, t: _Table) -> None:
             )
 
 
+def _breaker(t: _Table) -> BreakerPolicy:
+    d = BreakerPolicy()
+    policy = BreakerPolicy(
+        enabled=t.take("enabled", bool, d.enabled),
+        failure_threshold=t.positive("failure_threshold", int, d.failure_threshold),
+        cool_down_seconds=t.positive("cool_down_seconds", float, d.cool_down_seconds),
+        max_cool_down_seconds=t.positive("max_cool_down_seconds", float, d.max_cool_down_seconds),
+        when_all_open=t.take("when_all_open", str, d.when_all_open),
+        shared=t.take("shared", bool, d.shared),
+    )
+    if policy.when_all_open not in WHEN_ALL_OPEN:
+        raise ConfigError(
+            f"{t.key('when_all_open')}: expected one of {', '.join(WHEN_ALL_OPEN)}, "
+            f"got {policy.when_all_open!r}"
+        )
+    if policy.max_cool_down_seconds < policy.cool_down_seconds:
+        raise ConfigError(f"{t.key('max_cool_down_seconds')}: must be >= cool_down_seconds")
+    t.done()
+    return policy
+
+
+def _auth(t: _Table, env: Mapping[str, str]) -> AuthConfig:
+    tokens = t.take("tokens", list, [])
+    tokens += [x.strip() for x in env.get("LLM_ROUTER_AUTH_TOKENS", "").split(",") if x.strip()]
+    for token in tokens:
+        if not isinstance(token, str) or len(token.strip()) < 16 or token != token.strip():
+            # The value itself is never printed: it is a secret.
+            raise ConfigError(
+                f"{t.key('tokens')}: every token must be a string of at least 16 characters "
+                "without surrounding spaces"
+            )
+    t.done()
+    return AuthConfig(tokens=tuple(tokens))
+
+
+def _tls(t: _Table) -> TLSConfig:
+    tls = TLSConfig(
+        cert_file=t.take("cert_file", str, ""),
+        key_file=t.take("key_file", str, ""),
+        client_ca_file=t.take("client_ca_file", str, ""),
+    )
+    t.done()
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise ConfigError(f"{t.key('cert_file')}/{t.key('key_file')}: set both or neither")
+    if tls.client_ca_file and not tls.cert_file:
+        raise ConfigError(f"{t.key('client_ca_file')}: mTLS needs cert_file and key_file too")
+    for name in ("cert_file", "key_file", "client_ca_file"):
+        path = getattr(tls, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{t.key(name)}: file not found: {path}")
+    return tls
+
+
 def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     """Build a Config from parsed TOML (already a dict) and the environment."""
     root = _Table(_expand(dict(data), "", env), "")
@@ -231,6 +329,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         grace_seconds=s.positive("grace_seconds", float, ServerConfig.grace_seconds),
         deadline_margin_ms=s.take("deadline_margin_ms", float, ServerConfig.deadline_margin_ms),
         min_attempt_ms=s.take("min_attempt_ms", float, ServerConfig.min_attempt_ms),
+        max_receive_bytes=s.positive("max_receive_bytes", int, ServerConfig.max_receive_bytes),
     )
     s.done()
     m = root.table("metrics")
@@ -253,8 +352,11 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         max_messages=lim.positive("max_messages", int, Limits.max_messages),
         max_message_chars=lim.positive("max_message_chars", int, Limits.max_message_chars),
         max_schema_chars=lim.positive("max_schema_chars", int, Limits.max_schema_chars),
+        max_schema_depth=lim.positive("max_schema_depth", int, Limits.max_schema_depth),
     )
     lim.done()
+    breaker = _breaker(root.table("breaker"))
+    auth, tls = _auth(root.table("auth"), env), _tls(root.table("tls"))
     patterns = root.take("refusal_patterns", list, list(DEFAULT_REFUSAL_PATTERNS))
     if not all(isinstance(p, str) and p for p in patterns):
         raise ConfigError("refusal_patterns: expected a list of non-empty strings")
@@ -273,6 +375,9 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         server=server,
         metrics=metrics,
         limits=limits,
+        breaker=breaker,
+        auth=auth,
+        tls=tls,
         refusal_patterns=tuple(patterns),
         default_max_tokens=default_max_tokens,
         default_chain=default_chain,

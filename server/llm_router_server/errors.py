@@ -12,13 +12,25 @@ Exception tree::
     │   └── UnknownChainError        the request named a chain that is not configured
     ├── ChainFailedError             no answer; carries every attempt made
     │   ├── AllModelsFailedError     every model of the chain was rejected
-    │   └── DeadlineExceededError    the caller's deadline ran out first
+    │   ├── DeadlineExceededError    the caller's deadline ran out first
+    │   └── RefusedError             a provider's safety refusal ended the call
     └── ProviderError                one model call failed (raised by a Provider)
-        ├── ProviderTimeoutError     no answer within the attempt's timeout
+        ├── ProviderTimeoutError     no answer within the attempt's timeout (silent upstream)
         ├── ProviderConnectionError  refused, reset or dropped connection
         ├── ProviderStatusError      the provider answered with an HTTP error status
-        ├── ProviderResponseError    the provider's answer was malformed or empty
-        └── ProviderRefusalError     the provider reported a safety refusal
+        │   ├── ProviderRateLimitError       429; ``retry_after`` from Retry-After
+        │   ├── ProviderOverloadedError      5xx, 529: overloaded or failing
+        │   ├── ProviderAuthenticationError  401/403: bad or missing credentials
+        │   └── ProviderContextWindowError   the prompt exceeds the context window
+        ├── ProviderResponseError    the provider's answer was malformed, truncated or empty
+        └── ProviderRefusalError     the provider reported a safety refusal (content policy)
+
+What the chain does with each class (the circuit breaker, ``breaker.py``):
+rate limited opens the model's circuit for ``retry_after`` (or the configured
+cool-down); authentication errors open it at once and are logged as errors;
+timeouts, connection errors, overload and malformed bodies count towards
+opening it; a context-window error, a refusal or a bad answer says nothing
+about the model's health. No class is retried on the same model within a call.
 """
 
 from __future__ import annotations
@@ -66,6 +78,10 @@ class DeadlineExceededError(ChainFailedError):
     """The caller's deadline ran out before any model gave a valid answer."""
 
 
+class RefusedError(ChainFailedError):
+    """A provider blocked the answer for safety and the chain's refusal policy is ``stop``."""
+
+
 class ProviderError(LLMRouterError):
     """One model call failed.
 
@@ -88,6 +104,29 @@ class ProviderStatusError(ProviderError):
     def __init__(self, message: str, *, status_code: int | None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class ProviderRateLimitError(ProviderStatusError):
+    """HTTP 429. ``retry_after`` is the provider's Retry-After in seconds, if it sent one."""
+
+    def __init__(
+        self, message: str, *, status_code: int | None = 429, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class ProviderOverloadedError(ProviderStatusError):
+    """HTTP 5xx (or Anthropic's 529): the provider is overloaded or failing."""
+
+
+class ProviderAuthenticationError(ProviderStatusError):
+    """HTTP 401/403: the API key is missing, wrong or lacks permission. A configuration
+    problem: retrying will not help."""
+
+
+class ProviderContextWindowError(ProviderStatusError):
+    """The prompt (plus max_tokens) does not fit the model's context window."""
 
 
 class ProviderResponseError(ProviderError):

@@ -29,6 +29,7 @@ from llm_router_server.errors import (
     DeadlineExceededError,
     InvalidRequestError,
     LLMRouterError,
+    RefusedError,
 )
 from llm_router_server.metrics import (
     ModelStats,
@@ -55,6 +56,7 @@ STATUS_TABLE: tuple[tuple[type[LLMRouterError], grpc.StatusCode], ...] = (
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (AllModelsFailedError, grpc.StatusCode.UNAVAILABLE),
+    (RefusedError, grpc.StatusCode.PERMISSION_DENIED),
 )
 
 _OUTCOMES = {
@@ -72,12 +74,19 @@ _CATEGORIES = {
     Category.SCHEMA_MISMATCH: router_pb2.REASON_CATEGORY_SCHEMA_MISMATCH,
     Category.SKIPPED: router_pb2.REASON_CATEGORY_SKIPPED,
     Category.CANCELLED: router_pb2.REASON_CATEGORY_CANCELLED,
+    Category.CIRCUIT_OPEN: router_pb2.REASON_CATEGORY_CIRCUIT_OPEN,
+    Category.SAFETY_REFUSAL: router_pb2.REASON_CATEGORY_SAFETY_REFUSAL,
+    Category.SATURATED: router_pb2.REASON_CATEGORY_SATURATED,
+    Category.CONTEXT_WINDOW: router_pb2.REASON_CATEGORY_CONTEXT_WINDOW,
+    Category.AUTHENTICATION: router_pb2.REASON_CATEGORY_AUTHENTICATION,
+    Category.RATE_LIMITED: router_pb2.REASON_CATEGORY_RATE_LIMITED,
 }
 _ROUTE_STATUSES = {
     RouteStatus.OK: router_pb2.ROUTE_STATUS_OK,
     RouteStatus.ALL_FAILED: router_pb2.ROUTE_STATUS_ALL_FAILED,
     RouteStatus.DEADLINE_EXCEEDED: router_pb2.ROUTE_STATUS_DEADLINE_EXCEEDED,
     RouteStatus.CANCELLED: router_pb2.ROUTE_STATUS_CANCELLED,
+    RouteStatus.REFUSED: router_pb2.ROUTE_STATUS_REFUSED,
 }
 
 

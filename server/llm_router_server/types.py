@@ -42,6 +42,10 @@ class ModelSpec:
     provider: str = "auto"
     """Which path calls the model: "auto" (native HTTP when it speaks the model's
     protocol, else litellm), "native" or "litellm" (see ``providers/dispatch.py``)."""
+    max_concurrency: int = 0
+    """Most calls in flight to this model at once; when full the chain skips it. 0: no limit."""
+    warm_up: bool = False
+    """Send one tiny call at start-up, in the background, so the model is loaded."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,12 @@ class ChainSpec:
 
     name: str
     models: tuple[ModelSpec, ...]
+    hedge_after_ms: float = 0.0
+    """When > 0: if a model has not answered after this long, start the next one in
+    parallel; the first valid answer wins. 0: strictly one model at a time."""
+    refusal_policy: str = "fall_through"
+    """What a provider's safety refusal does: ``fall_through`` to the next model, or
+    ``stop`` the call (PERMISSION_DENIED)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,12 @@ class Category(enum.Enum):
     SCHEMA_MISMATCH = "schema_mismatch"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    CIRCUIT_OPEN = "circuit_open"
+    SAFETY_REFUSAL = "safety_refusal"
+    SATURATED = "saturated"
+    CONTEXT_WINDOW = "context_window"
+    AUTHENTICATION = "authentication"
+    RATE_LIMITED = "rate_limited"
 
 
 @dataclass(frozen=True)
@@ -147,6 +163,7 @@ class RouteStatus(enum.Enum):
     ALL_FAILED = "all_failed"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     CANCELLED = "cancelled"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)

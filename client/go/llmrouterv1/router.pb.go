@@ -104,8 +104,8 @@ const (
 	// The provider or the network failed: connection refused or reset, an
 	// HTTP error status, a malformed or empty response.
 	ReasonCategory_REASON_CATEGORY_PROVIDER_ERROR ReasonCategory = 2
-	// The model refused: its text matched a refusal pattern, or the provider
-	// reported a safety refusal.
+	// The model refused: its text matched a refusal pattern. (A provider's own
+	// safety block is SAFETY_REFUSAL.)
 	ReasonCategory_REASON_CATEGORY_REFUSAL ReasonCategory = 3
 	// A schema was given and the answer was not JSON.
 	ReasonCategory_REASON_CATEGORY_INVALID_JSON ReasonCategory = 4
@@ -114,21 +114,47 @@ const (
 	ReasonCategory_REASON_CATEGORY_SCHEMA_MISMATCH ReasonCategory = 5
 	// The model was not called.
 	ReasonCategory_REASON_CATEGORY_SKIPPED ReasonCategory = 6
-	// The caller cancelled the call while this model was working on it.
+	// The caller cancelled the call while this model was working on it (or,
+	// with hedging, another model answered first and this one was cancelled).
 	ReasonCategory_REASON_CATEGORY_CANCELLED ReasonCategory = 7
+	// The model was not called because its circuit breaker is open: it failed
+	// recently and is cooling down (outcome SKIPPED).
+	ReasonCategory_REASON_CATEGORY_CIRCUIT_OPEN ReasonCategory = 8
+	// The provider itself blocked the answer for safety (HTTP 200 with Claude's
+	// stop_reason "refusal", OpenAI's content_filter, or a content-policy HTTP
+	// 400). REFUSAL then means only that the text matched a refusal pattern.
+	ReasonCategory_REASON_CATEGORY_SAFETY_REFUSAL ReasonCategory = 9
+	// The model was not called because it already serves its configured
+	// max_concurrency calls (outcome SKIPPED).
+	ReasonCategory_REASON_CATEGORY_SATURATED ReasonCategory = 10
+	// The prompt does not fit the model's context window; the next model is
+	// tried and this one is not retried.
+	ReasonCategory_REASON_CATEGORY_CONTEXT_WINDOW ReasonCategory = 11
+	// The provider rejected the credentials (HTTP 401/403): a configuration
+	// problem; the model's circuit is opened.
+	ReasonCategory_REASON_CATEGORY_AUTHENTICATION ReasonCategory = 12
+	// The provider rate-limited the call (HTTP 429); its Retry-After sets how
+	// long the model's circuit stays open.
+	ReasonCategory_REASON_CATEGORY_RATE_LIMITED ReasonCategory = 13
 )
 
 // Enum value maps for ReasonCategory.
 var (
 	ReasonCategory_name = map[int32]string{
-		0: "REASON_CATEGORY_UNSPECIFIED",
-		1: "REASON_CATEGORY_TIMEOUT",
-		2: "REASON_CATEGORY_PROVIDER_ERROR",
-		3: "REASON_CATEGORY_REFUSAL",
-		4: "REASON_CATEGORY_INVALID_JSON",
-		5: "REASON_CATEGORY_SCHEMA_MISMATCH",
-		6: "REASON_CATEGORY_SKIPPED",
-		7: "REASON_CATEGORY_CANCELLED",
+		0:  "REASON_CATEGORY_UNSPECIFIED",
+		1:  "REASON_CATEGORY_TIMEOUT",
+		2:  "REASON_CATEGORY_PROVIDER_ERROR",
+		3:  "REASON_CATEGORY_REFUSAL",
+		4:  "REASON_CATEGORY_INVALID_JSON",
+		5:  "REASON_CATEGORY_SCHEMA_MISMATCH",
+		6:  "REASON_CATEGORY_SKIPPED",
+		7:  "REASON_CATEGORY_CANCELLED",
+		8:  "REASON_CATEGORY_CIRCUIT_OPEN",
+		9:  "REASON_CATEGORY_SAFETY_REFUSAL",
+		10: "REASON_CATEGORY_SATURATED",
+		11: "REASON_CATEGORY_CONTEXT_WINDOW",
+		12: "REASON_CATEGORY_AUTHENTICATION",
+		13: "REASON_CATEGORY_RATE_LIMITED",
 	}
 	ReasonCategory_value = map[string]int32{
 		"REASON_CATEGORY_UNSPECIFIED":     0,
@@ -139,6 +165,12 @@ var (
 		"REASON_CATEGORY_SCHEMA_MISMATCH": 5,
 		"REASON_CATEGORY_SKIPPED":         6,
 		"REASON_CATEGORY_CANCELLED":       7,
+		"REASON_CATEGORY_CIRCUIT_OPEN":    8,
+		"REASON_CATEGORY_SAFETY_REFUSAL":  9,
+		"REASON_CATEGORY_SATURATED":       10,
+		"REASON_CATEGORY_CONTEXT_WINDOW":  11,
+		"REASON_CATEGORY_AUTHENTICATION":  12,
+		"REASON_CATEGORY_RATE_LIMITED":    13,
 	}
 )
 
@@ -183,6 +215,9 @@ const (
 	RouteStatus_ROUTE_STATUS_DEADLINE_EXCEEDED RouteStatus = 3
 	// The caller cancelled the call.
 	RouteStatus_ROUTE_STATUS_CANCELLED RouteStatus = 4
+	// A provider blocked the answer for safety and the chain's refusal_policy
+	// is "stop" (status PERMISSION_DENIED).
+	RouteStatus_ROUTE_STATUS_REFUSED RouteStatus = 5
 )
 
 // Enum value maps for RouteStatus.
@@ -193,6 +228,7 @@ var (
 		2: "ROUTE_STATUS_ALL_FAILED",
 		3: "ROUTE_STATUS_DEADLINE_EXCEEDED",
 		4: "ROUTE_STATUS_CANCELLED",
+		5: "ROUTE_STATUS_REFUSED",
 	}
 	RouteStatus_value = map[string]int32{
 		"ROUTE_STATUS_UNSPECIFIED":       0,
@@ -200,6 +236,7 @@ var (
 		"ROUTE_STATUS_ALL_FAILED":        2,
 		"ROUTE_STATUS_DEADLINE_EXCEEDED": 3,
 		"ROUTE_STATUS_CANCELLED":         4,
+		"ROUTE_STATUS_REFUSED":           5,
 	}
 )
 
@@ -1280,7 +1317,7 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x17ATTEMPT_OUTCOME_SUCCESS\x10\x01\x12\x1c\n" +
 	"\x18ATTEMPT_OUTCOME_REJECTED\x10\x02\x12\x1b\n" +
 	"\x17ATTEMPT_OUTCOME_INVALID\x10\x03\x12\x1b\n" +
-	"\x17ATTEMPT_OUTCOME_SKIPPED\x10\x04*\x92\x02\n" +
+	"\x17ATTEMPT_OUTCOME_SKIPPED\x10\x04*\xe1\x03\n" +
 	"\x0eReasonCategory\x12\x1f\n" +
 	"\x1bREASON_CATEGORY_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17REASON_CATEGORY_TIMEOUT\x10\x01\x12\"\n" +
@@ -1289,13 +1326,21 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x1cREASON_CATEGORY_INVALID_JSON\x10\x04\x12#\n" +
 	"\x1fREASON_CATEGORY_SCHEMA_MISMATCH\x10\x05\x12\x1b\n" +
 	"\x17REASON_CATEGORY_SKIPPED\x10\x06\x12\x1d\n" +
-	"\x19REASON_CATEGORY_CANCELLED\x10\a*\x9d\x01\n" +
+	"\x19REASON_CATEGORY_CANCELLED\x10\a\x12 \n" +
+	"\x1cREASON_CATEGORY_CIRCUIT_OPEN\x10\b\x12\"\n" +
+	"\x1eREASON_CATEGORY_SAFETY_REFUSAL\x10\t\x12\x1d\n" +
+	"\x19REASON_CATEGORY_SATURATED\x10\n" +
+	"\x12\"\n" +
+	"\x1eREASON_CATEGORY_CONTEXT_WINDOW\x10\v\x12\"\n" +
+	"\x1eREASON_CATEGORY_AUTHENTICATION\x10\f\x12 \n" +
+	"\x1cREASON_CATEGORY_RATE_LIMITED\x10\r*\xb7\x01\n" +
 	"\vRouteStatus\x12\x1c\n" +
 	"\x18ROUTE_STATUS_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fROUTE_STATUS_OK\x10\x01\x12\x1b\n" +
 	"\x17ROUTE_STATUS_ALL_FAILED\x10\x02\x12\"\n" +
 	"\x1eROUTE_STATUS_DEADLINE_EXCEEDED\x10\x03\x12\x1a\n" +
-	"\x16ROUTE_STATUS_CANCELLED\x10\x042\xa7\x01\n" +
+	"\x16ROUTE_STATUS_CANCELLED\x10\x04\x12\x18\n" +
+	"\x14ROUTE_STATUS_REFUSED\x10\x052\xa7\x01\n" +
 	"\x06Router\x12B\n" +
 	"\x05Route\x12\x1b.llm_router.v1.RouteRequest\x1a\x1c.llm_router.v1.RouteResponse\x12Y\n" +
 	"\fWatchMetrics\x12\".llm_router.v1.WatchMetricsRequest\x1a#.llm_router.v1.WatchMetricsResponse0\x01B.Z,llm-router/client/go/llmrouterv1;llmrouterv1b\x06proto3"

@@ -45,6 +45,11 @@ type RouterClient interface {
 	//	                  RouteFailure detail listing each attempt.
 	//	DEADLINE_EXCEEDED the caller's deadline ran out; the status carries a
 	//	                  RouteFailure detail with the attempts made so far.
+	//	PERMISSION_DENIED a provider blocked the answer for safety and the
+	//	                  chain's refusal_policy is "stop"; RouteFailure detail.
+	//	UNAUTHENTICATED   the server requires a bearer token and the call had
+	//	                  none or a wrong one.
+	//	RESOURCE_EXHAUSTED the request is larger than the server's receive limit.
 	Route(ctx context.Context, in *RouteRequest, opts ...grpc.CallOption) (*RouteResponse, error)
 	// WatchMetrics streams a snapshot of the per-model counters, then one
 	// event per finished Route call, for dashboards.
@@ -105,6 +110,11 @@ type RouterServer interface {
 	//	                  RouteFailure detail listing each attempt.
 	//	DEADLINE_EXCEEDED the caller's deadline ran out; the status carries a
 	//	                  RouteFailure detail with the attempts made so far.
+	//	PERMISSION_DENIED a provider blocked the answer for safety and the
+	//	                  chain's refusal_policy is "stop"; RouteFailure detail.
+	//	UNAUTHENTICATED   the server requires a bearer token and the call had
+	//	                  none or a wrong one.
+	//	RESOURCE_EXHAUSTED the request is larger than the server's receive limit.
 	Route(context.Context, *RouteRequest) (*RouteResponse, error)
 	// WatchMetrics streams a snapshot of the per-model counters, then one
 	// event per finished Route call, for dashboards.

@@ -84,8 +84,8 @@ class _ReasonCategoryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason
     HTTP error status, a malformed or empty response.
     """
     REASON_CATEGORY_REFUSAL: _ReasonCategory.ValueType  # 3
-    """The model refused: its text matched a refusal pattern, or the provider
-    reported a safety refusal.
+    """The model refused: its text matched a refusal pattern. (A provider's own
+    safety block is SAFETY_REFUSAL.)
     """
     REASON_CATEGORY_INVALID_JSON: _ReasonCategory.ValueType  # 4
     """A schema was given and the answer was not JSON."""
@@ -96,7 +96,34 @@ class _ReasonCategoryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason
     REASON_CATEGORY_SKIPPED: _ReasonCategory.ValueType  # 6
     """The model was not called."""
     REASON_CATEGORY_CANCELLED: _ReasonCategory.ValueType  # 7
-    """The caller cancelled the call while this model was working on it."""
+    """The caller cancelled the call while this model was working on it (or,
+    with hedging, another model answered first and this one was cancelled).
+    """
+    REASON_CATEGORY_CIRCUIT_OPEN: _ReasonCategory.ValueType  # 8
+    """The model was not called because its circuit breaker is open: it failed
+    recently and is cooling down (outcome SKIPPED).
+    """
+    REASON_CATEGORY_SAFETY_REFUSAL: _ReasonCategory.ValueType  # 9
+    """The provider itself blocked the answer for safety (HTTP 200 with Claude's
+    stop_reason "refusal", OpenAI's content_filter, or a content-policy HTTP
+    400). REFUSAL then means only that the text matched a refusal pattern.
+    """
+    REASON_CATEGORY_SATURATED: _ReasonCategory.ValueType  # 10
+    """The model was not called because it already serves its configured
+    max_concurrency calls (outcome SKIPPED).
+    """
+    REASON_CATEGORY_CONTEXT_WINDOW: _ReasonCategory.ValueType  # 11
+    """The prompt does not fit the model's context window; the next model is
+    tried and this one is not retried.
+    """
+    REASON_CATEGORY_AUTHENTICATION: _ReasonCategory.ValueType  # 12
+    """The provider rejected the credentials (HTTP 401/403): a configuration
+    problem; the model's circuit is opened.
+    """
+    REASON_CATEGORY_RATE_LIMITED: _ReasonCategory.ValueType  # 13
+    """The provider rate-limited the call (HTTP 429); its Retry-After sets how
+    long the model's circuit stays open.
+    """
 
 class ReasonCategory(_ReasonCategory, metaclass=_ReasonCategoryEnumTypeWrapper):
     """ReasonCategory classifies why an attempt was not accepted, so that callers
@@ -112,8 +139,8 @@ REASON_CATEGORY_PROVIDER_ERROR: ReasonCategory.ValueType  # 2
 HTTP error status, a malformed or empty response.
 """
 REASON_CATEGORY_REFUSAL: ReasonCategory.ValueType  # 3
-"""The model refused: its text matched a refusal pattern, or the provider
-reported a safety refusal.
+"""The model refused: its text matched a refusal pattern. (A provider's own
+safety block is SAFETY_REFUSAL.)
 """
 REASON_CATEGORY_INVALID_JSON: ReasonCategory.ValueType  # 4
 """A schema was given and the answer was not JSON."""
@@ -124,7 +151,34 @@ against it.
 REASON_CATEGORY_SKIPPED: ReasonCategory.ValueType  # 6
 """The model was not called."""
 REASON_CATEGORY_CANCELLED: ReasonCategory.ValueType  # 7
-"""The caller cancelled the call while this model was working on it."""
+"""The caller cancelled the call while this model was working on it (or,
+with hedging, another model answered first and this one was cancelled).
+"""
+REASON_CATEGORY_CIRCUIT_OPEN: ReasonCategory.ValueType  # 8
+"""The model was not called because its circuit breaker is open: it failed
+recently and is cooling down (outcome SKIPPED).
+"""
+REASON_CATEGORY_SAFETY_REFUSAL: ReasonCategory.ValueType  # 9
+"""The provider itself blocked the answer for safety (HTTP 200 with Claude's
+stop_reason "refusal", OpenAI's content_filter, or a content-policy HTTP
+400). REFUSAL then means only that the text matched a refusal pattern.
+"""
+REASON_CATEGORY_SATURATED: ReasonCategory.ValueType  # 10
+"""The model was not called because it already serves its configured
+max_concurrency calls (outcome SKIPPED).
+"""
+REASON_CATEGORY_CONTEXT_WINDOW: ReasonCategory.ValueType  # 11
+"""The prompt does not fit the model's context window; the next model is
+tried and this one is not retried.
+"""
+REASON_CATEGORY_AUTHENTICATION: ReasonCategory.ValueType  # 12
+"""The provider rejected the credentials (HTTP 401/403): a configuration
+problem; the model's circuit is opened.
+"""
+REASON_CATEGORY_RATE_LIMITED: ReasonCategory.ValueType  # 13
+"""The provider rate-limited the call (HTTP 429); its Retry-After sets how
+long the model's circuit stays open.
+"""
 Global___ReasonCategory: _TypeAlias = ReasonCategory  # noqa: Y015
 
 class _RouteStatus:
@@ -143,6 +197,10 @@ class _RouteStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RouteStat
     """The caller's deadline ran out."""
     ROUTE_STATUS_CANCELLED: _RouteStatus.ValueType  # 4
     """The caller cancelled the call."""
+    ROUTE_STATUS_REFUSED: _RouteStatus.ValueType  # 5
+    """A provider blocked the answer for safety and the chain's refusal_policy
+    is "stop" (status PERMISSION_DENIED).
+    """
 
 class RouteStatus(_RouteStatus, metaclass=_RouteStatusEnumTypeWrapper):
     """RouteStatus is how a whole Route call ended."""
@@ -157,6 +215,10 @@ ROUTE_STATUS_DEADLINE_EXCEEDED: RouteStatus.ValueType  # 3
 """The caller's deadline ran out."""
 ROUTE_STATUS_CANCELLED: RouteStatus.ValueType  # 4
 """The caller cancelled the call."""
+ROUTE_STATUS_REFUSED: RouteStatus.ValueType  # 5
+"""A provider blocked the answer for safety and the chain's refusal_policy
+is "stop" (status PERMISSION_DENIED).
+"""
 Global___RouteStatus: _TypeAlias = RouteStatus  # noqa: Y015
 
 @_typing.final

@@ -63,6 +63,11 @@ class RouterServicer:
         RouteFailure detail listing each attempt.
         DEADLINE_EXCEEDED the caller's deadline ran out; the status carries a
         RouteFailure detail with the attempts made so far.
+        PERMISSION_DENIED a provider blocked the answer for safety and the
+        chain's refusal_policy is "stop"; RouteFailure detail.
+        UNAUTHENTICATED   the server requires a bearer token and the call had
+        none or a wrong one.
+        RESOURCE_EXHAUSTED the request is larger than the server's receive limit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -49,6 +49,11 @@ class RouterStub:
                         RouteFailure detail listing each attempt.
       DEADLINE_EXCEEDED the caller's deadline ran out; the status carries a
                         RouteFailure detail with the attempts made so far.
+      PERMISSION_DENIED a provider blocked the answer for safety and the
+                        chain's refusal_policy is "stop"; RouteFailure detail.
+      UNAUTHENTICATED   the server requires a bearer token and the call had
+                        none or a wrong one.
+      RESOURCE_EXHAUSTED the request is larger than the server's receive limit.
     """
     WatchMetrics: _grpc.UnaryStreamMultiCallable[_router_pb2.WatchMetricsRequest, _router_pb2.WatchMetricsResponse]
     """WatchMetrics streams a snapshot of the per-model counters, then one
@@ -72,6 +77,11 @@ class RouterAsyncStub(RouterStub):
                         RouteFailure detail listing each attempt.
       DEADLINE_EXCEEDED the caller's deadline ran out; the status carries a
                         RouteFailure detail with the attempts made so far.
+      PERMISSION_DENIED a provider blocked the answer for safety and the
+                        chain's refusal_policy is "stop"; RouteFailure detail.
+      UNAUTHENTICATED   the server requires a bearer token and the call had
+                        none or a wrong one.
+      RESOURCE_EXHAUSTED the request is larger than the server's receive limit.
     """
     WatchMetrics: _aio.UnaryStreamMultiCallable[_router_pb2.WatchMetricsRequest, _router_pb2.WatchMetricsResponse]  # type: ignore[assignment]
     """WatchMetrics streams a snapshot of the per-model counters, then one
@@ -98,6 +108,11 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
                             RouteFailure detail listing each attempt.
           DEADLINE_EXCEEDED the caller's deadline ran out; the status carries a
                             RouteFailure detail with the attempts made so far.
+          PERMISSION_DENIED a provider blocked the answer for safety and the
+                            chain's refusal_policy is "stop"; RouteFailure detail.
+          UNAUTHENTICATED   the server requires a bearer token and the call had
+                            none or a wrong one.
+          RESOURCE_EXHAUSTED the request is larger than the server's receive limit.
         """
 
     @_abc_1.abstractmethod

@@ -35,7 +35,6 @@ from llm_router_server.errors import (
     ProviderError,
     ProviderRefusalError,
     ProviderResponseError,
-    ProviderStatusError,
     ProviderTimeoutError,
 )
 from llm_router_server.providers.protocols import (
@@ -48,6 +47,8 @@ from llm_router_server.providers.reasons import (
     clean,
     connection_reason,
     error_detail,
+    retry_after,
+    status_error,
     status_reason,
 )
 from llm_router_server.types import Completion, CompletionRequest, ModelSpec, Usage
@@ -101,12 +102,14 @@ class AiohttpProvider:
                     raw = await response.read()
                     status = response.status
                     phrase = response.reason or ""
+                    headers = response.headers
         except Exception as exc:
             raise _translate(exc, endpoint, request.timeout) from exc
         if status >= 400:
             text = raw.decode("utf-8", "replace")
             detail = (error_detail(text) if text else "") or phrase
-            raise ProviderStatusError(status_reason(status, detail), status_code=status)
+            reason = status_reason(status, detail)
+            raise status_error(status, reason, f"{text} {detail}", retry_after=retry_after(headers))
         try:
             answer = json.loads(raw)
         except ValueError as exc:

@@ -53,6 +53,7 @@ from litellm.exceptions import (
     APIConnectionError,
     APIError,
     ContentPolicyViolationError,
+    ContextWindowExceededError,
     Timeout,
 )
 from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
@@ -69,6 +70,8 @@ from llm_router_server.providers.reasons import (
     clean,
     connection_reason,
     error_detail,
+    retry_after,
+    status_error,
     status_reason,
 )
 from llm_router_server.types import Completion, CompletionRequest, ModelSpec, Usage
@@ -215,12 +218,39 @@ def _translate(exc: Exception, model: ModelSpec, timeout: float) -> ProviderErro
     if status is not None:
         detail = error_detail(body) if body else ""
         detail = detail or _litellm_message(exc)
-        return ProviderStatusError(status_reason(status, detail), status_code=status)
+        return _status_error(chain, status, status_reason(status, detail), f"{body} {detail}")
     if isinstance(exc, APIConnectionError):
         return ProviderConnectionError(clean(f"connection error: {_litellm_message(exc)}"))
     if isinstance(exc, ContentPolicyViolationError):
         return ProviderRefusalError(clean(f"the provider refused: {_litellm_message(exc)}"))
     return ProviderError(clean(f"provider error ({type(exc).__name__}): {_litellm_message(exc)}"))
+
+
+def _status_error(
+    chain: list[BaseException], status: int, reason: str, text: str
+) -> ProviderStatusError | ProviderRefusalError:
+    """The error class for an HTTP error status (see ``reasons.status_error``)."""
+    return status_error(
+        status,
+        reason,
+        text,
+        retry_after=_retry_after(chain),
+        context_window=any(isinstance(e, ContextWindowExceededError) for e in chain),
+        content_policy=any(isinstance(e, ContentPolicyViolationError) for e in chain),
+    )
+
+
+def _retry_after(chain: list[BaseException]) -> float | None:
+    """``Retry-After`` of the first response in the chain that has headers."""
+    for e in chain:
+        response = getattr(e, "response", None)
+        headers = response.headers if isinstance(response, httpx.Response) else None
+        if not headers:
+            extra = getattr(e, "litellm_response_headers", None)
+            headers = httpx.Headers(extra) if extra else None
+        if headers:
+            return retry_after(headers)
+    return None
 
 
 def _connection_reason(transport: BaseException, model: ModelSpec) -> str:

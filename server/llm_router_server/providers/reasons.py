@@ -2,14 +2,26 @@
 
 Both providers (``litellm_provider.py`` and ``http_provider.py``) build their
 ``ProviderError`` messages with these helpers, so a fault reads the same
-whichever path served the model. This module imports no provider library.
+whichever path served the model. This module imports no provider or HTTP library.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import re
+import time
+from collections.abc import Mapping
 from urllib.parse import urlsplit
+
+from llm_router_server.errors import (
+    ProviderAuthenticationError,
+    ProviderContextWindowError,
+    ProviderOverloadedError,
+    ProviderRateLimitError,
+    ProviderRefusalError,
+    ProviderStatusError,
+)
 
 MAX_REASON = 300
 
@@ -79,3 +91,54 @@ def error_detail(body: str) -> str:
         if isinstance(message, str):
             return f"{message} ({kind})" if isinstance(kind, str) and kind else message
     return body
+
+
+# -- HTTP error statuses: the error class the chain and the breaker act on ---------------
+
+_CONTEXT_WINDOW = re.compile(
+    r"(?i)context[_ ]length|context window|prompt is too long|maximum context|too many tokens"
+)
+_CONTENT_POLICY = re.compile(r"(?i)content[_ ]policy|content[_ ]filter|content management policy")
+
+
+def status_error(
+    status: int,
+    reason: str,
+    text: str,
+    *,
+    retry_after: float | None = None,
+    context_window: bool = False,
+    content_policy: bool = False,
+) -> ProviderStatusError | ProviderRefusalError:
+    """The ``ProviderError`` for an HTTP error status, the same on both provider paths.
+
+    ``text`` is the response body (and any detail) searched for context-window and
+    content-policy wording; the flags say the provider library already recognised them.
+    """
+    if status == 429:
+        return ProviderRateLimitError(reason, status_code=status, retry_after=retry_after)
+    if status in (401, 403):
+        return ProviderAuthenticationError(reason, status_code=status)
+    if status >= 500:
+        return ProviderOverloadedError(reason, status_code=status)
+    if context_window or (status in (400, 413) and _CONTEXT_WINDOW.search(text)):
+        return ProviderContextWindowError(reason, status_code=status)
+    if content_policy or (status == 400 and _CONTENT_POLICY.search(text)):
+        return ProviderRefusalError(clean(f"the provider refused (content policy): {reason}"))
+    return ProviderStatusError(reason, status_code=status)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    try:
+        if "retry-after-ms" in headers:
+            return max(float(headers["retry-after-ms"]) / 1000, 0.0)
+        if "retry-after" in headers:
+            value = headers["retry-after"].strip()
+            if re.fullmatch(r"\d+(?:\.\d+)?", value):
+                return float(value)
+            when = email.utils.parsedate_to_datetime(value)
+            return max(when.timestamp() - time.time(), 0.0)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None

@@ -1,0 +1,103 @@
+"""A ``BreakerStore`` in Redis, so that every replica shares each model's circuit: a model
+that is down is learned once, not once per replica. The only module of the breaker that
+imports redis; redis errors become ``BreakerStoreError`` here.
+
+Each circuit is one JSON string at ``llm_router:breaker:<model>|<api_base>``, changed with
+an optimistic transaction (WATCH, GET, MULTI/SET/EXEC, retried on conflict), so the rules in
+``breaker.py`` run unchanged on every replica. A closed, clean circuit is deleted; the others
+expire after ``ttl_seconds`` without a change. When Redis fails, the store reports it at
+once for ``backoff_seconds`` instead of making every call wait on a dead server, and the
+breaker lets calls through meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError, WatchError
+
+from llm_router_server.breaker import BreakerStoreError, Change, Circuit
+
+PREFIX = "llm_router:breaker:"
+
+
+class RedisBreakerStore:
+    """Circuits shared through one Redis server."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ttl_seconds: int = 3600,
+        backoff_seconds: float = 1.0,
+        retries: int = 20,
+    ) -> None:
+        self.client = client
+        self.ttl_seconds = ttl_seconds
+        self.backoff_seconds = backoff_seconds
+        self.retries = retries
+        self._down_until = 0.0
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 0.25) -> RedisBreakerStore:
+        """A store over a new client for ``url`` with short socket timeouts."""
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
+        )
+        return cls(client)
+
+    async def load(self, key: str) -> Circuit:
+        self._check_backoff()
+        try:
+            raw = await self.client.get(PREFIX + key)
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        return _parse(raw)
+
+    async def update(self, key: str, change: Change) -> tuple[Circuit, Circuit]:
+        self._check_backoff()
+        name = PREFIX + key
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for _ in range(self.retries):
+                    try:
+                        await pipe.watch(name)
+                        old = _parse(await pipe.get(name))
+                        new = change(old)
+                        pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                        if new == Circuit():
+                            pipe.delete(name)
+                        else:
+                            pipe.set(name, json.dumps(new.to_json()), ex=self.ttl_seconds)
+                        await pipe.execute()
+                        return old, new
+                    except WatchError:
+                        continue
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        raise BreakerStoreError(f"circuit {key!r}: still contended after {self.retries} tries")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def _check_backoff(self) -> None:
+        if time.monotonic() < self._down_until:
+            raise BreakerStoreError("redis failed recently; not retrying yet")
+
+    def _failed(self, exc: BaseException) -> BreakerStoreError:
+        self._down_until = time.monotonic() + self.backoff_seconds
+        return BreakerStoreError(f"redis: {type(exc).__name__}: {exc}"[:300])
+
+
+def _parse(raw: bytes | str | None) -> Circuit:
+    if raw is None:
+        return Circuit()
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise BreakerStoreError(f"unreadable circuit state: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BreakerStoreError("unreadable circuit state: not an object")
+    return Circuit.from_json(data)

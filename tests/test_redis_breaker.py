@@ -1,0 +1,195 @@
+"""The Redis-backed breaker store against a real ``redis-server`` that the tests start on a
+free port: two replicas share each circuit; Redis dying lets calls through, and when it comes
+back the circuits are shared again."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as redis
+
+from llm_router_server.answers import DEFAULT_REFUSAL_PATTERNS
+from llm_router_server.breaker import BreakerPolicy, Circuit, CircuitBreaker, State, key_of
+from llm_router_server.chain import Router
+from llm_router_server.errors import ProviderConnectionError
+from llm_router_server.metrics import InMemoryMetricsBus
+from llm_router_server.providers.base import ScriptedProvider
+from llm_router_server.redis_breaker import RedisBreakerStore
+from llm_router_server.types import (
+    Category,
+    ChainSpec,
+    Completion,
+    Message,
+    ModelSpec,
+    RouteRequest,
+)
+from tests.fakes.net import free_port
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+]
+LOCAL, HAIKU = ModelSpec("local", timeout=1.0), ModelSpec("haiku", timeout=1.0)
+POLICY = BreakerPolicy(failure_threshold=2, cool_down_seconds=30)
+ASK = RouteRequest(messages=(Message("user", "hi"),))
+
+
+class RedisServer:
+    """A private redis-server process on a free port (no persistence)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while (
+            subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
+            ).stdout.strip()
+            != b"PONG"
+        ):
+            assert self.proc.poll() is None, "redis-server exited"
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def stores(redis_server: RedisServer) -> AsyncIterator[list[RedisBreakerStore]]:
+    made: list[RedisBreakerStore] = []
+    yield made
+    for store in made:
+        await store.aclose()
+
+
+def replica(store: RedisBreakerStore, provider: ScriptedProvider) -> Router:
+    return Router(
+        {"default": ChainSpec("default", (LOCAL, HAIKU))},
+        provider,
+        InMemoryMetricsBus(),
+        refusal_patterns=DEFAULT_REFUSAL_PATTERNS,
+        breaker=CircuitBreaker(store, POLICY),
+    )
+
+
+def new_store(url: str, stores: list[RedisBreakerStore]) -> RedisBreakerStore:
+    store = RedisBreakerStore.from_url(url)
+    store.backoff_seconds = 0.2
+    stores.append(store)
+    return store
+
+
+async def test_a_circuit_opened_by_one_replica_is_open_for_the_other(
+    redis_server: RedisServer, stores: list[RedisBreakerStore]
+) -> None:
+    down = ProviderConnectionError("connection refused")
+    a_provider = ScriptedProvider({"local": [down, down]}, default=Completion("ok"))
+    b_provider = ScriptedProvider(default=Completion("ok"))
+    a = replica(new_store(redis_server.url, stores), a_provider)
+    b = replica(new_store(redis_server.url, stores), b_provider)
+    for _ in range(2):
+        await a.route(ASK)
+    result = await b.route(ASK)
+    assert result.attempts[0].category is Category.CIRCUIT_OPEN
+    assert [m for m, _ in b_provider.calls] == ["haiku"]  # b never paid for the dead model
+    async with redis.Redis.from_url(redis_server.url) as client:
+        raw = await client.get("llm_router:breaker:local|")
+    assert raw is not None and b'"open"' in raw
+
+
+async def test_one_probe_across_replicas(
+    redis_server: RedisServer, stores: list[RedisBreakerStore]
+) -> None:
+    store = new_store(redis_server.url, stores)
+    past = time.time() - 1
+    await store.update(key_of(LOCAL), lambda c: Circuit(State.OPEN, 2, past, past - 30, 0, 30))
+    breakers = [CircuitBreaker(new_store(redis_server.url, stores), POLICY) for _ in range(6)]
+    admissions = await asyncio.gather(*(b.admit(LOCAL, lease=5) for b in breakers))
+    assert sum(a.allowed for a in admissions) == 1  # exactly one replica probes
+    assert (await store.load(key_of(LOCAL))).state is State.HALF_OPEN
+
+
+async def test_a_success_closes_and_deletes_the_key(
+    redis_server: RedisServer, stores: list[RedisBreakerStore]
+) -> None:
+    store = new_store(redis_server.url, stores)
+    await store.update(key_of(LOCAL), lambda c: Circuit(State.HALF_OPEN, 2, 0, 0, 0, 30))
+    await CircuitBreaker(store, POLICY).record(LOCAL, None, healthy=True)
+    async with redis.Redis.from_url(redis_server.url) as client:
+        assert await client.exists("llm_router:breaker:local|") == 0
+
+
+async def test_redis_killed_then_restarted(
+    redis_server: RedisServer, stores: list[RedisBreakerStore]
+) -> None:
+    provider = ScriptedProvider(
+        {"local": [ProviderConnectionError("refused")] * 10}, default=Completion("ok")
+    )
+    router = replica(new_store(redis_server.url, stores), provider)
+    redis_server.stop()
+    started = time.monotonic()
+    for _ in range(4):  # Redis is down: the breaker lets calls through, quickly
+        assert (await router.route(ASK)).model_used == "haiku"
+    assert time.monotonic() - started < 5
+    assert router.breaker.store_errors > 0
+    assert [m for m, _ in provider.calls].count("local") == 4
+    redis_server.start()  # same port, empty
+    await asyncio.sleep(0.3)  # past the store's back-off
+    for _ in range(2):
+        await router.route(ASK)
+    result = await router.route(ASK)
+    assert result.attempts[0].category is Category.CIRCUIT_OPEN
+
+
+async def test_an_unreadable_value_is_a_store_error_and_calls_go_through(
+    redis_server: RedisServer, stores: list[RedisBreakerStore]
+) -> None:
+    async with redis.Redis.from_url(redis_server.url) as client:
+        await client.set("llm_router:breaker:local|", "garbage")
+    provider = ScriptedProvider(default=Completion("ok"))
+    router = replica(new_store(redis_server.url, stores), provider)
+    assert (await router.route(ASK)).model_used == "local"
+    assert router.breaker.store_errors >= 1
+
+
+async def test_the_app_shares_circuits_through_the_metrics_redis_url(
+    redis_server: RedisServer,
+) -> None:
+    from llm_router_server.app import default_breaker_store
+    from llm_router_server.config import Config, MetricsConfig
+
+    shared = default_breaker_store(Config(metrics=MetricsConfig(redis_url=redis_server.url)))
+    try:
+        assert isinstance(shared, RedisBreakerStore)
+    finally:
+        await shared.aclose()
+    alone = Config(
+        metrics=MetricsConfig(redis_url=redis_server.url), breaker=BreakerPolicy(shared=False)
+    )
+    assert not isinstance(default_breaker_store(alone), RedisBreakerStore)
+    assert not isinstance(default_breaker_store(Config()), RedisBreakerStore)
