@@ -101,6 +101,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 listen = "127.0.0.1:0"
 grace_seconds = 2
 
+# Each command picks its scenario per request (prompt markers); a circuit breaker would
+# carry one command's failures into the next.
+[breaker]
+enabled = false
+
 [chains.default]
 models = [
   {{ model = "{OLLAMA}", timeout = 10, api_base = "{up.url}" }},

@@ -159,6 +159,11 @@ listen = "127.0.0.1:0"
 grace_seconds = 2
 deadline_margin_ms = 400
 
+# Each test picks its scenario per request (prompt markers); a circuit breaker would
+# carry one test's failures into the next.
+[breaker]
+enabled = false
+
 [chains.default]
 models = [
   { model = %q, timeout = 10, api_base = %q },
