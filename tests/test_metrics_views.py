@@ -16,6 +16,7 @@ from rich.console import Console
 
 from llm_router.v1 import router_pb2
 from llm_router_server import config
+from llm_router_server.breaker import BreakerPolicy
 from llm_router_server.config import MetricsConfig
 from llm_router_server.errors import ConfigError
 from llm_router_server.metrics import LATENCY_BUCKETS_MS, ModelCounters, percentile
@@ -164,6 +165,28 @@ def test_live_view_shows_models_rates_and_events() -> None:
     assert "40%" in qwen and "120" in qwen and "900" in qwen  # 2 of 5 tries fell back
 
 
+def test_live_view_shows_circuit_state_from_snapshots_and_changes() -> None:
+    state = ViewState()
+    snapshot = router_pb2.MetricsSnapshot(
+        models=[
+            router_pb2.ModelCounters(
+                model="local", success=1, circuit=router_pb2.CIRCUIT_STATE_CLOSED
+            )
+        ]
+    )
+    state.update(router_pb2.WatchMetricsResponse(snapshot=snapshot))
+    change = router_pb2.CircuitChange(
+        model="local",
+        from_state=router_pb2.CIRCUIT_STATE_CLOSED,
+        to_state=router_pb2.CIRCUIT_STATE_OPEN,
+    )
+    state.update(router_pb2.WatchMetricsResponse(circuit=change))
+    console = Console(record=True, width=160)
+    console.print(render(state, "127.0.0.1:50051"))
+    local = next(line for line in console.export_text().splitlines() if "│ local" in line)
+    assert local.rstrip(" │").endswith("open")
+
+
 def test_counters_keep_the_seed_shape_and_add_latency_and_tokens() -> None:
     counters = ModelCounters()
     ok = Attempt("m", Outcome.SUCCESS, Category.NONE, "", 80.0, Usage(5, 2, 7))
@@ -241,3 +264,61 @@ async def test_prometheus_port_in_use_stops_start_up(
                 [ollama(upstream())],
                 metrics=MetricsConfig(prometheus_listen=f"127.0.0.1:{port}"),
             )
+
+
+async def test_circuit_changes_reach_watchers_snapshots_and_prometheus(
+    serve: Serve, upstream: Callable[[], FakeUpstream]
+) -> None:
+    """A primary that keeps failing opens its circuit: a watcher is told as it happens
+    (a CircuitChange message), snapshots show the model OPEN with the reason, and
+    Prometheus has the state gauge and the transition counter."""
+    local, cloud = upstream(), upstream()
+    local.default = HttpError(503)
+    cloud.default = Answer("fine")
+    server = await serve(
+        [ollama(local), anthropic(cloud)],
+        metrics=MetricsConfig(prometheus_listen="127.0.0.1:0"),
+        breaker=BreakerPolicy(failure_threshold=2, cool_down_seconds=60),
+    )
+    stream = server.stub.WatchMetrics(router_pb2.WatchMetricsRequest())
+    first = await stream.read()
+    assert first.WhichOneof("kind") == "snapshot"
+    for _ in range(3):
+        await server.route()
+    kinds = []
+    change = None
+    while change is None:
+        message = await asyncio.wait_for(stream.read(), 5)
+        kinds.append(message.WhichOneof("kind"))
+        if message.WhichOneof("kind") == "circuit":
+            change = message.circuit
+    assert change.model == "ollama_chat/qwen2.5:7b"
+    assert change.api_base == local.url
+    assert (change.from_state, change.to_state) == (
+        router_pb2.CIRCUIT_STATE_CLOSED,
+        router_pb2.CIRCUIT_STATE_OPEN,
+    )
+    assert "503" in change.reason and change.cool_down_seconds == 60
+    stream.cancel()
+
+    again = server.stub.WatchMetrics(router_pb2.WatchMetricsRequest())
+    snapshot = (await again.read()).snapshot
+    again.cancel()
+    by_model = {m.model: m for m in snapshot.models}
+    assert by_model["ollama_chat/qwen2.5:7b"].circuit == router_pb2.CIRCUIT_STATE_OPEN
+    assert "503" in by_model["ollama_chat/qwen2.5:7b"].circuit_reason
+    assert (
+        by_model["anthropic/claude-haiku-4-5-20251001"].circuit == router_pb2.CIRCUIT_STATE_CLOSED
+    )
+
+    exporter = server.app.prometheus
+    assert exporter is not None
+    text = await asyncio.to_thread(scrape, exporter.port)
+    assert (
+        f'llm_router_circuit_state{{api_base="{local.url}",model="ollama_chat/qwen2.5:7b"}} 2.0'
+        in text
+    )
+    assert (
+        'llm_router_circuit_transitions_total{model="ollama_chat/qwen2.5:7b",state="open"} 1.0'
+        in text
+    )

@@ -103,6 +103,10 @@ class App:
             min_attempt_seconds=config.server.min_attempt_ms / 1000,
             breaker=CircuitBreaker(default_breaker_store(config), config.breaker),
         )
+        # Circuit changes go to this replica's watchers and to Prometheus as they happen.
+        self.router.breaker.listeners.append(self.bus.notice)
+        if self.prometheus is not None:
+            self.router.breaker.listeners.append(self.prometheus.circuit_changed)
         self.health = HealthServicer()
         self.auth = BearerTokenInterceptor(config.auth.tokens) if config.auth.tokens else None
         self.server = grpc.aio.server(

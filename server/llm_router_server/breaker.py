@@ -157,6 +157,8 @@ class Transition:
     new: State
     reason: str
     cool_down: float = 0.0
+    time: float = 0.0
+    """Unix time of the change."""
 
 
 Change = Callable[[Circuit], Circuit]
@@ -351,6 +353,24 @@ class CircuitBreaker:
                 best = (circuit.opened_at, spec)
         return None if best is None else best[1]
 
+    async def states(self, specs: Iterable[ModelSpec]) -> dict[str, Circuit]:
+        """Per model string, its most open circuit (for snapshots); {} when the breaker is off
+        or its store cannot be read now."""
+        if not self.policy.enabled:
+            return {}
+        rank = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
+        states: dict[str, Circuit] = {}
+        try:
+            for key, spec in {key_of(s): s for s in specs}.items():
+                circuit = await self.store.load(key)
+                known = states.get(spec.model)
+                if known is None or rank[circuit.state] > rank[known.state]:
+                    states[spec.model] = circuit
+        except BreakerStoreError as exc:
+            self._store_failed(exc)
+            return {}
+        return states
+
     async def aclose(self) -> None:
         await self.store.aclose()
 
@@ -364,6 +384,7 @@ class CircuitBreaker:
             new=new.state,
             reason=why,
             cool_down=new.cool_down if new.state is State.OPEN else 0.0,
+            time=self.clock(),
         )
         self.transitions[(spec.model, new.state.value)] += 1
         for listener in self.listeners:

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from llm_router_server.breaker import Transition
 from llm_router_server.types import (
     Attempt,
     Category,
@@ -288,11 +289,15 @@ def event_filter(
     return accept
 
 
+Notice = RouteEvent | Transition
+"""What a watcher's queue holds: Route events, and this replica's circuit changes."""
+
+
 class Subscription:
     """One watcher's bounded queue of events. ``missed`` counts what overflowed."""
 
     def __init__(self, maxsize: int, accept: EventFilter | None = None) -> None:
-        self._queue: asyncio.Queue[RouteEvent] = asyncio.Queue(maxsize)
+        self._queue: asyncio.Queue[Notice] = asyncio.Queue(maxsize)
         self.accept = accept
         self.missed = 0
         self._reported = 0
@@ -306,19 +311,26 @@ class Subscription:
         except asyncio.QueueFull:
             self.missed += 1
 
+    def offer_change(self, change: Transition) -> None:
+        """Queue a circuit change (not filtered: the watcher filters by model itself)."""
+        try:
+            self._queue.put_nowait(change)
+        except asyncio.QueueFull:
+            self.missed += 1
+
     def take_missed(self) -> int:
         """Events missed since the last call (to report them to the watcher once)."""
         new = self.missed - self._reported
         self._reported = self.missed
         return new
 
-    async def get(self) -> RouteEvent:
+    async def get(self) -> Notice:
         return await self._queue.get()
 
-    def __aiter__(self) -> AsyncIterator[RouteEvent]:
+    def __aiter__(self) -> AsyncIterator[Notice]:
         return self
 
-    async def __anext__(self) -> RouteEvent:
+    async def __anext__(self) -> Notice:
         return await self._queue.get()
 
 
@@ -361,6 +373,9 @@ class MetricsBus(Protocol):
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop receiving events."""
+
+    def notice(self, change: Transition) -> None:
+        """Hand one of this replica's circuit changes to its local watchers. Never blocks."""
 
     async def replay(self, after_id: str) -> Sequence[RouteEvent] | None:
         """Events held after ``after_id``, oldest first; None when they cannot be read now."""
@@ -408,6 +423,10 @@ class Fanout:
         for subscription in tuple(self.subscriptions):
             subscription.offer(event)
 
+    def deliver_change(self, change: Transition) -> None:
+        for subscription in tuple(self.subscriptions):
+            subscription.offer_change(change)
+
     def add(self, maxsize: int, accept: EventFilter | None) -> Subscription:
         subscription = Subscription(maxsize, accept)
         self.subscriptions.add(subscription)
@@ -451,6 +470,9 @@ class InMemoryMetricsBus:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._fanout.remove(subscription)
+
+    def notice(self, change: Transition) -> None:
+        self._fanout.deliver_change(change)
 
     async def replay(self, after_id: str) -> Sequence[RouteEvent] | None:
         after = parse_event_id(after_id)

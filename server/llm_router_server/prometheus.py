@@ -14,14 +14,17 @@ import threading
 from collections.abc import Iterator
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from llm_router_server.breaker import State, Transition
 from llm_router_server.metrics import MetricsBus, classify
 from llm_router_server.types import Outcome, RouteEvent
 
 logger = logging.getLogger(__name__)
+
+CIRCUIT_VALUES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 8, 10, 20, 30, 60)
 
@@ -109,6 +112,18 @@ class PrometheusExporter:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.circuit_state = Gauge(
+            "llm_router_circuit_state",
+            "Circuit breaker state as this replica last changed it: 0 closed, 1 half-open, 2 open.",
+            ["model", "api_base"],
+            registry=r,
+        )
+        self.circuit_changes = Counter(
+            "llm_router_circuit_transitions",
+            "Circuit breaker state changes made by this replica, by the state entered.",
+            ["model", "state"],
+            registry=r,
+        )
         r.register(_BusCollector(bus))
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -135,6 +150,10 @@ class PrometheusExporter:
         for attempt, kind in classify(event.attempts):
             if kind == "fallback":
                 self.fallbacks.labels(chain, attempt.model).inc()
+
+    def circuit_changed(self, change: Transition) -> None:
+        self.circuit_state.labels(change.model, change.api_base).set(CIRCUIT_VALUES[change.new])
+        self.circuit_changes.labels(change.model, change.new.value).inc()
 
     def start(self) -> int:
         """Serve ``/metrics``; returns the bound port. Raises OSError if it cannot listen."""

@@ -39,6 +39,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from llm_router_server.breaker import Transition
 from llm_router_server.metrics import (
     METRICS_CHANNEL,
     BusStats,
@@ -166,6 +167,11 @@ class RedisMetricsBus:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._fanout.remove(subscription)
+
+    def notice(self, change: Transition) -> None:
+        # Local watchers only: each replica reports the changes it made; snapshots read
+        # the shared circuit state for the whole picture.
+        self._fanout.deliver_change(change)
 
     def stats(self) -> BusStats:
         return BusStats(

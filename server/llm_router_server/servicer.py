@@ -22,6 +22,7 @@ from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
+from llm_router_server.breaker import Circuit, State, Transition
 from llm_router_server.chain import Router
 from llm_router_server.errors import (
     AllModelsFailedError,
@@ -189,6 +190,40 @@ def snapshot_to_proto(
     )
 
 
+_CIRCUIT_STATES = {
+    State.CLOSED: router_pb2.CIRCUIT_STATE_CLOSED,
+    State.OPEN: router_pb2.CIRCUIT_STATE_OPEN,
+    State.HALF_OPEN: router_pb2.CIRCUIT_STATE_HALF_OPEN,
+}
+
+
+def circuit_change_to_proto(change: Transition, replica_id: str) -> router_pb2.CircuitChange:
+    when = timestamp_pb2.Timestamp()
+    when.FromNanoseconds(int(change.time * 1e9))
+    return router_pb2.CircuitChange(
+        time=when,
+        model=change.model,
+        api_base=change.api_base,
+        from_state=_CIRCUIT_STATES[change.old],
+        to_state=_CIRCUIT_STATES[change.new],
+        reason=change.reason,
+        cool_down_seconds=change.cool_down,
+        replica_id=replica_id,
+    )
+
+
+def add_circuits(snapshot: router_pb2.MetricsSnapshot, circuits: Mapping[str, Circuit]) -> None:
+    """Fill each model's circuit state into a snapshot (models without counters included)."""
+    by_model = {m.model: m for m in snapshot.models}
+    for model in sorted(circuits):
+        entry = by_model.get(model)
+        if entry is None:
+            entry = snapshot.models.add(model=model)
+        circuit = circuits[model]
+        entry.circuit = _CIRCUIT_STATES[circuit.state]
+        entry.circuit_reason = "" if circuit.state is State.CLOSED else circuit.reason
+
+
 def request_from_proto(request: router_pb2.RouteRequest) -> RouteRequest:
     return RouteRequest(
         messages=tuple(Message(role=m.role, content=m.content) for m in request.messages),
@@ -278,10 +313,10 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                         grpc.StatusCode.UNAVAILABLE,
                         "cannot resume: the metrics event stream (Redis) is unreachable; retry",
                     )
-                for event in backlog or ():
-                    if accept is None or accept(event):
-                        yield self._event_message(event, 0)
-                        resume_after = parse_event_id(event.event_id)
+                for old in backlog or ():
+                    if accept is None or accept(old):
+                        yield self._event_message(old, 0)
+                        resume_after = parse_event_id(old.event_id)
             next_snapshot = None if interval is None else loop.time() + interval
             while True:
                 try:
@@ -293,6 +328,13 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 except TimeoutError:
                     yield await self._snapshot(set(request.models), subscription)
                     next_snapshot = loop.time() + (interval or 0)
+                    continue
+                if isinstance(event, Transition):
+                    if not request.models or event.model in request.models:
+                        yield router_pb2.WatchMetricsResponse(
+                            circuit=circuit_change_to_proto(event, bus.replica_id),
+                            missed_events=subscription.take_missed(),
+                        )
                     continue
                 if resume_after is not None and event.event_id:
                     if parse_event_id(event.event_id) <= resume_after:
@@ -321,11 +363,16 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         bus = self.router.bus
         shared = await bus.cluster_stats()
         stats = shared if shared is not None else self.router.counters.stats()
+        circuits = await self.router.breaker.states(
+            spec for chain in self.router.chains.values() for spec in chain.models
+        )
         if models:
             stats = {m: s for m, s in stats.items() if m in models}
+            circuits = {m: c for m, c in circuits.items() if m in models}
+        snapshot = stats_to_proto(
+            stats, time.time(), cluster_wide=shared is not None, replica_id=bus.replica_id
+        )
+        add_circuits(snapshot, circuits)
         return router_pb2.WatchMetricsResponse(
-            snapshot=stats_to_proto(
-                stats, time.time(), cluster_wide=shared is not None, replica_id=bus.replica_id
-            ),
-            missed_events=subscription.take_missed(),
+            snapshot=snapshot, missed_events=subscription.take_missed()
         )

@@ -4,7 +4,7 @@ The view shows, per model, success/fallback/error counts, the fallback rate,
 latency p50/p95 and tokens (from the latest snapshot, with the counts moved on
 by each event in between) and the last events scrolling. ``--json`` prints each
 stream message as one JSON object per line (``{"snapshot": ...}`` or
-``{"event": ...}``, proto field names) for piping.
+``{"event": ...}`` or ``{"circuit": ...}``, proto field names) for piping.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class ViewState:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     events: deque[router_pb2.RouteEvent] = field(default_factory=lambda: deque(maxlen=15))
     missed: int = 0
+    circuits: dict[str, str] = field(default_factory=dict)
+    """Per model: its circuit breaker's state, from snapshots and CircuitChange messages."""
 
     def update(self, message: router_pb2.WatchMetricsResponse) -> None:
         self.missed += message.missed_events
@@ -47,6 +49,11 @@ class ViewState:
                 m.model: {"success": m.success, "fallback": m.fallback, "error": m.error}
                 for m in message.snapshot.models
             }
+            self.circuits = {
+                m.model: _circuit(m.circuit) for m in message.snapshot.models if m.circuit
+            }
+        elif message.WhichOneof("kind") == "circuit":
+            self.circuits[message.circuit.model] = _circuit(message.circuit.to_state)
         elif message.WhichOneof("kind") == "event":
             self.events.append(message.event)
             tried = [a for a in message.event.attempts if _OUTCOME[a.outcome] != "skipped"]
@@ -61,6 +68,10 @@ class ViewState:
                 counts[kind] += 1
 
 
+def _circuit(state: router_pb2.CircuitState.ValueType) -> str:
+    return router_pb2.CircuitState.Name(state).removeprefix("CIRCUIT_STATE_").lower()
+
+
 def render(state: ViewState, target: str) -> RenderableType:
     snapshot = state.snapshot
     scope = "cluster-wide" if snapshot is not None and snapshot.cluster_wide else "this replica"
@@ -73,6 +84,7 @@ def render(state: ViewState, target: str) -> RenderableType:
     for column in ("model", "success", "fallback", "error", "fallback rate", "p50 ms", "p95 ms"):
         models.add_column(column, justify="left" if column == "model" else "right")
     models.add_column("tokens", justify="right")
+    models.add_column("circuit")
     for model, c in sorted(state.counts.items()):
         tried = sum(c.values())
         s = latency.get(model)
@@ -85,6 +97,7 @@ def render(state: ViewState, target: str) -> RenderableType:
             f"{s.latency_p50_ms:.0f}" if s else "-",
             f"{s.latency_p95_ms:.0f}" if s else "-",
             str(s.total_tokens) if s else "-",
+            state.circuits.get(model, "-"),
         )
     events = Table(title="last events", expand=True)
     for column in ("time", "replica", "chain", "context", "status", "model", "ms", "attempts"):

@@ -267,6 +267,63 @@ func (RouteStatus) EnumDescriptor() ([]byte, []int) {
 	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{2}
 }
 
+// CircuitState is the state of a model's circuit breaker.
+type CircuitState int32
+
+const (
+	// No breaker, or nothing is known about the model's circuit.
+	CircuitState_CIRCUIT_STATE_UNSPECIFIED CircuitState = 0
+	// Calls go through.
+	CircuitState_CIRCUIT_STATE_CLOSED CircuitState = 1
+	// The model is skipped until its cool-down ends.
+	CircuitState_CIRCUIT_STATE_OPEN CircuitState = 2
+	// One probe call at a time is let through to see whether the model is back.
+	CircuitState_CIRCUIT_STATE_HALF_OPEN CircuitState = 3
+)
+
+// Enum value maps for CircuitState.
+var (
+	CircuitState_name = map[int32]string{
+		0: "CIRCUIT_STATE_UNSPECIFIED",
+		1: "CIRCUIT_STATE_CLOSED",
+		2: "CIRCUIT_STATE_OPEN",
+		3: "CIRCUIT_STATE_HALF_OPEN",
+	}
+	CircuitState_value = map[string]int32{
+		"CIRCUIT_STATE_UNSPECIFIED": 0,
+		"CIRCUIT_STATE_CLOSED":      1,
+		"CIRCUIT_STATE_OPEN":        2,
+		"CIRCUIT_STATE_HALF_OPEN":   3,
+	}
+)
+
+func (x CircuitState) Enum() *CircuitState {
+	p := new(CircuitState)
+	*p = x
+	return p
+}
+
+func (x CircuitState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CircuitState) Descriptor() protoreflect.EnumDescriptor {
+	return file_llm_router_v1_router_proto_enumTypes[3].Descriptor()
+}
+
+func (CircuitState) Type() protoreflect.EnumType {
+	return &file_llm_router_v1_router_proto_enumTypes[3]
+}
+
+func (x CircuitState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CircuitState.Descriptor instead.
+func (CircuitState) EnumDescriptor() ([]byte, []int) {
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{3}
+}
+
 // Message is one turn of the conversation sent to the model.
 type Message struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -816,6 +873,7 @@ type WatchMetricsResponse struct {
 	//
 	//	*WatchMetricsResponse_Snapshot
 	//	*WatchMetricsResponse_Event
+	//	*WatchMetricsResponse_Circuit
 	Kind isWatchMetricsResponse_Kind `protobuf_oneof:"kind"`
 	// How many events this watcher missed just before this message because it
 	// read too slowly and its queue overflowed (zero: none).
@@ -879,6 +937,15 @@ func (x *WatchMetricsResponse) GetEvent() *RouteEvent {
 	return nil
 }
 
+func (x *WatchMetricsResponse) GetCircuit() *CircuitChange {
+	if x != nil {
+		if x, ok := x.Kind.(*WatchMetricsResponse_Circuit); ok {
+			return x.Circuit
+		}
+	}
+	return nil
+}
+
 func (x *WatchMetricsResponse) GetMissedEvents() int64 {
 	if x != nil {
 		return x.MissedEvents
@@ -900,9 +967,16 @@ type WatchMetricsResponse_Event struct {
 	Event *RouteEvent `protobuf:"bytes,2,opt,name=event,proto3,oneof"`
 }
 
+type WatchMetricsResponse_Circuit struct {
+	// A model's circuit breaker changed state on this replica.
+	Circuit *CircuitChange `protobuf:"bytes,4,opt,name=circuit,proto3,oneof"`
+}
+
 func (*WatchMetricsResponse_Snapshot) isWatchMetricsResponse_Kind() {}
 
 func (*WatchMetricsResponse_Event) isWatchMetricsResponse_Kind() {}
+
+func (*WatchMetricsResponse_Circuit) isWatchMetricsResponse_Kind() {}
 
 // RouteEvent describes one finished Route call. It never contains prompt or
 // answer text.
@@ -1057,7 +1131,13 @@ type ModelCounters struct {
 	// Completion tokens reported by the model's provider.
 	CompletionTokens int64 `protobuf:"varint,8,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
 	// Total tokens reported by the model's provider.
-	TotalTokens   int64 `protobuf:"varint,9,opt,name=total_tokens,json=totalTokens,proto3" json:"total_tokens,omitempty"`
+	TotalTokens int64 `protobuf:"varint,9,opt,name=total_tokens,json=totalTokens,proto3" json:"total_tokens,omitempty"`
+	// The state of the model's circuit breaker when the snapshot was taken (the
+	// most open of the model's circuits when it is configured with several
+	// api_base values).
+	Circuit CircuitState `protobuf:"varint,10,opt,name=circuit,proto3,enum=llm_router.v1.CircuitState" json:"circuit,omitempty"`
+	// Why the circuit is open or half-open; empty when it is closed.
+	CircuitReason string `protobuf:"bytes,11,opt,name=circuit_reason,json=circuitReason,proto3" json:"circuit_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1155,6 +1235,130 @@ func (x *ModelCounters) GetTotalTokens() int64 {
 	return 0
 }
 
+func (x *ModelCounters) GetCircuit() CircuitState {
+	if x != nil {
+		return x.Circuit
+	}
+	return CircuitState_CIRCUIT_STATE_UNSPECIFIED
+}
+
+func (x *ModelCounters) GetCircuitReason() string {
+	if x != nil {
+		return x.CircuitReason
+	}
+	return ""
+}
+
+// CircuitChange says that a model's circuit breaker changed state.
+type CircuitChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When it changed.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// The model string.
+	Model string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	// The model's api_base (circuits are per model and api_base); empty for the
+	// provider's default.
+	ApiBase string `protobuf:"bytes,3,opt,name=api_base,json=apiBase,proto3" json:"api_base,omitempty"`
+	// The state before.
+	FromState CircuitState `protobuf:"varint,4,opt,name=from_state,json=fromState,proto3,enum=llm_router.v1.CircuitState" json:"from_state,omitempty"`
+	// The state after.
+	ToState CircuitState `protobuf:"varint,5,opt,name=to_state,json=toState,proto3,enum=llm_router.v1.CircuitState" json:"to_state,omitempty"`
+	// What caused the change: the failure that opened it, or the probe's result.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When it opened: seconds until a probe is let through.
+	CoolDownSeconds float64 `protobuf:"fixed64,7,opt,name=cool_down_seconds,json=coolDownSeconds,proto3" json:"cool_down_seconds,omitempty"`
+	// The replica that saw the change.
+	ReplicaId     string `protobuf:"bytes,8,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CircuitChange) Reset() {
+	*x = CircuitChange{}
+	mi := &file_llm_router_v1_router_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CircuitChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CircuitChange) ProtoMessage() {}
+
+func (x *CircuitChange) ProtoReflect() protoreflect.Message {
+	mi := &file_llm_router_v1_router_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CircuitChange.ProtoReflect.Descriptor instead.
+func (*CircuitChange) Descriptor() ([]byte, []int) {
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CircuitChange) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *CircuitChange) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *CircuitChange) GetApiBase() string {
+	if x != nil {
+		return x.ApiBase
+	}
+	return ""
+}
+
+func (x *CircuitChange) GetFromState() CircuitState {
+	if x != nil {
+		return x.FromState
+	}
+	return CircuitState_CIRCUIT_STATE_UNSPECIFIED
+}
+
+func (x *CircuitChange) GetToState() CircuitState {
+	if x != nil {
+		return x.ToState
+	}
+	return CircuitState_CIRCUIT_STATE_UNSPECIFIED
+}
+
+func (x *CircuitChange) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CircuitChange) GetCoolDownSeconds() float64 {
+	if x != nil {
+		return x.CoolDownSeconds
+	}
+	return 0
+}
+
+func (x *CircuitChange) GetReplicaId() string {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return ""
+}
+
 // MetricsSnapshot is the state of the counters at one time.
 type MetricsSnapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1174,7 +1378,7 @@ type MetricsSnapshot struct {
 
 func (x *MetricsSnapshot) Reset() {
 	*x = MetricsSnapshot{}
-	mi := &file_llm_router_v1_router_proto_msgTypes[10]
+	mi := &file_llm_router_v1_router_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1390,7 @@ func (x *MetricsSnapshot) String() string {
 func (*MetricsSnapshot) ProtoMessage() {}
 
 func (x *MetricsSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_llm_router_v1_router_proto_msgTypes[10]
+	mi := &file_llm_router_v1_router_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1403,7 @@ func (x *MetricsSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsSnapshot.ProtoReflect.Descriptor instead.
 func (*MetricsSnapshot) Descriptor() ([]byte, []int) {
-	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{10}
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MetricsSnapshot) GetTime() *timestamppb.Timestamp {
@@ -1274,10 +1478,11 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x06chains\x18\x02 \x03(\tR\x06chains\x12\x16\n" +
 	"\x06models\x18\x03 \x03(\tR\x06models\x12\x1a\n" +
 	"\bcontexts\x18\x04 \x03(\tR\bcontexts\x121\n" +
-	"\x15resume_after_event_id\x18\x05 \x01(\tR\x12resumeAfterEventId\"\xb4\x01\n" +
+	"\x15resume_after_event_id\x18\x05 \x01(\tR\x12resumeAfterEventId\"\xee\x01\n" +
 	"\x14WatchMetricsResponse\x12<\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x1e.llm_router.v1.MetricsSnapshotH\x00R\bsnapshot\x121\n" +
-	"\x05event\x18\x02 \x01(\v2\x19.llm_router.v1.RouteEventH\x00R\x05event\x12#\n" +
+	"\x05event\x18\x02 \x01(\v2\x19.llm_router.v1.RouteEventH\x00R\x05event\x128\n" +
+	"\acircuit\x18\x04 \x01(\v2\x1c.llm_router.v1.CircuitChangeH\x00R\acircuit\x12#\n" +
 	"\rmissed_events\x18\x03 \x01(\x03R\fmissedEventsB\x06\n" +
 	"\x04kind\"\xf8\x02\n" +
 	"\n" +
@@ -1295,7 +1500,7 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\n" +
 	"replica_id\x18\t \x01(\tR\treplicaId\x12*\n" +
 	"\x05usage\x18\n" +
-	" \x01(\v2\x14.llm_router.v1.UsageR\x05usage\"\xb2\x02\n" +
+	" \x01(\v2\x14.llm_router.v1.UsageR\x05usage\"\x90\x03\n" +
 	"\rModelCounters\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\x03R\asuccess\x12\x1a\n" +
@@ -1305,7 +1510,21 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x0elatency_p95_ms\x18\x06 \x01(\x01R\flatencyP95Ms\x12#\n" +
 	"\rprompt_tokens\x18\a \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\b \x01(\x03R\x10completionTokens\x12!\n" +
-	"\ftotal_tokens\x18\t \x01(\x03R\vtotalTokens\"\xb9\x01\n" +
+	"\ftotal_tokens\x18\t \x01(\x03R\vtotalTokens\x125\n" +
+	"\acircuit\x18\n" +
+	" \x01(\x0e2\x1b.llm_router.v1.CircuitStateR\acircuit\x12%\n" +
+	"\x0ecircuit_reason\x18\v \x01(\tR\rcircuitReason\"\xc7\x02\n" +
+	"\rCircuitChange\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\x12\x19\n" +
+	"\bapi_base\x18\x03 \x01(\tR\aapiBase\x12:\n" +
+	"\n" +
+	"from_state\x18\x04 \x01(\x0e2\x1b.llm_router.v1.CircuitStateR\tfromState\x126\n" +
+	"\bto_state\x18\x05 \x01(\x0e2\x1b.llm_router.v1.CircuitStateR\atoState\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12*\n" +
+	"\x11cool_down_seconds\x18\a \x01(\x01R\x0fcoolDownSeconds\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\b \x01(\tR\treplicaId\"\xb9\x01\n" +
 	"\x0fMetricsSnapshot\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x124\n" +
 	"\x06models\x18\x02 \x03(\v2\x1c.llm_router.v1.ModelCountersR\x06models\x12!\n" +
@@ -1340,7 +1559,12 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x17ROUTE_STATUS_ALL_FAILED\x10\x02\x12\"\n" +
 	"\x1eROUTE_STATUS_DEADLINE_EXCEEDED\x10\x03\x12\x1a\n" +
 	"\x16ROUTE_STATUS_CANCELLED\x10\x04\x12\x18\n" +
-	"\x14ROUTE_STATUS_REFUSED\x10\x052\xa7\x01\n" +
+	"\x14ROUTE_STATUS_REFUSED\x10\x05*|\n" +
+	"\fCircuitState\x12\x1d\n" +
+	"\x19CIRCUIT_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14CIRCUIT_STATE_CLOSED\x10\x01\x12\x16\n" +
+	"\x12CIRCUIT_STATE_OPEN\x10\x02\x12\x1b\n" +
+	"\x17CIRCUIT_STATE_HALF_OPEN\x10\x032\xa7\x01\n" +
 	"\x06Router\x12B\n" +
 	"\x05Route\x12\x1b.llm_router.v1.RouteRequest\x1a\x1c.llm_router.v1.RouteResponse\x12Y\n" +
 	"\fWatchMetrics\x12\".llm_router.v1.WatchMetricsRequest\x1a#.llm_router.v1.WatchMetricsResponse0\x01B.Z,llm-router/client/go/llmrouterv1;llmrouterv1b\x06proto3"
@@ -1357,51 +1581,58 @@ func file_llm_router_v1_router_proto_rawDescGZIP() []byte {
 	return file_llm_router_v1_router_proto_rawDescData
 }
 
-var file_llm_router_v1_router_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_llm_router_v1_router_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_llm_router_v1_router_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_llm_router_v1_router_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_llm_router_v1_router_proto_goTypes = []any{
 	(AttemptOutcome)(0),           // 0: llm_router.v1.AttemptOutcome
 	(ReasonCategory)(0),           // 1: llm_router.v1.ReasonCategory
 	(RouteStatus)(0),              // 2: llm_router.v1.RouteStatus
-	(*Message)(nil),               // 3: llm_router.v1.Message
-	(*RouteRequest)(nil),          // 4: llm_router.v1.RouteRequest
-	(*Usage)(nil),                 // 5: llm_router.v1.Usage
-	(*Attempt)(nil),               // 6: llm_router.v1.Attempt
-	(*RouteResponse)(nil),         // 7: llm_router.v1.RouteResponse
-	(*RouteFailure)(nil),          // 8: llm_router.v1.RouteFailure
-	(*WatchMetricsRequest)(nil),   // 9: llm_router.v1.WatchMetricsRequest
-	(*WatchMetricsResponse)(nil),  // 10: llm_router.v1.WatchMetricsResponse
-	(*RouteEvent)(nil),            // 11: llm_router.v1.RouteEvent
-	(*ModelCounters)(nil),         // 12: llm_router.v1.ModelCounters
-	(*MetricsSnapshot)(nil),       // 13: llm_router.v1.MetricsSnapshot
-	(*structpb.Value)(nil),        // 14: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(CircuitState)(0),             // 3: llm_router.v1.CircuitState
+	(*Message)(nil),               // 4: llm_router.v1.Message
+	(*RouteRequest)(nil),          // 5: llm_router.v1.RouteRequest
+	(*Usage)(nil),                 // 6: llm_router.v1.Usage
+	(*Attempt)(nil),               // 7: llm_router.v1.Attempt
+	(*RouteResponse)(nil),         // 8: llm_router.v1.RouteResponse
+	(*RouteFailure)(nil),          // 9: llm_router.v1.RouteFailure
+	(*WatchMetricsRequest)(nil),   // 10: llm_router.v1.WatchMetricsRequest
+	(*WatchMetricsResponse)(nil),  // 11: llm_router.v1.WatchMetricsResponse
+	(*RouteEvent)(nil),            // 12: llm_router.v1.RouteEvent
+	(*ModelCounters)(nil),         // 13: llm_router.v1.ModelCounters
+	(*CircuitChange)(nil),         // 14: llm_router.v1.CircuitChange
+	(*MetricsSnapshot)(nil),       // 15: llm_router.v1.MetricsSnapshot
+	(*structpb.Value)(nil),        // 16: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_llm_router_v1_router_proto_depIdxs = []int32{
-	3,  // 0: llm_router.v1.RouteRequest.messages:type_name -> llm_router.v1.Message
+	4,  // 0: llm_router.v1.RouteRequest.messages:type_name -> llm_router.v1.Message
 	0,  // 1: llm_router.v1.Attempt.outcome:type_name -> llm_router.v1.AttemptOutcome
 	1,  // 2: llm_router.v1.Attempt.reason_category:type_name -> llm_router.v1.ReasonCategory
-	5,  // 3: llm_router.v1.Attempt.usage:type_name -> llm_router.v1.Usage
-	14, // 4: llm_router.v1.RouteResponse.content:type_name -> google.protobuf.Value
-	6,  // 5: llm_router.v1.RouteResponse.attempts:type_name -> llm_router.v1.Attempt
-	6,  // 6: llm_router.v1.RouteFailure.attempts:type_name -> llm_router.v1.Attempt
-	13, // 7: llm_router.v1.WatchMetricsResponse.snapshot:type_name -> llm_router.v1.MetricsSnapshot
-	11, // 8: llm_router.v1.WatchMetricsResponse.event:type_name -> llm_router.v1.RouteEvent
-	15, // 9: llm_router.v1.RouteEvent.time:type_name -> google.protobuf.Timestamp
-	2,  // 10: llm_router.v1.RouteEvent.status:type_name -> llm_router.v1.RouteStatus
-	6,  // 11: llm_router.v1.RouteEvent.attempts:type_name -> llm_router.v1.Attempt
-	5,  // 12: llm_router.v1.RouteEvent.usage:type_name -> llm_router.v1.Usage
-	15, // 13: llm_router.v1.MetricsSnapshot.time:type_name -> google.protobuf.Timestamp
-	12, // 14: llm_router.v1.MetricsSnapshot.models:type_name -> llm_router.v1.ModelCounters
-	4,  // 15: llm_router.v1.Router.Route:input_type -> llm_router.v1.RouteRequest
-	9,  // 16: llm_router.v1.Router.WatchMetrics:input_type -> llm_router.v1.WatchMetricsRequest
-	7,  // 17: llm_router.v1.Router.Route:output_type -> llm_router.v1.RouteResponse
-	10, // 18: llm_router.v1.Router.WatchMetrics:output_type -> llm_router.v1.WatchMetricsResponse
-	17, // [17:19] is the sub-list for method output_type
-	15, // [15:17] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	6,  // 3: llm_router.v1.Attempt.usage:type_name -> llm_router.v1.Usage
+	16, // 4: llm_router.v1.RouteResponse.content:type_name -> google.protobuf.Value
+	7,  // 5: llm_router.v1.RouteResponse.attempts:type_name -> llm_router.v1.Attempt
+	7,  // 6: llm_router.v1.RouteFailure.attempts:type_name -> llm_router.v1.Attempt
+	15, // 7: llm_router.v1.WatchMetricsResponse.snapshot:type_name -> llm_router.v1.MetricsSnapshot
+	12, // 8: llm_router.v1.WatchMetricsResponse.event:type_name -> llm_router.v1.RouteEvent
+	14, // 9: llm_router.v1.WatchMetricsResponse.circuit:type_name -> llm_router.v1.CircuitChange
+	17, // 10: llm_router.v1.RouteEvent.time:type_name -> google.protobuf.Timestamp
+	2,  // 11: llm_router.v1.RouteEvent.status:type_name -> llm_router.v1.RouteStatus
+	7,  // 12: llm_router.v1.RouteEvent.attempts:type_name -> llm_router.v1.Attempt
+	6,  // 13: llm_router.v1.RouteEvent.usage:type_name -> llm_router.v1.Usage
+	3,  // 14: llm_router.v1.ModelCounters.circuit:type_name -> llm_router.v1.CircuitState
+	17, // 15: llm_router.v1.CircuitChange.time:type_name -> google.protobuf.Timestamp
+	3,  // 16: llm_router.v1.CircuitChange.from_state:type_name -> llm_router.v1.CircuitState
+	3,  // 17: llm_router.v1.CircuitChange.to_state:type_name -> llm_router.v1.CircuitState
+	17, // 18: llm_router.v1.MetricsSnapshot.time:type_name -> google.protobuf.Timestamp
+	13, // 19: llm_router.v1.MetricsSnapshot.models:type_name -> llm_router.v1.ModelCounters
+	5,  // 20: llm_router.v1.Router.Route:input_type -> llm_router.v1.RouteRequest
+	10, // 21: llm_router.v1.Router.WatchMetrics:input_type -> llm_router.v1.WatchMetricsRequest
+	8,  // 22: llm_router.v1.Router.Route:output_type -> llm_router.v1.RouteResponse
+	11, // 23: llm_router.v1.Router.WatchMetrics:output_type -> llm_router.v1.WatchMetricsResponse
+	22, // [22:24] is the sub-list for method output_type
+	20, // [20:22] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_llm_router_v1_router_proto_init() }
@@ -1412,14 +1643,15 @@ func file_llm_router_v1_router_proto_init() {
 	file_llm_router_v1_router_proto_msgTypes[7].OneofWrappers = []any{
 		(*WatchMetricsResponse_Snapshot)(nil),
 		(*WatchMetricsResponse_Event)(nil),
+		(*WatchMetricsResponse_Circuit)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_llm_router_v1_router_proto_rawDesc), len(file_llm_router_v1_router_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   11,
+			NumEnums:      4,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

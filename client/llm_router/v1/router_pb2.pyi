@@ -221,6 +221,34 @@ is "stop" (status PERMISSION_DENIED).
 """
 Global___RouteStatus: _TypeAlias = RouteStatus  # noqa: Y015
 
+class _CircuitState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CircuitStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CircuitState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CIRCUIT_STATE_UNSPECIFIED: _CircuitState.ValueType  # 0
+    """No breaker, or nothing is known about the model's circuit."""
+    CIRCUIT_STATE_CLOSED: _CircuitState.ValueType  # 1
+    """Calls go through."""
+    CIRCUIT_STATE_OPEN: _CircuitState.ValueType  # 2
+    """The model is skipped until its cool-down ends."""
+    CIRCUIT_STATE_HALF_OPEN: _CircuitState.ValueType  # 3
+    """One probe call at a time is let through to see whether the model is back."""
+
+class CircuitState(_CircuitState, metaclass=_CircuitStateEnumTypeWrapper):
+    """CircuitState is the state of a model's circuit breaker."""
+
+CIRCUIT_STATE_UNSPECIFIED: CircuitState.ValueType  # 0
+"""No breaker, or nothing is known about the model's circuit."""
+CIRCUIT_STATE_CLOSED: CircuitState.ValueType  # 1
+"""Calls go through."""
+CIRCUIT_STATE_OPEN: CircuitState.ValueType  # 2
+"""The model is skipped until its cool-down ends."""
+CIRCUIT_STATE_HALF_OPEN: CircuitState.ValueType  # 3
+"""One probe call at a time is let through to see whether the model is back."""
+Global___CircuitState: _TypeAlias = CircuitState  # noqa: Y015
+
 @_typing.final
 class Message(_message.Message):
     """Message is one turn of the conversation sent to the model."""
@@ -521,6 +549,7 @@ class WatchMetricsResponse(_message.Message):
 
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    CIRCUIT_FIELD_NUMBER: _builtins.int
     MISSED_EVENTS_FIELD_NUMBER: _builtins.int
     missed_events: _builtins.int
     """How many events this watcher missed just before this message because it
@@ -534,18 +563,23 @@ class WatchMetricsResponse(_message.Message):
     def event(self) -> Global___RouteEvent:
         """One finished Route call."""
 
+    @_builtins.property
+    def circuit(self) -> Global___CircuitChange:
+        """A model's circuit breaker changed state on this replica."""
+
     def __init__(
         self,
         *,
         snapshot: Global___MetricsSnapshot | None = ...,
         event: Global___RouteEvent | None = ...,
+        circuit: Global___CircuitChange | None = ...,
         missed_events: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "kind", b"kind", "snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["circuit", b"circuit", "event", b"event", "kind", b"kind", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "kind", b"kind", "missed_events", b"missed_events", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["circuit", b"circuit", "event", b"event", "kind", b"kind", "missed_events", b"missed_events", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["snapshot", "event"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["snapshot", "event", "circuit"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -636,6 +670,8 @@ class ModelCounters(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
+    CIRCUIT_FIELD_NUMBER: _builtins.int
+    CIRCUIT_REASON_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """The model string."""
     success: _builtins.int
@@ -660,6 +696,13 @@ class ModelCounters(_message.Message):
     """Completion tokens reported by the model's provider."""
     total_tokens: _builtins.int
     """Total tokens reported by the model's provider."""
+    circuit: Global___CircuitState.ValueType
+    """The state of the model's circuit breaker when the snapshot was taken (the
+    most open of the model's circuits when it is configured with several
+    api_base values).
+    """
+    circuit_reason: _builtins.str
+    """Why the circuit is open or half-open; empty when it is closed."""
     def __init__(
         self,
         *,
@@ -672,14 +715,70 @@ class ModelCounters(_message.Message):
         prompt_tokens: _builtins.int = ...,
         completion_tokens: _builtins.int = ...,
         total_tokens: _builtins.int = ...,
+        circuit: Global___CircuitState.ValueType = ...,
+        circuit_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "error", b"error", "fallback", b"fallback", "latency_p50_ms", b"latency_p50_ms", "latency_p95_ms", b"latency_p95_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "success", b"success", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["circuit", b"circuit", "circuit_reason", b"circuit_reason", "completion_tokens", b"completion_tokens", "error", b"error", "fallback", b"fallback", "latency_p50_ms", b"latency_p50_ms", "latency_p95_ms", b"latency_p95_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "success", b"success", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelCounters: _TypeAlias = ModelCounters  # noqa: Y015
+
+@_typing.final
+class CircuitChange(_message.Message):
+    """CircuitChange says that a model's circuit breaker changed state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    API_BASE_FIELD_NUMBER: _builtins.int
+    FROM_STATE_FIELD_NUMBER: _builtins.int
+    TO_STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    COOL_DOWN_SECONDS_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """The model string."""
+    api_base: _builtins.str
+    """The model's api_base (circuits are per model and api_base); empty for the
+    provider's default.
+    """
+    from_state: Global___CircuitState.ValueType
+    """The state before."""
+    to_state: Global___CircuitState.ValueType
+    """The state after."""
+    reason: _builtins.str
+    """What caused the change: the failure that opened it, or the probe's result."""
+    cool_down_seconds: _builtins.float
+    """When it opened: seconds until a probe is let through."""
+    replica_id: _builtins.str
+    """The replica that saw the change."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When it changed."""
+
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        model: _builtins.str = ...,
+        api_base: _builtins.str = ...,
+        from_state: Global___CircuitState.ValueType = ...,
+        to_state: Global___CircuitState.ValueType = ...,
+        reason: _builtins.str = ...,
+        cool_down_seconds: _builtins.float = ...,
+        replica_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_base", b"api_base", "cool_down_seconds", b"cool_down_seconds", "from_state", b"from_state", "model", b"model", "reason", b"reason", "replica_id", b"replica_id", "time", b"time", "to_state", b"to_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CircuitChange: _TypeAlias = CircuitChange  # noqa: Y015
 
 @_typing.final
 class MetricsSnapshot(_message.Message):
