@@ -19,6 +19,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError, WatchError
 
 from llm_router_server.breaker import BreakerStoreError, Change, Circuit
+from llm_router_server.redis_bus import RedisConnection
 
 PREFIX = "llm_router:breaker:"
 
@@ -42,11 +43,10 @@ class RedisBreakerStore:
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.25) -> RedisBreakerStore:
-        """A store over a new client for ``url`` with short socket timeouts."""
-        client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
-        )
-        return cls(client)
+        """A store over a new fail-fast client for ``url`` (the metrics bus's
+        ``RedisConnection``: no hidden retries, every call bounded by ``timeout``): the
+        breaker is read on the path of every Route call."""
+        return cls(RedisConnection(url, timeout).client)
 
     async def load(self, key: str) -> Circuit:
         self._check_backoff()
