@@ -137,3 +137,18 @@ def test_env_override_with_the_same_key_in_the_file(tmp_path: Path) -> None:
     cfg = config.load(path, env=env)
     assert cfg.server.listen == "127.0.0.1:2"
     assert cfg.metrics.redis_url == "redis://127.0.0.1:3"
+
+
+def test_missing_cloud_api_keys_are_named_at_start_up() -> None:
+    """The default chain without ANTHROPIC_API_KEY: both Claude models are named once;
+    the local model needs no key; a key in params counts."""
+    from llm_router_server.app import warn_missing_api_keys
+
+    cfg = config.load(env={})
+    warnings = warn_missing_api_keys(cfg, env={})
+    assert [w.split(":")[0] for w in warnings] == [
+        "claude-haiku-4-5-20251001",
+        "claude-sonnet-4-6",
+    ]
+    assert "ANTHROPIC_API_KEY is not set" in warnings[0]
+    assert warn_missing_api_keys(cfg, env={"ANTHROPIC_API_KEY": "sk-ant-x"}) == []

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Mapping
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -27,6 +28,7 @@ from llm_router_server.config import Config
 from llm_router_server.metrics import InMemoryMetricsBus, MetricsBus
 from llm_router_server.prometheus import PrometheusExporter
 from llm_router_server.providers.base import Provider
+from llm_router_server.providers.protocols import missing_api_key
 from llm_router_server.security import BearerTokenInterceptor, server_credentials
 from llm_router_server.servicer import RouterServicer
 from llm_router_server.warmup import warm_up
@@ -170,9 +172,29 @@ class App:
         await self.router.breaker.aclose()
 
 
+def warn_missing_api_keys(config: Config, env: Mapping[str, str]) -> list[str]:
+    """Log (and return) one warning per cloud model whose API key is not set: its calls
+    would fail with an authentication error, and its circuit would open."""
+    warnings = []
+    seen = set()
+    for chain in config.chains.values():
+        for spec in chain.models:
+            variable = missing_api_key(spec, env)
+            if variable is not None and spec.model not in seen:
+                seen.add(spec.model)
+                warnings.append(
+                    f"{spec.model}: {variable} is not set (nor params.api_key); its calls "
+                    "will fail with an authentication error"
+                )
+    for warning in warnings:
+        logger.warning("%s", warning)
+    return warnings
+
+
 async def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     started = time.monotonic()
+    warn_missing_api_keys(config, os.environ)
     app = App(config)
     port = await app.start()
     host = config.server.listen.rsplit(":", 1)[0]

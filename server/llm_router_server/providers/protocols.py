@@ -124,6 +124,19 @@ def unsupported(spec: ModelSpec) -> str | None:
     return None
 
 
+_KEY_VARIABLES = {Wire.ANTHROPIC: "ANTHROPIC_API_KEY", Wire.OPENAI: "OPENAI_API_KEY"}
+
+
+def missing_api_key(spec: ModelSpec, env: Mapping[str, str]) -> str | None:
+    """The environment variable a cloud model needs and does not have (None: it has a key,
+    needs none, or is a model string this module does not know)."""
+    found = wire_of(spec.model)
+    variable = _KEY_VARIABLES.get(found[0]) if found is not None else None
+    if variable is None or spec.params.get("api_key") or env.get(variable):
+        return None
+    return variable
+
+
 def endpoint_for(
     spec: ModelSpec, default_max_tokens: int, env: Mapping[str, str] | None = None
 ) -> Endpoint | None:
