@@ -3,7 +3,8 @@ every way the error classes name. Each scenario asserts bounded wall time, bound
 the failing model, an answer or a clear status, and a healthy server afterwards.
 
 Per-scenario wall time, attempts on the failing model and outcome are written to
-``bench/results/fault_injection.json`` (and printed with ``-s``).
+``bench/out/fault_injection.json`` (untracked; printed with ``-s``). A run worth keeping is
+copied to ``bench/results/`` by hand.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from tests.server_fixtures import Running, Serve, anthropic, ollama
 from tests.test_error_classes import OPENAI_POLICY
 
 pytestmark = pytest.mark.timeout(60)
-RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "fault_injection.json"
+RESULTS = Path(__file__).resolve().parent.parent / "bench" / "out" / "fault_injection.json"
 BREAKER = BreakerPolicy(failure_threshold=3, cool_down_seconds=0.5, max_cool_down_seconds=1.0)
 ANTHROPIC_TOO_LONG = {
     "type": "error",
