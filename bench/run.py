@@ -11,6 +11,7 @@ latency, calls/s and CPU per call:
 (f) ``grpc-floor``: ``Route`` on a server that answers at once (``bench/floor.py``): gRPC alone
 (c) ``route``: ``Route`` through the gRPC service, one native model (CPU: server process)
 (c') ``route-litellm``: the same with ``provider = "litellm"`` (the path before issue 6)
+(c'') ``route-asyncio``: ``route`` on a second router with ``server.event_loop = "asyncio"``
 (d) ``route-fallback``: ``Route`` whose first model is refused, the second answers
 (e) Route with metrics to Redis up / down (nothing listening) / blackholed (accepts,
     never answers), interleaved with the server without Redis (``redis-none``)
@@ -398,20 +399,29 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         servers.append(floor)
         await wait_port(floor_port, 20)
+        # (c'') the same router on the standard asyncio loop (server.event_loop)
+        std_port = free_port()
+        write_config(tmp / "asyncio.toml", std_port, up, dead, 'event_loop = "asyncio"\n')
+        std = await start_server(tmp / "asyncio.toml", std_port, tmp / "asyncio.log")
+        servers.append(std.proc)
         await wait_litellm(server)  # its import would share the CPU with the first rows
+        await wait_litellm(std)
         results["startup"]["litellm_ready_s"] = server.litellm_ready_s()
         pid = server.proc.pid
         async with (
             aiohttp.ClientSession() as session,
             grpc.aio.insecure_channel(server.target) as channel,
+            grpc.aio.insecure_channel(std.target) as std_channel,
             grpc.aio.insecure_channel(f"127.0.0.1:{floor_port}") as floor_channel,
         ):
             stub = router_pb2_grpc.RouterStub(channel)
+            std_stub = router_pb2_grpc.RouterStub(std_channel)
             floor_stub = router_pb2_grpc.RouterStub(floor_channel)
             plan = [
                 ("direct-http", direct_http(session, up), None, counts, 200),
                 ("grpc-floor", route(floor_stub, "floor"), floor.pid, counts, 200),
                 ("route", route(stub, "route"), pid, counts, 200),
+                ("route-asyncio", route(std_stub, "route"), std.proc.pid, counts, 200),
                 ("route-fallback", route(stub, "route-fallback"), pid, counts, 200),
             ]
             rows += await rounds(plan, args.rounds)
@@ -485,6 +495,12 @@ def summary(rows: list[Row], results: dict[str, Any]) -> dict[str, Any]:
         out["ratio_route_over_http_p50_c1"] = round(c1.p50_ms / a1.p50_ms, 2)
     if b1 and c1:
         out["ratio_route_over_litellm_p50_c1"] = round(c1.p50_ms / b1.p50_ms, 3)
+    for conc in (1, 64):
+        c, s = get("route", conc), get("route-asyncio", conc)
+        if c and s:
+            out[f"ratio_route_uvloop_over_asyncio_cpu_c{conc}"] = round(
+                c.cpu_ms_per_call / s.cpu_ms_per_call, 3
+            )
     for conc in (1, 64):
         a, b, c = get("direct-http", conc), get("direct-litellm", conc), get("route", conc)
         if a and c:

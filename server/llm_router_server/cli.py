@@ -19,9 +19,8 @@ EXIT_FAILED = 1
 def _serve(args: argparse.Namespace) -> int:
     # Must precede any litellm import: otherwise litellm fetches a cost map from the internet.
     os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
-    import asyncio
-
     from llm_router_server import config as config_module
+    from llm_router_server import event_loop
     from llm_router_server.app import serve
     from llm_router_server.errors import ConfigError
 
@@ -35,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         config = replace(config, server=replace(config.server, listen=args.listen))
     try:
-        asyncio.run(serve(config))
+        event_loop.run(serve(config), config.server.event_loop)
     except OSError as exc:
         print(f"llm-router: cannot serve: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from llm_router_server.answers import DEFAULT_REFUSAL_PATTERNS, Limits
 from llm_router_server.breaker import WHEN_ALL_OPEN, BreakerPolicy
 from llm_router_server.errors import ConfigError
+from llm_router_server.event_loop import EVENT_LOOPS
 from llm_router_server.types import ChainSpec, ModelSpec
 
 DEFAULT_OLLAMA_API_BASE = "http://127.0.0.1:11434"
@@ -46,6 +47,8 @@ class ServerConfig:
     """A model is not started when less than this is left of the caller's deadline."""
     max_receive_bytes: int = 4 * 1024 * 1024
     """Largest request message the server accepts; larger ones get RESOURCE_EXHAUSTED."""
+    event_loop: str = "uvloop"
+    """The event loop of ``llm-router serve``: ``"uvloop"`` or ``"asyncio"`` (event_loop.py)."""
 
 
 @dataclass(frozen=True)
@@ -330,7 +333,13 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         deadline_margin_ms=s.take("deadline_margin_ms", float, ServerConfig.deadline_margin_ms),
         min_attempt_ms=s.take("min_attempt_ms", float, ServerConfig.min_attempt_ms),
         max_receive_bytes=s.positive("max_receive_bytes", int, ServerConfig.max_receive_bytes),
+        event_loop=s.take("event_loop", str, ServerConfig.event_loop),
     )
+    if server.event_loop not in EVENT_LOOPS:
+        raise ConfigError(
+            f"{s.key('event_loop')}: must be one of {', '.join(EVENT_LOOPS)}, "
+            f"got {server.event_loop!r}"
+        )
     s.done()
     m = root.table("metrics")
     metrics = MetricsConfig(

@@ -1,0 +1,87 @@
+"""``server.event_loop``: uvloop (default) or asyncio; a bad value stops start-up naming the key,
+and the server runs, answers and stops cleanly on either loop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import grpc
+import pytest
+
+from llm_router.v1 import router_pb2, router_pb2_grpc
+from llm_router_server.config import Config, load
+from llm_router_server.errors import ConfigError
+from llm_router_server.event_loop import loop_factory
+from tests.fakes.net import free_port
+from tests.fakes.upstream import Answer, FakeUpstream
+from tests.test_lifecycle import start_server, wait_serving, write_config
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def load_text(tmp_path: Path, text: str) -> Config:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return load(path)
+
+
+def test_default_is_uvloop_and_asyncio_is_a_choice(tmp_path: Path) -> None:
+    assert load_text(tmp_path, "").server.event_loop == "uvloop"
+    cfg = load_text(tmp_path, '[server]\nevent_loop = "asyncio"\n')
+    assert cfg.server.event_loop == "asyncio"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[server]\nevent_loop = "trio"\n', "server.event_loop: must be one of uvloop, asyncio"),
+        ("[server]\nevent_loop = 1\n", "server.event_loop: expected str"),
+    ],
+)
+def test_bad_event_loop_stops_start_up_naming_the_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, text)
+    assert message in str(info.value)
+
+
+def test_unknown_loop_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown event loop 'trio'"):
+        loop_factory("trio")
+
+
+@pytest.mark.parametrize(
+    ("kind", "loop_class"), [("uvloop", "uvloop.Loop"), ("asyncio", "asyncio")]
+)
+async def test_server_answers_and_stops_on_either_loop(
+    tmp_path: Path, upstream: type[FakeUpstream], kind: str, loop_class: str
+) -> None:
+    up = upstream()
+    up.default = Answer("hello")
+    port = free_port()
+    config = write_config(tmp_path, up, port)
+    config.write_text(
+        config.read_text().replace("[server]\n", f'[server]\nevent_loop = "{kind}"\n')
+    )
+    proc = start_server(config)
+    target = f"127.0.0.1:{port}"
+    try:
+        await wait_serving(target, proc, within=60)
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = router_pb2_grpc.RouterStub(channel)
+            request = router_pb2.RouteRequest(
+                messages=[router_pb2.Message(role="user", content="hi")]
+            )
+            replies = await asyncio.gather(*(stub.Route(request, timeout=20) for _ in range(20)))
+        assert {r.content.string_value for r in replies} == {"hello"}
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        output = proc.communicate()[0]
+    assert f"event loop: {kind} ({loop_class}" in output
+    assert "stopped" in output
