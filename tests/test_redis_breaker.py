@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis
@@ -28,7 +27,7 @@ from llm_router_server.types import (
     ModelSpec,
     RouteRequest,
 )
-from tests.fakes.net import free_port
+from tests.redis_fixtures import RedisServer
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -37,46 +36,6 @@ pytestmark = [
 LOCAL, HAIKU = ModelSpec("local", timeout=1.0), ModelSpec("haiku", timeout=1.0)
 POLICY = BreakerPolicy(failure_threshold=2, cool_down_seconds=30)
 ASK = RouteRequest(messages=(Message("user", "hi"),))
-
-
-class RedisServer:
-    """A private redis-server process on a free port (no persistence)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while (
-            subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
-            ).stdout.strip()
-            != b"PONG"
-        ):
-            assert self.proc.poll() is None, "redis-server exited"
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -151,7 +110,7 @@ async def test_redis_killed_then_restarted(
         {"local": [ProviderConnectionError("refused")] * 10}, default=Completion("ok")
     )
     router = replica(new_store(redis_server.url, stores), provider)
-    redis_server.stop()
+    redis_server.kill()
     started = time.monotonic()
     for _ in range(4):  # Redis is down: the breaker lets calls through, quickly
         assert (await router.route(ASK)).model_used == "haiku"
@@ -193,3 +152,23 @@ async def test_the_app_shares_circuits_through_the_metrics_redis_url(
     )
     assert not isinstance(default_breaker_store(alone), RedisBreakerStore)
     assert not isinstance(default_breaker_store(Config()), RedisBreakerStore)
+
+
+async def test_a_replica_sees_another_replicas_change_within_its_read_cache(
+    redis_server: RedisServer, stores: list[RedisBreakerStore]
+) -> None:
+    """A closed circuit is re-read from Redis at most every read_cache_seconds on the Route
+    path (no round trip per call); another replica's change shows within that time."""
+    down = ProviderConnectionError("connection refused")
+    a_provider = ScriptedProvider({"local": [down, down]}, default=Completion("ok"))
+    b_provider = ScriptedProvider(default=Completion("ok"))
+    a = replica(new_store(redis_server.url, stores), a_provider)
+    b = replica(new_store(redis_server.url, stores), b_provider)
+    assert b.breaker.read_cache_seconds == 0.5
+    assert (await b.route(ASK)).model_used == "local"  # b has read the closed circuit
+    for _ in range(2):
+        await a.route(ASK)  # a opens it
+    assert (await b.route(ASK)).model_used == "local"  # b's read is still fresh
+    await asyncio.sleep(0.6)
+    result = await b.route(ASK)
+    assert result.attempts[0].category is Category.CIRCUIT_OPEN

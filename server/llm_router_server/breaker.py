@@ -33,6 +33,11 @@ traffic on its own account.
 
 State changes go to ``listener`` (default: logged) and are counted in
 ``transitions`` for metrics.
+
+Reads on the Route path: a shared store's circuit is read at most every
+``read_cache_seconds`` (0.5 s) per model; a closed circuit then costs no round trip.
+What this replica changes it sees at once; what another replica changes, within
+that time. Decisions on a circuit that is not closed always go to the store.
 """
 
 from __future__ import annotations
@@ -277,8 +282,15 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.time,
         listener: Callable[[Transition], None] | None = None,
+        read_cache_seconds: float | None = None,
     ) -> None:
         self.store = store if store is not None else InMemoryBreakerStore()
+        local = isinstance(self.store, InMemoryBreakerStore)
+        self.read_cache_seconds = (
+            read_cache_seconds if read_cache_seconds is not None else 0.0 if local else 0.5
+        )
+        """How long a circuit read from the store is reused on the Route path (0: always read)."""
+        self._cache: dict[str, tuple[float, Circuit]] = {}
         self.policy = policy if policy is not None else BreakerPolicy()
         self.clock = clock
         self.listeners: list[Callable[[Transition], None]] = [_log_transition]
@@ -294,7 +306,7 @@ class CircuitBreaker:
             return Admission(True)
         key = key_of(spec)
         try:
-            current = await self.store.load(key)
+            current = await self._load(key)
             if current.state is State.CLOSED:
                 return Admission(True)
             verdict: list[Admission] = []
@@ -304,7 +316,7 @@ class CircuitBreaker:
                 verdict[:] = [admission]
                 return new
 
-            old, new = await self.store.update(key, change)
+            old, new = await self._update(key, change)
         except BreakerStoreError as exc:
             self._store_failed(exc)
             return Admission(True)
@@ -332,9 +344,9 @@ class CircuitBreaker:
             change, why = release, ""
         key = key_of(spec)
         try:
-            if change is succeed and (await self.store.load(key)) == Circuit():
+            if change is succeed and (await self._load(key)) == Circuit():
                 return
-            old, new = await self.store.update(key, change)
+            old, new = await self._update(key, change)
         except BreakerStoreError as exc:
             self._store_failed(exc)
             return
@@ -373,6 +385,22 @@ class CircuitBreaker:
 
     async def aclose(self) -> None:
         await self.store.aclose()
+
+    async def _load(self, key: str) -> Circuit:
+        if self.read_cache_seconds > 0:
+            hit = self._cache.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.read_cache_seconds:
+                return hit[1]
+        circuit = await self.store.load(key)
+        if self.read_cache_seconds > 0:
+            self._cache[key] = (time.monotonic(), circuit)
+        return circuit
+
+    async def _update(self, key: str, change: Change) -> tuple[Circuit, Circuit]:
+        old, new = await self.store.update(key, change)
+        if self.read_cache_seconds > 0:
+            self._cache[key] = (time.monotonic(), new)
+        return old, new
 
     def _changed(self, spec: ModelSpec, old: Circuit, new: Circuit, why: str) -> None:
         if old.state is new.state and not (new.state is State.OPEN and old != new):
