@@ -34,14 +34,18 @@ traffic on its own account.
 State changes go to ``listener`` (default: logged) and are counted in
 ``transitions`` for metrics.
 
-Reads on the Route path: a shared store's circuit is read at most every
-``read_cache_seconds`` (0.5 s) per model; a closed circuit then costs no round trip.
-What this replica changes it sees at once; what another replica changes, within
-that time. Decisions on a circuit that is not closed always go to the store.
+Reads on the Route path: a shared store's circuit is read once per model and then
+refreshed in the background when the last read is older than ``read_cache_seconds``
+(0.5 s), so a closed circuit costs no round trip and a slow or blackholed store
+never holds a call up (after that first read, itself bounded by the store's
+timeout). What this replica changes it sees at once; what another replica changes,
+within that time plus one round trip. Decisions on a circuit that is not closed
+always go to the store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import logging
@@ -291,6 +295,7 @@ class CircuitBreaker:
         )
         """How long a circuit read from the store is reused on the Route path (0: always read)."""
         self._cache: dict[str, tuple[float, Circuit]] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
         self.policy = policy if policy is not None else BreakerPolicy()
         self.clock = clock
         self.listeners: list[Callable[[Transition], None]] = [_log_transition]
@@ -384,17 +389,32 @@ class CircuitBreaker:
         return states
 
     async def aclose(self) -> None:
+        for task in list(self._refreshing.values()):
+            task.cancel()
+        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
         await self.store.aclose()
 
     async def _load(self, key: str) -> Circuit:
-        if self.read_cache_seconds > 0:
-            hit = self._cache.get(key)
-            if hit is not None and time.monotonic() - hit[0] < self.read_cache_seconds:
-                return hit[1]
-        circuit = await self.store.load(key)
-        if self.read_cache_seconds > 0:
-            self._cache[key] = (time.monotonic(), circuit)
-        return circuit
+        """The circuit as last read; stale reads are refreshed in the background."""
+        hit = self._cache.get(key) if self.read_cache_seconds > 0 else None
+        if hit is None:
+            circuit = await self.store.load(key)
+            if self.read_cache_seconds > 0:
+                self._cache[key] = (time.monotonic(), circuit)
+            return circuit
+        if time.monotonic() - hit[0] >= self.read_cache_seconds and key not in self._refreshing:
+            self._refreshing[key] = asyncio.create_task(self._refresh(key, hit[1]))
+        return hit[1]
+
+    async def _refresh(self, key: str, known: Circuit) -> None:
+        try:
+            circuit = await self.store.load(key)
+        except BreakerStoreError as exc:
+            self._store_failed(exc)
+            circuit = known  # keep what we knew; try again after the next window
+        finally:
+            self._refreshing.pop(key, None)
+        self._cache[key] = (time.monotonic(), circuit)
 
     async def _update(self, key: str, change: Change) -> tuple[Circuit, Circuit]:
         old, new = await self.store.update(key, change)
