@@ -176,3 +176,25 @@ async def test_a_replica_sees_another_replicas_change_within_its_read_cache(
     await eventually(lambda: not b.breaker._refreshing, within=2)
     result = await b.route(ASK)
     assert result.attempts[0].category is Category.CIRCUIT_OPEN
+
+
+async def test_a_blackholed_redis_holds_up_only_the_first_call(
+    blackhole: int, stores: list[RedisBreakerStore]
+) -> None:
+    """Redis accepts connections and never answers: the first read of a circuit waits for
+    the store's timeout; every later call is served from what is known, while refreshes
+    keep failing in the background, back-off window after back-off window."""
+    provider = ScriptedProvider(default=Completion("ok"))
+    router = replica(new_store(f"redis://127.0.0.1:{blackhole}/0", stores), provider)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await router.route(ASK)
+    assert loop.time() - started < 1.0  # the store's 0.25 s timeout, once
+    slowest = 0.0
+    for _ in range(15):  # 1.5 s: several back-off windows and refreshes
+        started = loop.time()
+        assert (await router.route(ASK)).model_used == "local"
+        slowest = max(slowest, loop.time() - started)
+        await asyncio.sleep(0.1)
+    assert slowest < 0.1
+    assert router.breaker.store_errors >= 2

@@ -396,11 +396,18 @@ class CircuitBreaker:
 
     async def _load(self, key: str) -> Circuit:
         """The circuit as last read; stale reads are refreshed in the background."""
-        hit = self._cache.get(key) if self.read_cache_seconds > 0 else None
+        if self.read_cache_seconds <= 0:
+            return await self.store.load(key)
+        hit = self._cache.get(key)
         if hit is None:
-            circuit = await self.store.load(key)
-            if self.read_cache_seconds > 0:
-                self._cache[key] = (time.monotonic(), circuit)
+            try:
+                circuit = await self.store.load(key)
+            except BreakerStoreError:
+                # Unreadable now: take it as closed and refresh in the background from
+                # here on, so later calls do not wait on the store again.
+                self._cache[key] = (time.monotonic(), Circuit())
+                raise
+            self._cache[key] = (time.monotonic(), circuit)
             return circuit
         if time.monotonic() - hit[0] >= self.read_cache_seconds and key not in self._refreshing:
             self._refreshing[key] = asyncio.create_task(self._refresh(key, hit[1]))
