@@ -36,7 +36,10 @@ def test_default_is_uvloop_and_asyncio_is_a_choice(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[server]\nevent_loop = "trio"\n', "server.event_loop: must be one of uvloop, asyncio"),
+        (
+            '[server]\nevent_loop = "trio"\n',
+            "server.event_loop: expected one of 'uvloop', 'asyncio'",
+        ),
         ("[server]\nevent_loop = 1\n", "server.event_loop: expected str"),
     ],
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from llm_router_server.answers import DEFAULT_REFUSAL_PATTERNS, Limits
 from llm_router_server.breaker import WHEN_ALL_OPEN, BreakerPolicy
 from llm_router_server.errors import ConfigError
 from llm_router_server.event_loop import EVENT_LOOPS
+from llm_router_server.providers.protocols import PROVIDER_CHOICES
 from llm_router_server.types import ChainSpec, ModelSpec
 
 DEFAULT_OLLAMA_API_BASE = "http://127.0.0.1:11434"
@@ -183,6 +184,13 @@ class _Table:
             raise ConfigError(f"{self.key(name)}: must be > 0, got {value!r}")
         return value
 
+    def choice(self, name: str, choices: Sequence[str], default: str) -> str:
+        value = self.take(name, str, default)
+        if value not in choices:
+            listed = ", ".join(repr(c) for c in choices)
+            raise ConfigError(f"{self.key(name)}: expected one of {listed}, got {value!r}")
+        return value
+
     def table(self, name: str) -> _Table:
         return _Table(self.data.pop(name, {}), self.key(name))
 
@@ -203,7 +211,7 @@ def _model(raw: Any, path: str) -> ModelSpec:
         api_base=t.take("api_base", str, "") or None,
         structured_output=t.take("structured_output", bool, True),
         params=t.take("params", dict, {}),
-        provider=t.take("provider", str, "auto"),
+        provider=t.choice("provider", PROVIDER_CHOICES, "auto"),
         max_concurrency=t.take("max_concurrency", int, 0),
         warm_up=t.take("warm_up", bool, False),
     )
@@ -215,12 +223,9 @@ def _model(raw: Any, path: str) -> ModelSpec:
 
 
 def _check_provider(spec: ModelSpec, key: str) -> None:
-    """``provider`` is one of the choices, and ``"native"`` only for a model it can serve."""
-    from llm_router_server.providers.protocols import PROVIDER_CHOICES, unsupported
+    """``"native"`` only for a model the native path can serve."""
+    from llm_router_server.providers.protocols import unsupported
 
-    if spec.provider not in PROVIDER_CHOICES:
-        choices = ", ".join(repr(c) for c in PROVIDER_CHOICES)
-        raise ConfigError(f"{key}: expected one of {choices}, got {spec.provider!r}")
     why = unsupported(spec) if spec.provider == "native" else None
     if why is not None:
         raise ConfigError(f"{key}: 'native' cannot serve this model: {why}")
@@ -237,12 +242,7 @@ def _chains(t: _Table) -> dict[str, ChainSpec]:
         hedge = chain.take("hedge_after_ms", float, 0.0)
         if hedge < 0:
             raise ConfigError(f"{chain.key('hedge_after_ms')}: must be >= 0, got {hedge!r}")
-        policy = chain.take("refusal_policy", str, "fall_through")
-        if policy not in REFUSAL_POLICIES:
-            raise ConfigError(
-                f"{chain.key('refusal_policy')}: expected one of {', '.join(REFUSAL_POLICIES)}, "
-                f"got {policy!r}"
-            )
+        policy = chain.choice("refusal_policy", REFUSAL_POLICIES, "fall_through")
         chain.done()
         chains[name] = ChainSpec(
             name=name, models=models, hedge_after_ms=hedge, refusal_policy=policy
@@ -277,14 +277,9 @@ def _breaker(t: _Table) -> BreakerPolicy:
         failure_threshold=t.positive("failure_threshold", int, d.failure_threshold),
         cool_down_seconds=t.positive("cool_down_seconds", float, d.cool_down_seconds),
         max_cool_down_seconds=t.positive("max_cool_down_seconds", float, d.max_cool_down_seconds),
-        when_all_open=t.take("when_all_open", str, d.when_all_open),
+        when_all_open=t.choice("when_all_open", WHEN_ALL_OPEN, d.when_all_open),
         shared=t.take("shared", bool, d.shared),
     )
-    if policy.when_all_open not in WHEN_ALL_OPEN:
-        raise ConfigError(
-            f"{t.key('when_all_open')}: expected one of {', '.join(WHEN_ALL_OPEN)}, "
-            f"got {policy.when_all_open!r}"
-        )
     if policy.max_cool_down_seconds < policy.cool_down_seconds:
         raise ConfigError(f"{t.key('max_cool_down_seconds')}: must be >= cool_down_seconds")
     t.done()
@@ -333,13 +328,8 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         deadline_margin_ms=s.take("deadline_margin_ms", float, ServerConfig.deadline_margin_ms),
         min_attempt_ms=s.take("min_attempt_ms", float, ServerConfig.min_attempt_ms),
         max_receive_bytes=s.positive("max_receive_bytes", int, ServerConfig.max_receive_bytes),
-        event_loop=s.take("event_loop", str, ServerConfig.event_loop),
+        event_loop=s.choice("event_loop", EVENT_LOOPS, ServerConfig.event_loop),
     )
-    if server.event_loop not in EVENT_LOOPS:
-        raise ConfigError(
-            f"{s.key('event_loop')}: must be one of {', '.join(EVENT_LOOPS)}, "
-            f"got {server.event_loop!r}"
-        )
     s.done()
     m = root.table("metrics")
     metrics = MetricsConfig(
