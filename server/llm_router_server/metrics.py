@@ -441,14 +441,40 @@ class Fanout:
         return self.closed_missed + sum(s.missed for s in self.subscriptions)
 
 
-class InMemoryMetricsBus:
+class LocalWatchers:
+    """The part of a bus that serves this process: observers, watchers, circuit notices.
+    Both buses build on it; what differs is where published events go."""
+
+    def __init__(self) -> None:
+        self._fanout = Fanout()
+
+    def observe(self, callback: Callable[[RouteEvent], None]) -> None:
+        self._fanout.observers.append(callback)
+
+    def subscribe(self, maxsize: int = 1000, accept: EventFilter | None = None) -> Subscription:
+        return self._fanout.add(maxsize, accept)
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._fanout.remove(subscription)
+
+    def notice(self, change: Transition) -> None:
+        # Local watchers only: each replica reports the changes it made; snapshots read
+        # the (possibly shared) circuit state for the whole picture.
+        self._fanout.deliver_change(change)
+
+    def _close_watchers(self) -> None:
+        for subscription in tuple(self._fanout.subscriptions):
+            self._fanout.remove(subscription)
+
+
+class InMemoryMetricsBus(LocalWatchers):
     """The embedded default: events go to this process's watchers only. The last
     ``history`` events are kept so that a watcher can resume after an event id."""
 
     def __init__(self, replica_id: str = "", history: int = 10000) -> None:
+        super().__init__()
         self.replica_id = replica_id
         self.published = 0
-        self._fanout = Fanout()
         self._ids = EventIds()
         self._history: deque[RouteEvent] = deque(maxlen=history)
 
@@ -461,18 +487,6 @@ class InMemoryMetricsBus:
         self._history.append(event)
         self._fanout.notify_observers(event)
         self._fanout.deliver(event)
-
-    def observe(self, callback: Callable[[RouteEvent], None]) -> None:
-        self._fanout.observers.append(callback)
-
-    def subscribe(self, maxsize: int = 1000, accept: EventFilter | None = None) -> Subscription:
-        return self._fanout.add(maxsize, accept)
-
-    def unsubscribe(self, subscription: Subscription) -> None:
-        self._fanout.remove(subscription)
-
-    def notice(self, change: Transition) -> None:
-        self._fanout.deliver_change(change)
 
     async def replay(self, after_id: str) -> Sequence[RouteEvent] | None:
         after = parse_event_id(after_id)
@@ -492,5 +506,4 @@ class InMemoryMetricsBus:
         )
 
     async def aclose(self) -> None:
-        for subscription in tuple(self._fanout.subscriptions):
-            self._fanout.remove(subscription)
+        self._close_watchers()

@@ -30,7 +30,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -39,14 +39,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from llm_router_server.breaker import Transition
 from llm_router_server.metrics import (
     METRICS_CHANNEL,
     BusStats,
-    EventFilter,
-    Fanout,
+    LocalWatchers,
     ModelStats,
-    Subscription,
     build_stats,
     event_from_payload,
     event_json,
@@ -116,7 +113,7 @@ class Backoff:
         self.delay = self.first
 
 
-class RedisMetricsBus:
+class RedisMetricsBus(LocalWatchers):
     """Events and counters in Redis, shared by the replicas that use the same Redis."""
 
     def __init__(
@@ -128,6 +125,7 @@ class RedisMetricsBus:
         stream_maxlen: int = 10000,
         timeout: float = 2.0,
     ) -> None:
+        super().__init__()
         self.replica_id = replica_id
         self.buffer_size = buffer_size
         self.stream_maxlen = stream_maxlen
@@ -138,7 +136,6 @@ class RedisMetricsBus:
         self.connected = False
         self._buffer: deque[RouteEvent] = deque()
         self._wake = asyncio.Event()
-        self._fanout = Fanout()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_seen = (int(time.time() * 1000), 0)
         self._subscribed = False
@@ -158,20 +155,6 @@ class RedisMetricsBus:
         self._buffer.append(event)
         self._idle.clear()
         self._wake.set()
-
-    def observe(self, callback: Callable[[RouteEvent], None]) -> None:
-        self._fanout.observers.append(callback)
-
-    def subscribe(self, maxsize: int = 1000, accept: EventFilter | None = None) -> Subscription:
-        return self._fanout.add(maxsize, accept)
-
-    def unsubscribe(self, subscription: Subscription) -> None:
-        self._fanout.remove(subscription)
-
-    def notice(self, change: Transition) -> None:
-        # Local watchers only: each replica reports the changes it made; snapshots read
-        # the shared circuit state for the whole picture.
-        self._fanout.deliver_change(change)
 
     def stats(self) -> BusStats:
         return BusStats(
@@ -347,8 +330,7 @@ class RedisMetricsBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        for subscription in tuple(self._fanout.subscriptions):
-            self._fanout.remove(subscription)
+        self._close_watchers()
         await self.redis.aclose()
         if self._buffer or self.dropped:
             logger.info(
