@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from llm_router_server.answers import DEFAULT_REFUSAL_PATTERNS
-from llm_router_server.breaker import (
+from llm_router_server.breaker.breaker import (
     BreakerPolicy,
     BreakerStoreError,
     Circuit,
@@ -20,7 +19,6 @@ from llm_router_server.breaker import (
     Transition,
     key_of,
 )
-from llm_router_server.chain import Router
 from llm_router_server.errors import (
     AllModelsFailedError,
     ProviderAuthenticationError,
@@ -32,8 +30,10 @@ from llm_router_server.errors import (
     ProviderTimeoutError,
     RefusedError,
 )
-from llm_router_server.metrics import InMemoryMetricsBus
+from llm_router_server.metrics.bus import InMemoryMetricsBus
 from llm_router_server.providers.base import Delay, ScriptedProvider, Step
+from llm_router_server.routing.chain import Router
+from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
 from llm_router_server.types import (
     Category,
     ChainSpec,

@@ -7,8 +7,6 @@ import json
 
 import pytest
 
-from llm_router_server.answers import DEFAULT_REFUSAL_PATTERNS
-from llm_router_server.chain import Router
 from llm_router_server.errors import (
     AllModelsFailedError,
     DeadlineExceededError,
@@ -18,8 +16,10 @@ from llm_router_server.errors import (
     ProviderStatusError,
     UnknownChainError,
 )
-from llm_router_server.metrics import InMemoryMetricsBus
+from llm_router_server.metrics.bus import InMemoryMetricsBus
 from llm_router_server.providers.base import Delay, ScriptedProvider
+from llm_router_server.routing.chain import Router
+from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
 from llm_router_server.types import (
     Category,
     ChainSpec,

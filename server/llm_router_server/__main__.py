@@ -1,3 +1,3 @@
-from llm_router_server.cli import main
+from llm_router_server.cli.commands import main
 
 raise SystemExit(main())

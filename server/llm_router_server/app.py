@@ -22,16 +22,16 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
-from llm_router_server.breaker import BreakerStore, CircuitBreaker, InMemoryBreakerStore
-from llm_router_server.chain import Router
+from llm_router_server.breaker.breaker import BreakerStore, CircuitBreaker, InMemoryBreakerStore
 from llm_router_server.config import Config
-from llm_router_server.metrics import InMemoryMetricsBus, MetricsBus
-from llm_router_server.prometheus import PrometheusExporter
+from llm_router_server.metrics.bus import InMemoryMetricsBus, MetricsBus
+from llm_router_server.metrics.prometheus import PrometheusExporter
 from llm_router_server.providers.base import Provider
 from llm_router_server.providers.protocols import missing_api_key
-from llm_router_server.security import BearerTokenInterceptor, server_credentials
-from llm_router_server.servicer import RouterServicer
-from llm_router_server.warmup import warm_up
+from llm_router_server.routing.chain import Router
+from llm_router_server.routing.warmup import warm_up
+from llm_router_server.service.security import BearerTokenInterceptor, server_credentials
+from llm_router_server.service.servicer import RouterServicer
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def default_bus(config: Config) -> MetricsBus:
     m = config.metrics
     replica_id = m.replica_id or f"{socket.gethostname()}-{os.getpid()}"
     if m.redis_url:
-        from llm_router_server.redis_bus import RedisMetricsBus
+        from llm_router_server.metrics.redis_bus import RedisMetricsBus
 
         return RedisMetricsBus(
             m.redis_url,
@@ -74,7 +74,7 @@ def default_bus(config: Config) -> MetricsBus:
 def default_breaker_store(config: Config) -> BreakerStore:
     """Circuits in Redis when a Redis URL is configured (shared by replicas), else in-process."""
     if config.breaker.shared and config.metrics.redis_url:
-        from llm_router_server.redis_breaker import RedisBreakerStore
+        from llm_router_server.breaker.redis_store import RedisBreakerStore
 
         return RedisBreakerStore.from_url(config.metrics.redis_url)
     return InMemoryBreakerStore()

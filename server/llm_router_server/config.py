@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from llm_router_server.answers import DEFAULT_REFUSAL_PATTERNS, Limits
-from llm_router_server.breaker import WHEN_ALL_OPEN, BreakerPolicy
+from llm_router_server.breaker.breaker import WHEN_ALL_OPEN, BreakerPolicy
 from llm_router_server.errors import ConfigError
 from llm_router_server.event_loop import EVENT_LOOPS
 from llm_router_server.providers.protocols import PROVIDER_CHOICES
+from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS, Limits
 from llm_router_server.types import ChainSpec, ModelSpec
 
 DEFAULT_OLLAMA_API_BASE = "http://127.0.0.1:11434"

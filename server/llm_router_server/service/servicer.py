@@ -22,8 +22,7 @@ from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
-from llm_router_server.breaker import Circuit, State, Transition
-from llm_router_server.chain import Router
+from llm_router_server.breaker.breaker import Circuit, State, Transition
 from llm_router_server.errors import (
     AllModelsFailedError,
     ChainFailedError,
@@ -32,13 +31,14 @@ from llm_router_server.errors import (
     LLMRouterError,
     RefusedError,
 )
-from llm_router_server.metrics import (
+from llm_router_server.metrics.bus import (
     ModelStats,
     Subscription,
     event_filter,
     event_usage,
     parse_event_id,
 )
+from llm_router_server.routing.chain import Router
 from llm_router_server.types import (
     Attempt,
     Category,

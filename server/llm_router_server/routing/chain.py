@@ -29,15 +29,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from llm_router_server.answers import (
-    Limits,
-    RefusalDetector,
-    Schema,
-    check_messages,
-    check_schema_text,
-    judge,
-)
-from llm_router_server.breaker import CircuitBreaker
+from llm_router_server.breaker.breaker import CircuitBreaker
 from llm_router_server.errors import (
     AllModelsFailedError,
     DeadlineExceededError,
@@ -51,10 +43,18 @@ from llm_router_server.errors import (
     RefusedError,
     UnknownChainError,
 )
-from llm_router_server.hedging import staggered
-from llm_router_server.limiter import ConcurrencyLimiter
-from llm_router_server.metrics import MetricsBus, ModelCounters
+from llm_router_server.metrics.bus import MetricsBus, ModelCounters
 from llm_router_server.providers.base import Provider
+from llm_router_server.routing.hedging import staggered
+from llm_router_server.routing.judging import (
+    Limits,
+    RefusalDetector,
+    Schema,
+    check_messages,
+    check_schema_text,
+    judge,
+)
+from llm_router_server.routing.limiter import ConcurrencyLimiter
 from llm_router_server.types import (
     Attempt,
     Category,

@@ -39,7 +39,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from llm_router_server.metrics import (
+from llm_router_server.metrics.bus import (
     METRICS_CHANNEL,
     BusStats,
     LocalWatchers,

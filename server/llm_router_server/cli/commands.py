@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--timeout", type=float, default=3.0, help="seconds")
     health.set_defaults(func=_health)
 
-    from llm_router_server import watch_view
+    from llm_router_server.cli import watch_view
 
     watch_view.add_parser(sub, os.environ.get("LLM_ROUTER_TARGET", "127.0.0.1:50051"))
     return parser

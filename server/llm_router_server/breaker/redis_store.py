@@ -18,8 +18,8 @@ import time
 import redis.asyncio as redis
 from redis.exceptions import RedisError, WatchError
 
-from llm_router_server.breaker import BreakerStoreError, Change, Circuit
-from llm_router_server.redis_bus import RedisConnection
+from llm_router_server.breaker.breaker import BreakerStoreError, Change, Circuit
+from llm_router_server.metrics.redis_bus import RedisConnection
 
 PREFIX = "llm_router:breaker:"
 

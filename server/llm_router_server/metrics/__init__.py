@@ -1,0 +1,1 @@
+"""Metrics: the bus seam, counters, the in-memory and Redis buses, Prometheus."""

@@ -1,0 +1,1 @@
+"""The gRPC face: the servicer, proto conversion and status table, security."""
