@@ -44,11 +44,12 @@ import grpc  # noqa: E402
 from llm_router.v1 import router_pb2, router_pb2_grpc  # noqa: E402
 from llm_router_server.app import App  # noqa: E402
 from llm_router_server.config import Config, MetricsConfig, ServerConfig  # noqa: E402
-from llm_router_server.providers.base import Provider, ScriptedProvider  # noqa: E402
+from llm_router_server.providers.base import Provider  # noqa: E402
 from llm_router_server.types import ChainSpec, Completion, ModelSpec  # noqa: E402
 from tests.fakes.net import free_port  # noqa: E402
 from tests.fakes.upstream import Answer, FakeUpstream  # noqa: E402
 from tests.redis_fixtures import RedisServer  # noqa: E402
+from tests.support.scripted_provider import ScriptedProvider  # noqa: E402
 from tests.waiting import eventually  # noqa: E402
 
 REQUEST = router_pb2.RouteRequest(

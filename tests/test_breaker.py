@@ -31,7 +31,6 @@ from llm_router_server.errors import (
     RefusedError,
 )
 from llm_router_server.metrics.bus import InMemoryMetricsBus
-from llm_router_server.providers.base import Delay, ScriptedProvider, Step
 from llm_router_server.routing.chain import Router
 from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
 from llm_router_server.types import (
@@ -43,6 +42,7 @@ from llm_router_server.types import (
     Outcome,
     RouteRequest,
 )
+from tests.support.scripted_provider import Delay, ScriptedProvider, Step
 
 pytestmark = pytest.mark.timeout(20)
 

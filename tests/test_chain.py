@@ -17,7 +17,6 @@ from llm_router_server.errors import (
     UnknownChainError,
 )
 from llm_router_server.metrics.bus import InMemoryMetricsBus
-from llm_router_server.providers.base import Delay, ScriptedProvider
 from llm_router_server.routing.chain import Router
 from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
 from llm_router_server.types import (
@@ -32,6 +31,7 @@ from llm_router_server.types import (
     RouteStatus,
     Usage,
 )
+from tests.support.scripted_provider import Delay, ScriptedProvider
 
 SCHEMA = json.dumps(
     {

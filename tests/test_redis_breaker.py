@@ -16,7 +16,6 @@ from llm_router_server.breaker.breaker import BreakerPolicy, Circuit, CircuitBre
 from llm_router_server.breaker.redis_store import RedisBreakerStore
 from llm_router_server.errors import ProviderConnectionError
 from llm_router_server.metrics.bus import InMemoryMetricsBus
-from llm_router_server.providers.base import ScriptedProvider
 from llm_router_server.routing.chain import Router
 from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
 from llm_router_server.types import (
@@ -28,6 +27,7 @@ from llm_router_server.types import (
     RouteRequest,
 )
 from tests.redis_fixtures import RedisServer
+from tests.support.scripted_provider import ScriptedProvider
 from tests.waiting import eventually
 
 pytestmark = [

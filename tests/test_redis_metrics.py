@@ -17,12 +17,12 @@ from llm_router.v1 import router_pb2
 from llm_router_server.config import MetricsConfig
 from llm_router_server.metrics.bus import METRICS_CHANNEL
 from llm_router_server.metrics.redis_bus import RedisMetricsBus
-from llm_router_server.providers.base import ScriptedProvider
 from llm_router_server.types import Completion, ModelSpec
 from tests.fakes.net import free_port
 from tests.fakes.upstream import Answer, FakeUpstream, HttpError
 from tests.redis_fixtures import RedisServer
 from tests.server_fixtures import Running, Serve, anthropic, ollama
+from tests.support.scripted_provider import ScriptedProvider
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
