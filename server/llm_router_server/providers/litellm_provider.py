@@ -30,6 +30,10 @@ What it neutralises in litellm (measured with litellm 1.110.2):
   ``finish_reason == "content_filter"``: raised as ``ProviderRefusalError``.
 - Error texts may carry tracebacks, file paths and API keys: reasons are
   cleaned to one bounded line.
+
+The request (default ``max_tokens``, messages, ``response_format``) and the
+answer checks (refusal, empty answer, token totals) are the native path's,
+from ``shaping.py``.
 """
 
 from __future__ import annotations
@@ -62,10 +66,9 @@ from llm_router_server.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderRefusalError,
-    ProviderResponseError,
     ProviderStatusError,
-    ProviderTimeoutError,
 )
+from llm_router_server.providers import shaping
 from llm_router_server.providers.reasons import (
     clean,
     connection_reason,
@@ -73,8 +76,9 @@ from llm_router_server.providers.reasons import (
     retry_after,
     status_error,
     status_reason,
+    timeout_error,
 )
-from llm_router_server.types import Completion, CompletionRequest, ModelSpec, Usage
+from llm_router_server.types import Completion, CompletionRequest, ModelSpec
 
 __all__ = ["LiteLLMProvider", "clean"]
 
@@ -128,23 +132,12 @@ class LiteLLMProvider:
         if model.model.startswith(_OLLAMA_PREFIXES):
             self._register(model.model)
         kwargs: dict[str, Any] = {
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": shaping.messages(request.messages),
             "max_retries": 0,  # the OpenAI SDK retries twice by default
+            **shaping.with_default_max_tokens(model.params, self.default_max_tokens),
         }
-        if "max_tokens" not in model.params and "max_completion_tokens" not in model.params:
-            kwargs["max_tokens"] = self.default_max_tokens
-        kwargs.update(model.params)
         if request.schema is not None:
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                # strict=False: OpenAI rejects (HTTP 400) any schema outside its strict
-                # subset; the chain validates every answer against the schema anyway.
-                "json_schema": {
-                    "name": "response",
-                    "schema": dict(request.schema),
-                    "strict": False,
-                },
-            }
+            kwargs["response_format"] = shaping.response_format(request.schema)
         kwargs.update(model=model.model, timeout=request.timeout)
         if model.api_base is not None:
             kwargs["api_base"] = model.api_base
@@ -171,23 +164,18 @@ class LiteLLMProvider:
 
 def _completion(response: object) -> Completion:
     if not isinstance(response, litellm.ModelResponse) or not response.choices:
-        raise ProviderResponseError("malformed response from provider: no choices")
+        raise shaping.malformed("no choices")
     choice = response.choices[0]
-    finish = getattr(choice, "finish_reason", None)
-    message = getattr(choice, "message", None)
-    text = getattr(message, "content", None)
-    if finish == "content_filter":
-        raise ProviderRefusalError("the provider refused to answer (content_filter)")
-    if not isinstance(text, str) or not text:
-        raise ProviderResponseError(f"empty answer from provider (finish_reason {finish})")
     usage = getattr(response, "usage", None)
-    prompt = getattr(usage, "prompt_tokens", None)
-    completion = getattr(usage, "completion_tokens", None)
-    if not isinstance(prompt, int) or not isinstance(completion, int):
-        return Completion(text=text)
-    total = getattr(usage, "total_tokens", None)
-    total = total if isinstance(total, int) else prompt + completion
-    return Completion(text=text, usage=Usage(prompt, completion, total))
+    return shaping.completion(
+        getattr(getattr(choice, "message", None), "content", None),
+        getattr(choice, "finish_reason", None),
+        shaping.usage(
+            getattr(usage, "prompt_tokens", None),
+            getattr(usage, "completion_tokens", None),
+            getattr(usage, "total_tokens", None),
+        ),
+    )
 
 
 # -- exception translation: the one place foreign exceptions become ProviderErrors ---------
@@ -207,13 +195,13 @@ def _translate(exc: Exception, model: ModelSpec, timeout: float) -> ProviderErro
     """Map an exception from a litellm call to a ``ProviderError``; most specific first."""
     chain = list(_chain(exc))
     if any(isinstance(e, TimeoutError | httpx.TimeoutException | Timeout) for e in chain):
-        return ProviderTimeoutError(f"no answer from provider within {timeout:.3g}s")
+        return timeout_error(timeout)
     transport = next((e for e in chain if isinstance(e, httpx.TransportError | OSError)), None)
     if transport is not None:
         return ProviderConnectionError(_connection_reason(transport, model))
     decode = next((e for e in chain if isinstance(e, json.JSONDecodeError)), None)
     if decode is not None:
-        return ProviderResponseError(f"malformed response from provider: {clean(str(decode))}")
+        return shaping.malformed(clean(str(decode)))
     status, body = _http_status(chain)
     if status is not None:
         detail = error_detail(body) if body else ""

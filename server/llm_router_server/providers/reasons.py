@@ -21,6 +21,7 @@ from llm_router_server.errors import (
     ProviderRateLimitError,
     ProviderRefusalError,
     ProviderStatusError,
+    ProviderTimeoutError,
 )
 
 MAX_REASON = 300
@@ -68,6 +69,11 @@ def connection_reason(api_base: str | None, refused: bool, error: object) -> str
     if refused:
         return clean(f"connection refused{origin(api_base)}")
     return clean(f"connection error{origin(api_base)}: {error}")
+
+
+def timeout_error(timeout: float) -> ProviderTimeoutError:
+    """The error for a call that outlived its timeout."""
+    return ProviderTimeoutError(f"no answer from provider within {timeout:.3g}s")
 
 
 def status_reason(status: int, detail: str) -> str:
