@@ -7,9 +7,10 @@ Per model, ``ModelSpec.provider`` decides (config key ``provider``):
 - ``"native"``: the native path (the configuration refuses a model it cannot serve);
 - ``"litellm"``: always ``litellm.acompletion``.
 
-Anthropic calls that carry a schema go to litellm whatever the setting (see
-``http_provider.py``). A model string the native path does not know always goes
-to litellm.
+Calls that carry a schema to a protocol whose native module does not serve
+schemas (``serves_schema``: today Anthropic, see ``anthropic.py``) go to
+litellm whatever the setting. A model string the native path does not know
+always goes to litellm.
 
 Start-up: ``import litellm`` takes seconds, so ``start()`` begins it in a worker
 thread and returns at once; the server reports SERVING while it runs. A call
@@ -31,7 +32,6 @@ from typing import TYPE_CHECKING
 
 from llm_router_server.errors import ProviderError
 from llm_router_server.providers.http_provider import AiohttpProvider
-from llm_router_server.providers.protocols import Wire
 from llm_router_server.providers.reasons import clean
 from llm_router_server.types import Completion, CompletionRequest, ModelSpec
 
@@ -78,7 +78,7 @@ class DispatchProvider:
 
     def _may_need_litellm(self, model: ModelSpec) -> bool:
         endpoint = None if model.provider == "litellm" else self.native.endpoint(model)
-        return endpoint is None or (model.structured_output and endpoint.wire is Wire.ANTHROPIC)
+        return endpoint is None or (model.structured_output and not endpoint.wire.serves_schema)
 
     def _load(self) -> asyncio.Task[Provider]:
         if self._loading is None:

@@ -1,9 +1,9 @@
 """Which model strings the native HTTP path speaks, and how: decided once per model.
 
-``endpoint_for(spec)`` reads a ``ModelSpec`` the way litellm would and returns
-an ``Endpoint`` (wire protocol, URL, upstream model name, headers, the fixed
-part of the body) for the three wire protocols of the default chain, or None
-when the native path does not speak it (then litellm serves the model):
+Each wire protocol lives in its own module, as one object implementing
+``WireProtocol`` below: its endpoint and params (``ollama.py``, ``anthropic.py``,
+``openai.py``), its request body and its answer parsing. ``WIRES`` is the
+registry, keyed by litellm's model prefix:
 
 ==========================  ====================================================
 model string                wire protocol
@@ -14,77 +14,78 @@ model string                wire protocol
 ``openai/NAME``             OpenAI chat completions ``POST {api_base}/chat/completions``
 ==========================  ====================================================
 
-A model is native only when every key of its ``params`` is in that protocol's
-``PARAMS`` table below (the litellm argument names, translated as litellm
-translates them). Everything else, ``ollama/`` (litellm's prompt templates)
-included, stays with litellm. Pure: imports no HTTP or provider library, so
-the configuration can check ``provider = "native"`` at start-up.
+``endpoint_for(spec)`` reads a ``ModelSpec`` the way litellm would and returns
+an ``Endpoint`` (wire protocol, URL, upstream model name, headers, the fixed
+part of the body), or None when the native path does not speak it (then
+litellm serves the model). A model is native only when every key of its
+``params`` is in its protocol's ``params`` table (the litellm argument names,
+translated as litellm translates them). Everything else, ``ollama/`` (litellm's
+prompt templates) included, stays with litellm. Pure: imports no HTTP or
+provider library, so the configuration can check ``provider = "native"`` at start-up.
 """
 
 from __future__ import annotations
 
-import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from llm_router_server.types import ModelSpec
+from llm_router_server.providers.anthropic import Anthropic
+from llm_router_server.providers.ollama import OllamaChat
+from llm_router_server.providers.openai import OpenAIChat
+from llm_router_server.providers.shaping import with_default_max_tokens
+from llm_router_server.types import Completion, CompletionRequest, ModelSpec
 
 
-class Wire(enum.Enum):
-    OLLAMA_CHAT = "ollama_chat"
-    ANTHROPIC = "anthropic"
-    OPENAI = "openai"
+class WireProtocol(Protocol):
+    """One wire protocol of the native path: its endpoint, request body and answers."""
+
+    name: str
+    """litellm's model prefix (``NAME/model``), also used in reasons."""
+    bare_prefixes: tuple[str, ...]
+    """Model strings without a ``NAME/`` prefix that this protocol serves (``claude-``)."""
+    params: Mapping[str, str]
+    """litellm argument -> where this protocol's body carries it (the native params)."""
+    base_variables: tuple[str, ...]
+    """Environment variables for the API base, first set wins, as litellm reads them."""
+    default_base: str
+    key_variable: str | None
+    """The environment variable of the API key (None: the protocol needs no key)."""
+    serves_schema: bool
+    """Whether the native path sends a caller's schema (False: litellm serves those calls)."""
+
+    def url(self, base: str) -> str:
+        """The chat endpoint's URL for an API base (without a trailing slash)."""
+
+    def headers(self, key: str) -> dict[str, str]:
+        """The headers beyond ``Content-Type``, given the API key ("" when none is set)."""
+
+    def fixed_body(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of every body for upstream model ``name``; ``options`` are translated params."""
+
+    def body(self, fixed: Mapping[str, Any], request: CompletionRequest) -> dict[str, Any]:
+        """One call's body: the fixed part plus the messages (and the schema, if served)."""
+
+    def completion(self, answer: Mapping[str, Any]) -> Completion:
+        """The ``Completion`` of a decoded JSON answer, or a ``ProviderError``."""
 
 
-PARAMS: Mapping[Wire, Mapping[str, str]] = {
-    # litellm argument -> key in Ollama's "options" (litellm's OllamaChatConfig mapping).
-    Wire.OLLAMA_CHAT: {
-        "max_tokens": "num_predict",
-        "max_completion_tokens": "num_predict",
-        "temperature": "temperature",
-        "top_p": "top_p",
-        "seed": "seed",
-        "stop": "stop",
-        "frequency_penalty": "repeat_penalty",
-    },
-    # litellm argument -> top-level key of the Messages body ("api_key" -> x-api-key).
-    Wire.ANTHROPIC: {
-        "max_tokens": "max_tokens",
-        "max_completion_tokens": "max_tokens",
-        "temperature": "temperature",
-        "top_p": "top_p",
-        "top_k": "top_k",
-        "api_key": "",
-    },
-    # litellm argument -> top-level key of the chat-completions body ("api_key" -> Bearer).
-    Wire.OPENAI: {
-        "max_tokens": "max_tokens",
-        "max_completion_tokens": "max_completion_tokens",
-        "temperature": "temperature",
-        "top_p": "top_p",
-        "seed": "seed",
-        "stop": "stop",
-        "frequency_penalty": "frequency_penalty",
-        "presence_penalty": "presence_penalty",
-        "api_key": "",
-    },
+WIRES: Mapping[str, WireProtocol] = {
+    wire.name: wire for wire in (OllamaChat(), Anthropic(), OpenAIChat())
 }
+"""The native path's wire protocols by litellm model prefix."""
 
 PROVIDER_CHOICES = ("auto", "native", "litellm")
 """Values of a model's ``provider`` key (``ModelSpec.provider``)."""
-
-ANTHROPIC_VERSION = "2023-06-01"
-ANTHROPIC_STRUCTURED_BETA = "structured-outputs-2025-11-13"
 
 
 @dataclass(frozen=True)
 class Endpoint:
     """Everything about one model's calls that does not change from call to call."""
 
-    wire: Wire
+    wire: WireProtocol
     url: str
     """The full URL of the chat endpoint."""
     api_base: str
@@ -96,17 +97,15 @@ class Endpoint:
     """The fixed part of each request body: model, max_tokens, options, ..."""
 
 
-def wire_of(model: str) -> tuple[Wire, str] | None:
+def wire_of(model: str) -> tuple[WireProtocol, str] | None:
     """The wire protocol and upstream model name of a litellm model string, if native."""
     prefix, _, name = model.partition("/")
-    if name and prefix == "ollama_chat":
-        return Wire.OLLAMA_CHAT, name
-    if name and prefix == "anthropic":
-        return Wire.ANTHROPIC, name
-    if name and prefix == "openai":
-        return Wire.OPENAI, name
-    if not name and model.startswith("claude-"):
-        return Wire.ANTHROPIC, model
+    if name:
+        wire = WIRES.get(prefix)
+        return None if wire is None else (wire, name)
+    for wire in WIRES.values():
+        if model.startswith(wire.bare_prefixes):
+            return wire, model
     return None
 
 
@@ -118,20 +117,17 @@ def unsupported(spec: ModelSpec) -> str | None:
             f"model {spec.model!r}: the native path speaks only ollama_chat/, anthropic/ "
             "(and bare claude-...) and openai/ models"
         )
-    extra = sorted(set(spec.params) - set(PARAMS[found[0]]))
+    extra = sorted(set(spec.params) - set(found[0].params))
     if extra:
-        return f"params {', '.join(extra)} are not supported by the native {found[0].value} path"
+        return f"params {', '.join(extra)} are not supported by the native {found[0].name} path"
     return None
-
-
-_KEY_VARIABLES = {Wire.ANTHROPIC: "ANTHROPIC_API_KEY", Wire.OPENAI: "OPENAI_API_KEY"}
 
 
 def missing_api_key(spec: ModelSpec, env: Mapping[str, str]) -> str | None:
     """The environment variable a cloud model needs and does not have (None: it has a key,
     needs none, or is a model string this module does not know)."""
     found = wire_of(spec.model)
-    variable = _KEY_VARIABLES.get(found[0]) if found is not None else None
+    variable = found[0].key_variable if found is not None else None
     if variable is None or spec.params.get("api_key") or env.get(variable):
         return None
     return variable
@@ -141,45 +137,26 @@ def endpoint_for(
     spec: ModelSpec, default_max_tokens: int, env: Mapping[str, str] | None = None
 ) -> Endpoint | None:
     """The native endpoint for ``spec``, or None when litellm must serve it."""
-    if unsupported(spec) is not None:
+    found = wire_of(spec.model)
+    if found is None or unsupported(spec) is not None:
         return None
     env = os.environ if env is None else env
-    wire, name = wire_of(spec.model)  # type: ignore[misc]  # checked by unsupported()
-    params = dict(spec.params)
-    if "max_tokens" not in params and "max_completion_tokens" not in params:
-        params["max_tokens"] = default_max_tokens
-    table = PARAMS[wire]
-    headers = {"Content-Type": "application/json"}
-    body: dict[str, Any] = {"model": name}
-    if wire is Wire.OLLAMA_CHAT:
-        base = spec.api_base or env.get("OLLAMA_API_BASE") or "http://localhost:11434"
-        url = base.rstrip("/") + "/api/chat"
-        body["options"] = {table[k]: v for k, v in params.items()}
-        body["stream"] = False
-    elif wire is Wire.ANTHROPIC:
-        base = (
-            spec.api_base
-            or env.get("ANTHROPIC_API_BASE")
-            or env.get("ANTHROPIC_BASE_URL")
-            or "https://api.anthropic.com"
-        )
-        url = base.rstrip("/")
-        if not url.endswith("/v1/messages"):
-            url += "/v1/messages"
-        key = params.pop("api_key", None) or env.get("ANTHROPIC_API_KEY", "")
-        headers.update({"anthropic-version": ANTHROPIC_VERSION, "x-api-key": str(key)})
-        body.update({table[k]: v for k, v in params.items()})
-    else:
-        base = (
-            spec.api_base
-            or env.get("OPENAI_BASE_URL")
-            or env.get("OPENAI_API_BASE")
-            or "https://api.openai.com/v1"
-        )
-        url = base.rstrip("/") + "/chat/completions"
-        key = params.pop("api_key", None) or env.get("OPENAI_API_KEY", "")
-        headers["Authorization"] = f"Bearer {key}"
-        body.update({table[k]: v for k, v in params.items()})
+    wire, name = found
+    params = with_default_max_tokens(spec.params, default_max_tokens)
+    variable = wire.key_variable
+    key = params.pop("api_key", None) or (env.get(variable, "") if variable else "")
+    base = (
+        spec.api_base
+        or next((env[v] for v in wire.base_variables if env.get(v)), None)
+        or wire.default_base
+    )
+    url = wire.url(base.rstrip("/"))
     parts = urlsplit(url)
-    origin = f"{parts.scheme}://{parts.netloc}"
-    return Endpoint(wire=wire, url=url, api_base=base, origin=origin, headers=headers, body=body)
+    return Endpoint(
+        wire=wire,
+        url=url,
+        api_base=base,
+        origin=f"{parts.scheme}://{parts.netloc}",
+        headers={"Content-Type": "application/json", **wire.headers(str(key))},
+        body=wire.fixed_body(name, {wire.params[k]: v for k, v in params.items()}),
+    )
