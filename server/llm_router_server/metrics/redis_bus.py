@@ -1,8 +1,7 @@
 """Route events through Redis: shared by every replica, never in the way of a Route call.
 
-The only module that imports ``redis``. Redis errors are translated here and
-nowhere else: every call goes through ``RedisConnection``, whose callers catch
-``REDIS_ERRORS`` and treat them as "Redis unreachable right now".
+Every call goes through ``RedisConnection`` (``redis_connection.py``); Redis errors are
+caught here as ``REDIS_ERRORS`` and treated as "Redis unreachable right now".
 
 For each event ``RedisMetricsBus`` runs one Lua script (one pipeline per batch) that does:
 
@@ -34,11 +33,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
 from llm_router_server.metrics.bus import (
     METRICS_CHANNEL,
     BusStats,
@@ -51,6 +45,7 @@ from llm_router_server.metrics.bus import (
     parse_event_id,
     parse_field,
 )
+from llm_router_server.redis_connection import REDIS_ERRORS, Backoff, RedisConnection
 from llm_router_server.types import RouteEvent
 
 logger = logging.getLogger(__name__)
@@ -58,9 +53,6 @@ logger = logging.getLogger(__name__)
 STREAM_KEY = f"{METRICS_CHANNEL}:events"
 COUNTS_KEY = f"{METRICS_CHANNEL}:counts"
 LATENCY_KEY = f"{METRICS_CHANNEL}:latency"
-
-REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-"""What a Redis call raises when Redis is down, slow or confused; callers catch these."""
 
 # One event in one round of Lua: XADD to the capped stream, PUBLISH the payload with the
 # new entry's id put first, then the counter increments: ARGV[3] pairs (field, n) for the
@@ -76,41 +68,6 @@ return id
 
 BATCH = 256
 """Most events sent in one pipeline."""
-
-
-class RedisConnection:
-    """A Redis client that fails fast (no hidden retries; every call bounded by
-    ``timeout``) so that callers decide what to do when Redis is away. Reusable by
-    any part of the server that keeps state in Redis."""
-
-    def __init__(self, url: str, timeout: float = 2.0) -> None:
-        self.url = url
-        self.timeout = timeout
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-        )
-
-    async def aclose(self) -> None:
-        with contextlib.suppress(*REDIS_ERRORS):
-            await self.client.aclose()
-
-
-class Backoff:
-    """Delays between tries: doubling from ``first`` up to ``cap``; ``reset`` on success."""
-
-    def __init__(self, first: float = 0.05, cap: float = 2.0) -> None:
-        self.first, self.cap, self.delay = first, cap, first
-
-    async def wait(self) -> None:
-        await asyncio.sleep(self.delay)
-        self.delay = min(self.delay * 2, self.cap)
-
-    def reset(self) -> None:
-        self.delay = self.first
 
 
 class RedisMetricsBus(LocalWatchers):
@@ -266,7 +223,7 @@ class RedisMetricsBus(LocalWatchers):
 
     def _set_connected(self, up: bool, exc: BaseException | None = None) -> None:
         if up and not self.connected:
-            logger.info("metrics: Redis reachable at %s; publishing", _safe_url(self.redis.url))
+            logger.info("metrics: Redis reachable at %s; publishing", self.redis.safe_url)
         elif not up and self.connected:
             logger.warning(
                 "metrics: Redis unreachable (%s); buffering up to %d events",
@@ -338,11 +295,3 @@ class RedisMetricsBus(LocalWatchers):
                 len(self._buffer),
                 self.dropped,
             )
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
