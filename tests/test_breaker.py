@@ -30,7 +30,7 @@ from llm_router_server.errors import (
     ProviderTimeoutError,
     RefusedError,
 )
-from llm_router_server.metrics.bus import InMemoryMetricsBus
+from llm_router_server.metrics.memory import InMemoryMetricsBus
 from llm_router_server.routing.chain import Router
 from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
 from llm_router_server.types import (

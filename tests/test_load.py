@@ -16,7 +16,8 @@ import redis.asyncio as aioredis
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.config import MetricsConfig
-from llm_router_server.metrics.redis_bus import STREAM_KEY, RedisMetricsBus
+from llm_router_server.metrics.redis_bus import RedisMetricsBus
+from llm_router_server.metrics.redis_codec import STREAM_KEY
 from tests.fakes.net import free_port
 from tests.fakes.upstream import Answer, FakeUpstream, Slow
 from tests.redis_fixtures import RedisServer

@@ -20,7 +20,7 @@ from llm_router_server.breaker.breaker import BreakerPolicy
 from llm_router_server.cli.watch_view import ViewState, render
 from llm_router_server.config import MetricsConfig
 from llm_router_server.errors import ConfigError
-from llm_router_server.metrics.bus import LATENCY_BUCKETS_MS, ModelCounters, percentile
+from llm_router_server.metrics.counters import LATENCY_BUCKETS_MS, ModelCounters, percentile
 from llm_router_server.types import Attempt, Category, Outcome, Usage
 from tests.fakes.upstream import Answer, FakeUpstream, HttpError
 from tests.server_fixtures import Serve, anthropic, ollama

@@ -15,7 +15,7 @@ import redis.asyncio as redis
 from llm_router_server.breaker.breaker import BreakerPolicy, Circuit, CircuitBreaker, State, key_of
 from llm_router_server.breaker.redis_store import RedisBreakerStore
 from llm_router_server.errors import ProviderConnectionError
-from llm_router_server.metrics.bus import InMemoryMetricsBus
+from llm_router_server.metrics.memory import InMemoryMetricsBus
 from llm_router_server.routing.chain import Router
 from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
 from llm_router_server.types import (

@@ -15,8 +15,8 @@ import redis.asyncio as aioredis
 
 from llm_router.v1 import router_pb2
 from llm_router_server.config import MetricsConfig
-from llm_router_server.metrics.bus import METRICS_CHANNEL
 from llm_router_server.metrics.redis_bus import RedisMetricsBus
+from llm_router_server.metrics.redis_codec import METRICS_CHANNEL
 from llm_router_server.types import Completion, ModelSpec
 from tests.fakes.net import free_port
 from tests.fakes.upstream import Answer, FakeUpstream, HttpError

@@ -24,7 +24,8 @@ from grpc_reflection.v1alpha import reflection
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.breaker.breaker import BreakerStore, CircuitBreaker, InMemoryBreakerStore
 from llm_router_server.config import Config
-from llm_router_server.metrics.bus import InMemoryMetricsBus, MetricsBus
+from llm_router_server.metrics.bus import MetricsBus
+from llm_router_server.metrics.memory import InMemoryMetricsBus
 from llm_router_server.metrics.prometheus import PrometheusExporter
 from llm_router_server.providers.base import Provider
 from llm_router_server.providers.protocols import missing_api_key

@@ -19,7 +19,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError, WatchError
 
 from llm_router_server.breaker.breaker import BreakerStoreError, Change, Circuit
-from llm_router_server.metrics.redis_bus import RedisConnection
+from llm_router_server.redis_connection import RedisConnection
 
 PREFIX = "llm_router:breaker:"
 

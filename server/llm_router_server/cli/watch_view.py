@@ -23,11 +23,14 @@ from rich.table import Table
 from rich.text import Text
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
+from llm_router_server.metrics.counters import COUNT_KINDS, attempt_kinds
+from llm_router_server.types import Outcome
 
 _STATUS = {v: k.removeprefix("ROUTE_STATUS_").lower() for k, v in router_pb2.RouteStatus.items()}
 _OUTCOME = {
     v: k.removeprefix("ATTEMPT_OUTCOME_").lower() for k, v in router_pb2.AttemptOutcome.items()
 }
+_OUTCOME_OF = {router_pb2.AttemptOutcome.Value(f"ATTEMPT_OUTCOME_{o.name}"): o for o in Outcome}
 
 
 @dataclass
@@ -56,16 +59,13 @@ class ViewState:
             self.circuits[message.circuit.model] = _circuit(message.circuit.to_state)
         elif message.WhichOneof("kind") == "event":
             self.events.append(message.event)
-            tried = [a for a in message.event.attempts if _OUTCOME[a.outcome] != "skipped"]
-            for i, attempt in enumerate(tried):
-                if _OUTCOME[attempt.outcome] == "success":
-                    kind = "success"
-                else:
-                    kind = "fallback" if i < len(tried) - 1 else "error"
-                counts = self.counts.setdefault(
-                    attempt.model, {"success": 0, "fallback": 0, "error": 0}
-                )
-                counts[kind] += 1
+            attempts = message.event.attempts
+            # An outcome this client does not know counts as a rejection.
+            outcomes = [_OUTCOME_OF.get(a.outcome, Outcome.REJECTED) for a in attempts]
+            for attempt, kind in zip(attempts, attempt_kinds(outcomes), strict=True):
+                if kind is not None:
+                    counts = self.counts.setdefault(attempt.model, dict.fromkeys(COUNT_KINDS, 0))
+                    counts[kind] += 1
 
 
 def _circuit(state: router_pb2.CircuitState.ValueType) -> str:

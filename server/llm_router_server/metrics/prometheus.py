@@ -19,7 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from llm_router_server.breaker.breaker import State, Transition
-from llm_router_server.metrics.bus import MetricsBus, classify
+from llm_router_server.metrics.bus import MetricsBus
+from llm_router_server.metrics.counters import classify
 from llm_router_server.types import Outcome, RouteEvent
 
 logger = logging.getLogger(__name__)

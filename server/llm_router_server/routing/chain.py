@@ -43,7 +43,8 @@ from llm_router_server.errors import (
     RefusedError,
     UnknownChainError,
 )
-from llm_router_server.metrics.bus import MetricsBus, ModelCounters
+from llm_router_server.metrics.bus import MetricsBus
+from llm_router_server.metrics.counters import ModelCounters
 from llm_router_server.providers.base import Provider
 from llm_router_server.routing.hedging import staggered
 from llm_router_server.routing.judging import (

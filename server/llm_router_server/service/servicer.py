@@ -31,13 +31,9 @@ from llm_router_server.errors import (
     LLMRouterError,
     RefusedError,
 )
-from llm_router_server.metrics.bus import (
-    ModelStats,
-    Subscription,
-    event_filter,
-    event_usage,
-    parse_event_id,
-)
+from llm_router_server.metrics.bus import parse_event_id
+from llm_router_server.metrics.counters import ModelStats, event_usage
+from llm_router_server.metrics.watchers import Subscription, event_filter
 from llm_router_server.routing.chain import Router
 from llm_router_server.types import (
     Attempt,
