@@ -1,6 +1,6 @@
 """The router's overhead against a direct call, measured in one run.
 
-``python -m bench.run`` (see the README's Performance section) starts, each in
+``python -m bench.run`` (see bench/README.md) starts, each in
 its own process on 127.0.0.1: the fake upstream (``bench/upstream.py``) and the
 router (``llm-router serve`` with a generated config). The load generator is
 this process. For each row, at concurrency 1 and 64, it reports p50/p99

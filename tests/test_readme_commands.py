@@ -1,9 +1,10 @@
-"""The README's grpcurl and buf curl commands, run as written against a real server.
+"""The documented grpcurl and buf curl commands, run as written against a real server.
 
-Every fenced block marked ``sh readme-check:NAME`` in README.md is run with
-bash, with only the port (``127.0.0.1:50051``) and the tools' folder
-(``.venv/bin/``) substituted, against the real server started as a process
-(``llm_router_server serve``) with ``FakeUpstream`` behind it. Checks look at the
+Every fenced block marked ``sh readme-check:NAME`` in README.md (the one call) or
+docs/debugging.md (the rest) is run with bash, with only the port
+(``127.0.0.1:50051``) and the tools' folder (``.venv/bin/``) substituted, against
+the real server started as a process (``llm_router_server serve``) with
+``FakeUpstream`` behind it. Checks look at the
 essentials of the output, so new fields in the JSON do not break them.
 """
 
@@ -28,6 +29,8 @@ from tests.fakes.upstream import Behaviour, FakeUpstream, HttpError
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+# Where the checked commands are written: the README's one call, the rest in docs/.
+DOCUMENTS = (README, ROOT / "docs" / "debugging.md")
 BIN = Path(sys.executable).parent
 README_TARGET = "127.0.0.1:50051"
 ANSWER = '{"action": "restart"}'
@@ -40,7 +43,12 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def readme_commands() -> dict[str, str]:
-    return {m.group(1): m.group(2) for m in BLOCK.finditer(README.read_text(encoding="utf-8"))}
+    found: dict[str, str] = {}
+    for document in DOCUMENTS:
+        for m in BLOCK.finditer(document.read_text(encoding="utf-8")):
+            assert m.group(1) not in found, f"readme-check:{m.group(1)} is written twice"
+            found[m.group(1)] = m.group(2)
+    return found
 
 
 @dataclass
