@@ -3,18 +3,22 @@
 
 ``RedisConnection`` is a client that fails fast: no hidden retries, every call bounded
 by ``timeout``, so that its users decide what "Redis is away" means for them. They catch
-``REDIS_ERRORS``; ``Backoff`` spaces their retries.
+``REDIS_ERRORS``; ``Backoff`` spaces their retries. ``Script`` is a Lua script that is
+sent once per Redis (``SCRIPT LOAD``) and then run by its SHA1 (``EVALSHA``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 """What a Redis call raises when Redis is down, slow or confused; callers catch these."""
@@ -43,9 +47,30 @@ class RedisConnection:
             rest = "***@" + rest.split("@", 1)[1]
         return f"{scheme}{sep}{rest}"
 
+    async def run_script(
+        self, script: Script, keys: Sequence[str], args: Sequence[str | int]
+    ) -> Any:
+        """Run ``script`` by its SHA1 (one short command); when this Redis does not hold it
+        yet (first call, or Redis restarted empty) load it and run it again. Raises
+        ``REDIS_ERRORS``. A NOSCRIPT reply means the script did not run, so the second try
+        runs it once."""
+        try:
+            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.client.script_load(script.text)
+            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+
     async def aclose(self) -> None:
         with contextlib.suppress(*REDIS_ERRORS):
             await self.client.aclose()
+
+
+class Script:
+    """A Lua script known by its SHA1, for ``RedisConnection.run_script``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
 
 
 class Backoff:

@@ -1,7 +1,7 @@
 """What the Redis bus writes to Redis and reads back: key names, the event's JSON payload,
 the channel message, and the counters as hash fields. Only the ``redis_*`` modules use it.
 
-The JSON payload (``event_payload``) keeps the seed's fields (``model_used``,
+The JSON payload (``event_json``) keeps the seed's fields (``model_used``,
 ``latency_ms``, ``attempts`` with model/outcome/reason/latency_ms, ``metrics_snapshot``,
 ``timestamp``) and adds the rest. It never holds prompt or answer text. On the channel
 the payload starts with its stream entry id (``CHANNEL_HEAD``), so that a replica nobody
@@ -10,8 +10,8 @@ watches can note the id without decoding the rest.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from json.encoder import encode_basestring_ascii as _str
 from typing import Any
 
 from llm_router_server.metrics.counters import (
@@ -31,16 +31,25 @@ COUNTS_KEY = f"{METRICS_CHANNEL}:counts"
 """Hash of cluster-wide counters: ``"<model>|<kind or token kind>" -> n``."""
 LATENCY_KEY = f"{METRICS_CHANNEL}:latency"
 """Hash of cluster-wide latency histograms: ``"<model>|<bucket index>" -> n``."""
+BATCH_CHANNEL = f"{METRICS_CHANNEL}:batches"
+"""The replicas' own channel: one message per published batch, the batch's channel
+messages (as on ``METRICS_CHANNEL``) joined by newlines (JSON text holds none)."""
+APPLIED_KEY_PREFIX = f"{METRICS_CHANNEL}:applied:"
+"""``<prefix><publisher id>`` holds the sequence number of the last batch that publisher
+had applied, so that a batch sent again (its reply was lost) is applied once."""
 
 CHANNEL_HEAD = '{"event_id":"'
 """How a channel message starts: then the stream entry id, ``",`` and the payload's other
 fields. The publishing script is given this text; ``channel_event_id`` reads it back."""
 
 
-def _usage_dict(usage: Usage | None) -> dict[str, int] | None:
+def _usage_json(usage: Usage | None) -> str:
     if usage is None:
-        return None
-    return {k: getattr(usage, k) for k in TOKEN_KINDS}
+        return "null"
+    return (
+        f'{{"prompt_tokens":{usage.prompt_tokens},"completion_tokens":{usage.completion_tokens},'
+        f'"total_tokens":{usage.total_tokens}}}'
+    )
 
 
 def _usage_from(raw: Any) -> Usage | None:
@@ -49,38 +58,42 @@ def _usage_from(raw: Any) -> Usage | None:
     return Usage(*(int(raw.get(k, 0)) for k in TOKEN_KINDS))
 
 
-def event_payload(event: RouteEvent) -> dict[str, Any]:
-    """The JSON payload of an event: the seed's fields first, then chain, context, status,
-    usage, replica and (when known) event id. No prompt or answer text."""
-    payload: dict[str, Any] = {
-        "model_used": event.model_used,
-        "latency_ms": round(event.latency_ms),
-        "attempts": [
-            {
-                "model": a.model,
-                "outcome": a.outcome.value,
-                "reason": a.reason or None,
-                "latency_ms": round(a.latency_ms),
-                "category": a.category.value,
-                "usage": _usage_dict(a.usage),
-            }
-            for a in event.attempts
-        ],
-        "metrics_snapshot": {m: dict(c) for m, c in event.metrics_snapshot.items()},
-        "timestamp": event.timestamp,
-        "status": event.status.value,
-        "chain": event.chain,
-        "context": event.context,
-        "usage": _usage_dict(event_usage(event)),
-        "replica_id": event.replica_id,
-    }
-    if event.event_id:
-        payload["event_id"] = event.event_id
-    return payload
+def _attempt_json(a: Attempt) -> str:
+    reason = _str(a.reason) if a.reason else "null"
+    return (
+        f'{{"model":{_str(a.model)},"outcome":"{a.outcome.value}","reason":{reason},'
+        f'"latency_ms":{round(a.latency_ms)},"category":"{a.category.value}",'
+        f'"usage":{_usage_json(a.usage)}}}'
+    )
+
+
+def _counts_json(counts: Mapping[str, int]) -> str:
+    return ",".join(f"{_str(kind)}:{int(n)}" for kind, n in counts.items())
 
 
 def event_json(event: RouteEvent) -> str:
-    return json.dumps(event_payload(event), separators=(",", ":"))
+    """The JSON payload of an event, compact, in this order: the seed's fields
+    (``model_used``, ``latency_ms`` as an int, ``attempts`` with model, outcome, reason
+    (null when none), int ``latency_ms``, category and usage, ``metrics_snapshot``,
+    ``timestamp`` as a float), then ``status``, ``chain``, ``context``, ``usage`` (summed;
+    null when no attempt reported any), ``replica_id`` and (when known) ``event_id``. No
+    prompt or answer text. Written by hand, for speed, with the ``json`` module's own
+    string escaping: the text is what ``json.dumps(..., separators=(",", ":"))`` writes."""
+    attempts = ",".join(_attempt_json(a) for a in event.attempts)
+    snapshot = ",".join(
+        f"{_str(model)}:{{{_counts_json(counts)}}}"
+        for model, counts in event.metrics_snapshot.items()
+    )
+    text = (
+        f'{{"model_used":{_str(event.model_used)},"latency_ms":{round(event.latency_ms)},'
+        f'"attempts":[{attempts}],"metrics_snapshot":{{{snapshot}}},'
+        f'"timestamp":{float(event.timestamp)!r},"status":"{event.status.value}",'
+        f'"chain":{_str(event.chain)},"context":{_str(event.context)},'
+        f'"usage":{_usage_json(event_usage(event))},"replica_id":{_str(event.replica_id)}'
+    )
+    if event.event_id:
+        text += f',"event_id":{_str(event.event_id)}'
+    return text + "}"
 
 
 def event_from_payload(payload: Mapping[str, Any], event_id: str = "") -> RouteEvent:
@@ -118,13 +131,16 @@ def channel_event_id(message: str) -> str | None:
     return message[len(CHANNEL_HEAD) : end] if end >= 0 else None
 
 
-def increments(event: RouteEvent) -> tuple[dict[str, int], dict[str, int]]:
-    """What one event adds to the counter hashes: ``({"<model>|<kind>": n}, {"<model>|<bucket>":
-    n})``, counted by ``ModelCounters``."""
-    one = ModelCounters()
-    one.record_call(event.attempts)
-    counts = {f"{m}|{k}": n for m, by_kind in one.counts.items() for k, n in by_kind.items()}
-    latency = {f"{m}|{b}": n for m, by_bucket in one.latency.items() for b, n in by_bucket.items()}
+def increments(events: Iterable[RouteEvent]) -> tuple[dict[str, int], dict[str, int]]:
+    """What events add to the counter hashes: ``({"<model>|<kind>": n}, {"<model>|<bucket>":
+    n})``, counted by ``ModelCounters`` and summed over the events."""
+    counters = ModelCounters()
+    for event in events:
+        counters.record_call(event.attempts)
+    counts = {f"{m}|{k}": n for m, by_kind in counters.counts.items() for k, n in by_kind.items()}
+    latency = {
+        f"{m}|{b}": n for m, by_bucket in counters.latency.items() for b, n in by_bucket.items()
+    }
     return counts, latency
 
 

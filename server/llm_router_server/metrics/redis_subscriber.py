@@ -1,13 +1,15 @@
 """``RedisSubscriber``: one pub/sub subscription per process that feeds every local watcher.
 
-After each (re)connect it catches up from the stream, so a watcher misses nothing that was
-published while the subscription was down; pub/sub and catch-up reads overlap, so each
-event is handed over once, by its stream id. When nobody watches here, a message's id is
-noted without decoding the rest.
+It listens to the replicas' batch channel (``BATCH_CHANNEL``: one message per published
+batch, not per event). After each (re)connect it catches up from the stream, so a watcher
+misses nothing that was published while the subscription was down; pub/sub and catch-up
+reads overlap, so each event is handed over once, by its stream id. When nobody watches
+here, only the id of a batch's last event is noted; nothing is decoded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -16,7 +18,7 @@ from typing import Any
 
 from llm_router_server.metrics.bus import parse_event_id
 from llm_router_server.metrics.redis_codec import (
-    METRICS_CHANNEL,
+    BATCH_CHANNEL,
     channel_event_id,
     event_from_payload,
 )
@@ -39,16 +41,21 @@ class RedisSubscriber:
     async def run(self) -> None:
         """Listen until cancelled; on a lost connection wait, reconnect and catch up."""
         backoff = Backoff()
+        task = asyncio.current_task()
         while True:
             pubsub = self.reader.redis.client.pubsub()
             try:
-                await pubsub.subscribe(METRICS_CHANNEL)
+                await pubsub.subscribe(BATCH_CHANNEL)
                 after = "{}-{}".format(*self._last_seen)
                 for event in await self.reader.range_after(after):
                     self._deliver(event)
                 backoff.reset()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if task is not None and task.cancelling():
+                        # redis-py's read timeout can swallow a cancellation that lands
+                        # as it expires (and return None): stop as asked all the same.
+                        raise asyncio.CancelledError
                     if message is not None:
                         self._on_message(message["data"])
             except REDIS_ERRORS as exc:
@@ -59,18 +66,23 @@ class RedisSubscriber:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _on_message(self, data: Any) -> None:
-        if not self.watchers.watched and isinstance(data, str):
-            event_id = channel_event_id(data)
+        if not isinstance(data, str):
+            return
+        if not self.watchers.watched:
+            event_id = channel_event_id(data[data.rfind("\n") + 1 :])
             if event_id is not None:
                 with contextlib.suppress(ValueError):
                     self._last_seen = max(self._last_seen, parse_event_id(event_id))
-                return
-        try:
-            event = event_from_payload(json.loads(data))
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.debug("ignoring a message on %s that is not an event: %s", METRICS_CHANNEL, exc)
             return
-        self._deliver(event)
+        for line in data.split("\n"):
+            try:
+                event = event_from_payload(json.loads(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.debug(
+                    "ignoring a message on %s that is not an event: %s", BATCH_CHANNEL, exc
+                )
+                continue
+            self._deliver(event)
 
     def _deliver(self, event: RouteEvent) -> None:
         """Hand an event to the local watchers unless it was handed over already."""

@@ -1,0 +1,179 @@
+"""The Redis publisher against a real redis-server: one round trip per batch, each batch
+applied once even when Redis freezes with a batch in flight, the script reloaded when Redis
+comes back empty, and the payload's JSON as the json module writes it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from llm_router_server.metrics.redis_bus import RedisMetricsBus
+from llm_router_server.metrics.redis_codec import (
+    BATCH_CHANNEL,
+    COUNTS_KEY,
+    STREAM_KEY,
+    event_from_payload,
+    event_json,
+)
+from llm_router_server.types import (
+    Attempt,
+    Category,
+    Outcome,
+    RouteEvent,
+    RouteStatus,
+    Usage,
+)
+from tests.redis_fixtures import RedisServer
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.timeout(90)
+
+MODEL = "ollama_chat/qwen2.5:7b"
+
+
+def event(context: str = "test", *attempts: Attempt) -> RouteEvent:
+    attempts = attempts or (
+        Attempt(MODEL, Outcome.SUCCESS, Category.NONE, "", 3.0, Usage(2, 1, 3)),
+    )
+    return RouteEvent(
+        timestamp=time.time(),
+        status=RouteStatus.OK,
+        chain="default",
+        context=context,
+        model_used=MODEL,
+        latency_ms=4.0,
+        attempts=attempts,
+        metrics_snapshot={MODEL: {"success": 1, "fallback": 0, "error": 0}},
+    )
+
+
+async def next_message(pubsub: Any) -> dict[str, Any]:
+    """The next pub/sub message (a loop of short reads: redis-py's own read timeout would
+    swallow an outer ``asyncio.timeout``)."""
+    for _ in range(50):
+        message = await pubsub.get_message(timeout=0.2)
+        if message is not None:
+            return dict(message)
+    raise AssertionError("no pub/sub message within 10 s")
+
+
+async def counted(url: str) -> tuple[int, int]:
+    """(events in the stream, the model's success counter) as Redis holds them."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        length = await client.xlen(STREAM_KEY)
+        success = await client.hget(COUNTS_KEY, f"{MODEL}|success")
+    finally:
+        await client.aclose()
+    return int(length), int(success or 0)
+
+
+async def test_a_batch_in_flight_when_redis_freezes_is_counted_once(
+    redis_server: RedisServer,
+) -> None:
+    """Redis is stopped (SIGSTOP) while events keep coming: the batch in flight times out
+    and is sent again (Redis runs every copy when it resumes), yet each event is in the
+    stream once and counted once."""
+    bus = RedisMetricsBus(redis_server.url, replica_id="A", timeout=0.3)
+    await bus.start()
+    process = redis_server.process
+    assert process is not None
+    published = 0
+    try:
+        for _ in range(20):
+            bus.publish(event())
+            published += 1
+            await asyncio.sleep(0.01)
+        await eventually(lambda: bus.stats().buffered == 0)
+        process.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(100):  # 2 s frozen, events arriving all along
+                bus.publish(event())
+                published += 1
+                await asyncio.sleep(0.02)
+        finally:
+            process.send_signal(signal.SIGCONT)
+        await eventually(lambda: bus.stats().buffered == 0 and bus.stats().connected, within=20)
+        assert await counted(redis_server.url) == (published, published)
+        assert bus.publisher.duplicates >= 1  # a batch was applied before it was sent again
+        assert bus.stats().dropped == 0
+    finally:
+        await bus.aclose()
+
+
+async def test_events_go_out_in_few_round_trips_and_reach_the_batch_channel(
+    redis_server: RedisServer,
+) -> None:
+    """Events published in one burst go out as one script call; other replicas hear them
+    as one message on the batch channel, whose lines are the events with their ids."""
+    listener = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(BATCH_CHANNEL)
+    bus = RedisMetricsBus(redis_server.url, replica_id="A")
+    try:
+        assert (await next_message(pubsub))["type"] == "subscribe"  # listening from here on
+        await bus.start()
+        for i in range(50):
+            bus.publish(event(f"burst-{i}"))
+        await eventually(lambda: bus.stats().buffered == 0)
+        assert bus.publisher.batches == 1
+        message = await next_message(pubsub)
+        lines = message["data"].split("\n")
+        contexts = [event_from_payload(json.loads(line)).context for line in lines]
+        assert contexts == [f"burst-{i}" for i in range(50)]
+        assert all(json.loads(line)["event_id"].count("-") == 1 for line in lines)
+        assert bus.publisher.cpu_seconds > 0
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await listener.aclose()
+        await bus.aclose()
+
+
+async def test_redis_restarted_empty_gets_the_script_again(redis_server: RedisServer) -> None:
+    """The script is run by its SHA1; a Redis that lost it (restarted) is sent it again
+    and nothing is lost or counted twice."""
+    bus = RedisMetricsBus(redis_server.url, replica_id="A", timeout=0.5)
+    await bus.start()
+    try:
+        bus.publish(event())
+        await eventually(lambda: bus.stats().buffered == 0)
+        redis_server.kill()
+        redis_server.start()
+        bus.publish(event())
+        bus.publish(event())
+        await eventually(lambda: bus.stats().buffered == 0, within=15)
+        assert await counted(redis_server.url) == (2, 2)
+    finally:
+        await bus.aclose()
+
+
+@pytest.mark.parametrize(
+    "attempts",
+    [
+        (),
+        (
+            Attempt(
+                'local/"quoted"\nmodel', Outcome.REJECTED, Category.REFUSAL, "sorry \u2014 no", 7.0
+            ),
+            Attempt("é/模型", Outcome.SUCCESS, Category.NONE, "", 12.0, Usage(5, 6, 11)),
+        ),
+        (Attempt(MODEL, Outcome.SKIPPED, Category.CIRCUIT_OPEN, "open\tcircuit", 0.0),),
+    ],
+)
+def test_the_payload_is_what_json_dumps_writes_and_reads_back(
+    attempts: tuple[Attempt, ...],
+) -> None:
+    """The hand-written JSON is exactly what ``json.dumps`` writes for the same fields, and
+    reads back to the same event, whatever the strings hold."""
+    original = event('ctx "with" \\ and \u2603', *attempts)
+    text = event_json(original)
+    assert text == json.dumps(json.loads(text), separators=(",", ":"))
+    back = event_from_payload(json.loads(text))
+    assert back == original
+    assert "\n" not in text
