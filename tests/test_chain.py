@@ -197,7 +197,7 @@ async def test_cancellation_reaches_the_provider_and_still_publishes_an_event() 
     with pytest.raises(asyncio.CancelledError):
         await task
     assert provider.cancelled == ["local"]
-    event = watcher._queue.get_nowait()
+    event = watcher.get_nowait()
     assert event.status is RouteStatus.CANCELLED
     assert event.context == "job-7"
     assert event.attempts[0].category is Category.CANCELLED
@@ -214,7 +214,7 @@ async def test_every_call_publishes_one_event_and_counts_like_the_seed() -> None
     watcher = router.bus.subscribe()
     await router.route(ask())
     await router.route(ask())
-    assert watcher._queue.qsize() == 2
+    assert watcher.qsize() == 2
     assert router.counters.snapshot() == {
         "haiku": {"success": 1, "fallback": 0, "error": 0},
         "local": {"success": 1, "fallback": 1, "error": 0},

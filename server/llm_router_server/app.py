@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from llm_router.v1 import router_pb2, router_pb2_grpc
+from llm_router.v1 import router_pb2
 from llm_router_server.breaker.breaker import BreakerStore, CircuitBreaker, InMemoryBreakerStore
 from llm_router_server.config import Config
 from llm_router_server.metrics.bus import MetricsBus
@@ -32,7 +32,7 @@ from llm_router_server.providers.protocols import missing_api_key
 from llm_router_server.routing.chain import Router
 from llm_router_server.routing.warmup import warm_up
 from llm_router_server.service.security import BearerTokenInterceptor, server_credentials
-from llm_router_server.service.servicer import RouterServicer
+from llm_router_server.service.servicer import RouterServicer, add_router_to_server
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class App:
             ],
         )
         self.warm_up: asyncio.Task[None] | None = None
-        router_pb2_grpc.add_RouterServicer_to_server(
+        add_router_to_server(
             RouterServicer(
                 self.router,
                 deadline_margin_ms=config.server.deadline_margin_ms,

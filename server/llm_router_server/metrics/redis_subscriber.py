@@ -1,10 +1,12 @@
 """``RedisSubscriber``: one pub/sub subscription per process that feeds every local watcher.
 
 It listens to the replicas' batch channel (``BATCH_CHANNEL``: one message per published
-batch, not per event). After each (re)connect it catches up from the stream, so a watcher
-misses nothing that was published while the subscription was down; pub/sub and catch-up
-reads overlap, so each event is handed over once, by its stream id. When nobody watches
-here, only the id of a batch's last event is noted; nothing is decoded.
+batch, not per event), and only while some watcher is subscribed here: a replica nobody
+watches reads nothing. After each (re)connect it catches up from the stream, so a watcher
+misses nothing that was published while the subscription was down (or since it came, for
+the first watcher); pub/sub and catch-up reads overlap, so each event is handed over once,
+by its stream id. When the last watcher has gone, only the id of a batch's last event is
+noted until the subscription closes (within a second).
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ class RedisSubscriber:
         backoff = Backoff()
         task = asyncio.current_task()
         while True:
+            if not self.watchers.watched:
+                await self.watchers.watched_now.wait()
+                # Catch up from when the first watcher came, not from before.
+                self._last_seen = max(self._last_seen, (int(time.time() * 1000) - 1, 0))
             pubsub = self.reader.redis.client.pubsub()
             try:
                 await pubsub.subscribe(BATCH_CHANNEL)
@@ -58,6 +64,8 @@ class RedisSubscriber:
                         raise asyncio.CancelledError
                     if message is not None:
                         self._on_message(message["data"])
+                    elif not self.watchers.watched:
+                        break  # a quiet second with nobody watching: stop listening
             except REDIS_ERRORS as exc:
                 logger.debug("metrics subscription lost: %s", exc)
                 await backoff.wait()

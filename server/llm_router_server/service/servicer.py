@@ -254,9 +254,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self.router = router
         self.deadline_margin = deadline_margin_ms / 1000
         self.watcher_queue = watcher_queue
-        self._event_messages: OrderedDict[
-            int, tuple[RouteEvent, router_pb2.WatchMetricsResponse]
-        ] = OrderedDict()
+        self._event_messages: OrderedDict[int, tuple[RouteEvent, bytes]] = OrderedDict()
 
     async def Route(  # noqa: N802 (gRPC method name)
         self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -277,12 +275,14 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
         return result_to_proto(result)
 
-    async def WatchMetrics(  # noqa: N802 (gRPC method name)
+    async def WatchMetrics(  # type: ignore[override]  # noqa: N802 (gRPC method name)
         self, request: router_pb2.WatchMetricsRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[router_pb2.WatchMetricsResponse]:
+    ) -> AsyncIterator[WatchMessage]:
         """A snapshot, then (after the backlog when resuming) each event as it happens, with a
         fresh snapshot every ``snapshot_interval_seconds``. A watcher that reads too slowly
-        loses the overflow of its own queue and is told how much in ``missed_events``."""
+        loses the overflow of its own queue and is told how much in ``missed_events``.
+        Events go out as bytes serialized once for every watcher (``add_router_to_server``
+        registers the serializer that lets them through)."""
         if request.snapshot_interval_seconds < 0:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "snapshot_interval_seconds must be >= 0"
@@ -340,17 +340,22 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         finally:
             bus.unsubscribe(subscription)
 
-    def _event_message(self, event: RouteEvent, missed: int) -> router_pb2.WatchMetricsResponse:
-        """The stream message for an event; its proto is built once for all watchers."""
+    # -- one serialization per event for every watcher (issue 14) ------------------------
+
+    def _event_message(self, event: RouteEvent, missed: int) -> bytes:
+        """The stream message for an event, serialized once for all watchers. With
+        ``missed`` the field is appended to the shared bytes: a serialized message followed
+        by another is the two merged, and the shared bytes never hold the field."""
         cached = self._event_messages.get(id(event))
         if cached is None or cached[0] is not event:
-            cached = (event, router_pb2.WatchMetricsResponse(event=event_to_proto(event)))
+            message = router_pb2.WatchMetricsResponse(event=event_to_proto(event))
+            cached = (event, message.SerializeToString())
             self._event_messages[id(event)] = cached
-            if len(self._event_messages) > 64:
+            if len(self._event_messages) > 256:
                 self._event_messages.popitem(last=False)
         if not missed:
-            return cached[1]  # shared by every watcher: never modified after this point
-        return router_pb2.WatchMetricsResponse(event=cached[1].event, missed_events=missed)
+            return cached[1]
+        return cached[1] + router_pb2.WatchMetricsResponse(missed_events=missed).SerializeToString()
 
     async def _snapshot(
         self, models: set[str], subscription: Subscription
@@ -372,3 +377,38 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         return router_pb2.WatchMetricsResponse(
             snapshot=snapshot, missed_events=subscription.take_missed()
         )
+
+
+# -- registration: WatchMetrics may yield serialized bytes (issue 14) ------------------------
+
+WatchMessage = router_pb2.WatchMetricsResponse | bytes
+"""What WatchMetrics yields: a message, or one already serialized (shared by watchers)."""
+
+
+def serialize_watch_message(message: WatchMessage) -> bytes:
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def router_handlers(servicer: RouterServicer) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """The Router service's method handlers, as the generated ``add_RouterServicer_to_server``
+    builds them, except that WatchMetrics's serializer lets bytes through."""
+    return {
+        "Route": grpc.unary_unary_rpc_method_handler(
+            servicer.Route,
+            request_deserializer=router_pb2.RouteRequest.FromString,
+            response_serializer=router_pb2.RouteResponse.SerializeToString,
+        ),
+        "WatchMetrics": grpc.unary_stream_rpc_method_handler(
+            servicer.WatchMetrics,
+            request_deserializer=router_pb2.WatchMetricsRequest.FromString,
+            response_serializer=serialize_watch_message,
+        ),
+    }
+
+
+def add_router_to_server(servicer: RouterServicer, server: grpc.aio.Server) -> None:
+    """Register the Router service (``router_handlers``) on ``server``."""
+    handlers = router_handlers(servicer)
+    service = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
