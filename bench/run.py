@@ -48,6 +48,9 @@ import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench import publisher_cpu
+from bench.freshness import code_record
+from bench.metrics_rows import metrics_rows, metrics_summary, schema_memory
 from llm_router.v1 import router_pb2, router_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +59,6 @@ MESSAGES = [{"role": "user", "content": "Is 17 prime? Answer yes or no."}]
 
 
 def free_port() -> int:
-    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -338,40 +340,12 @@ def machine() -> dict[str, Any]:
     }
 
 
-class RedisStates:
-    """Row (e)'s three Redis states: a real redis-server, a port where nothing listens
-    (down), and a listener that accepts and never answers (blackholed)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.up_port, self.down_port = free_port(), free_port()
-        self.redis = subprocess.Popen(
-            ["redis-server", "--port", str(self.up_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(workdir), "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.hole = socket.socket()
-        self.hole.bind(("127.0.0.1", 0))
-        self.hole.listen(1024)  # the kernel completes handshakes; nobody ever reads
-
-    def rows(self) -> list[tuple[str, str]]:
-        """``(row name, extra config text)`` per server to start."""
-        hole_port = self.hole.getsockname()[1]
-        return [
-            (f"redis-{state}", f'[metrics]\nredis_url = "redis://127.0.0.1:{port}/0"\n')
-            for state, port in (("up", self.up_port), ("down", self.down_port),
-                                ("blackholed", hole_port))
-        ]  # fmt: skip
-
-    def close(self) -> None:
-        stop(self.redis)
-        self.hole.close()
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     scale = args.scale
     counts = {1: int(1000 * scale), 64: int(5000 * scale)}
     slow_counts = {1: int(200 * scale), 64: int(600 * scale)}
     results: dict[str, Any] = {"machine": machine(), "note": args.note, "rows": []}
+    results["code"] = code_record(ROOT)
     rows: list[Row] = []
     tmp = Path(tempfile.mkdtemp(prefix="llm-router-bench-"))
     up_port = free_port()
@@ -432,8 +406,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ]
                 rows += await rounds(plan, 1)
         results["server_rss_mb_after_load"] = round(rss_mb(server.proc.pid), 1)
-        if not args.skip_redis:
-            rows += await redis_rows(tmp, up, dead, server, counts, args.rounds, servers)
+        if not args.skip_redis:  # (e): Redis states and watchers (bench/metrics_rows.py)
+            harness = sys.modules[__name__]
+            more, results["watchers"] = await metrics_rows(
+                harness, tmp, up, dead, server, rounds, counts, args.rounds, servers
+            )
+            rows += more
+            results["publisher_cpu"] = await publisher_cpu.measure(3000, [1, 16], 3)
+        results["memory"] = {"rss_mb_after_load": results["server_rss_mb_after_load"]}
+        results["memory"]["schemas"] = await schema_memory(
+            sys.modules[__name__], server, int(10_000 * min(scale, 1.0))
+        )
     finally:
         for proc in servers:
             stop(proc)
@@ -442,41 +425,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["summary"] = summary(rows, results)
     return results
-
-
-async def redis_rows(
-    tmp: Path,
-    up: str,
-    dead: str,
-    baseline: Server,
-    counts: dict[int, int],
-    n_rounds: int,
-    servers: list[subprocess.Popen[bytes]],
-) -> list[Row]:
-    """Row (e): Route on servers publishing to Redis up, down and blackholed, in the same
-    rounds as the server without Redis (``redis-none``), so their ratios are comparable."""
-    states = RedisStates(tmp)
-    try:
-        await wait_port(states.up_port, 10)
-        targets = [("redis-none", baseline.target, baseline.proc.pid)]
-        for name, extra in states.rows():
-            port = free_port()
-            write_config(tmp / f"{name}.toml", port, up, dead, extra)
-            other = await start_server(tmp / f"{name}.toml", port, tmp / f"{name}.log")
-            servers.append(other.proc)
-            targets.append((name, other.target, other.proc.pid))
-        channels = [grpc.aio.insecure_channel(target) for _, target, _ in targets]
-        try:
-            plan = [
-                (name, route(router_pb2_grpc.RouterStub(ch), "route"), pid, counts, 200)
-                for (name, _, pid), ch in zip(targets, channels, strict=True)
-            ]
-            return await rounds(plan, n_rounds)
-        finally:
-            for ch in channels:
-                await ch.close()
-    finally:
-        states.close()
 
 
 def summary(rows: list[Row], results: dict[str, Any]) -> dict[str, Any]:
@@ -516,17 +464,7 @@ def summary(rows: list[Row], results: dict[str, Any]) -> dict[str, Any]:
         out["route_minus_floor_minus_http_p50_ms_c1"] = round(c1.p50_ms - f1.p50_ms - a1.p50_ms, 3)
     if c1 and d1:
         out["fallback_adds_p50_ms_c1"] = round(d1.p50_ms - c1.p50_ms, 3)
-    for conc in (1, 64):
-        none = get("redis-none", conc)
-        for state in ("up", "down", "blackholed"):
-            row = get(f"redis-{state}", conc)
-            if none and row:
-                out[f"ratio_redis_{state}_over_none_p50_c{conc}"] = round(
-                    row.p50_ms / none.p50_ms, 2
-                )
-                out[f"ratio_redis_{state}_over_none_p99_c{conc}"] = round(
-                    row.p99_ms / none.p99_ms, 2
-                )
+    out.update(metrics_summary(rows))
     goals = {
         "overhead_p50_le_1ms": out.get("overhead_p50_ms_c1"),
         "overhead_p99_le_3ms": out.get("overhead_p99_ms_c1"),
@@ -564,6 +502,16 @@ def table(results: dict[str, Any]) -> str:
         f"start-up: SERVING {s['serving_s']:.2f}s, litellm loaded {s.get('litellm_ready_s')}s"
         f" after start(); server RSS after load {results.get('server_rss_mb_after_load')} MB"
     )
+    code = results.get("code", {})
+    lines.append(
+        f"code measured: commit {code.get('commit')} (uncommitted changes: {code.get('dirty')})"
+    )
+    for key, value in results.get("memory", {}).items():
+        lines.append(f"memory {key}: {value}")
+    for key, value in results.get("watchers", {}).items():
+        lines.append(f"watchers of {key}: {value}")
+    for key, value in results.get("publisher_cpu", {}).items():
+        lines.append(f"publisher CPU per event, {key}: {value}")
     for key, value in results["summary"].items():
         if key != "goals":
             lines.append(f"{key}: {value}")

@@ -3,7 +3,8 @@
 ``python -m bench.upstream PORT`` serves Ollama ``/api/chat``, Anthropic
 ``/v1/messages`` and OpenAI ``/v1/chat/completions`` on 127.0.0.1:PORT with a
 fixed, valid answer (precomputed bytes: the upstream should cost as little CPU
-as it can, since it shares the machine with the server and the load generator).
+as it can, since it shares the machine with the server and the load generator):
+``ok``, or ``{}`` to an Ollama call that asks for a JSON Schema (``format``).
 It prints ``ready`` when it listens.
 """
 
@@ -51,10 +52,17 @@ def app() -> web.Application:
     application = web.Application()
     for path, answer in ANSWERS.items():
         body = json.dumps(answer).encode()
+        structured = body
+        if path == "/api/chat":
+            structured = json.dumps({**answer, "message": {"role": "assistant", "content": "{}"}})
+            structured = structured.encode()
 
-        async def handle(request: web.Request, body: bytes = body) -> web.Response:
-            await request.read()
-            return web.Response(body=body, content_type="application/json")
+        async def handle(
+            request: web.Request, body: bytes = body, structured: bytes = structured
+        ) -> web.Response:
+            asked = await request.read()
+            answer = structured if b'"format"' in asked else body
+            return web.Response(body=answer, content_type="application/json")
 
         application.router.add_post(path, handle)
     return application

@@ -14,13 +14,8 @@ import pytest
 from llm_router.v1 import router_pb2
 from llm_router_server.breaker.breaker import State, Transition
 from llm_router_server.metrics.memory import InMemoryMetricsBus
-from llm_router_server.metrics.watchers import (
-    BURST,
-    MESSAGES_PER_EVENT,
-    MESSAGES_PER_SECOND,
-    Subscription,
-    event_filter,
-)
+from llm_router_server.metrics.watch_schedule import BURST, MESSAGES_PER_EVENT, MESSAGES_PER_SECOND
+from llm_router_server.metrics.watchers import Subscription, event_filter
 from llm_router_server.service.servicer import RouterServicer, router_handlers
 from llm_router_server.types import Attempt, Category, Outcome, RouteEvent, RouteStatus
 from tests.fakes.upstream import Answer, FakeUpstream

@@ -56,7 +56,7 @@ class RedisMetricsBus(LocalWatchers):
         self.redis = RedisConnection(url, timeout)
         self.published = 0
         self.publisher = RedisPublisher(
-            self.redis, buffer_size=buffer_size, stream_maxlen=stream_maxlen
+            self.redis, replica_id=replica_id, buffer_size=buffer_size, stream_maxlen=stream_maxlen
         )
         self.reader = RedisReader(self.redis)
         self.subscriber = RedisSubscriber(self.reader, self)
@@ -76,10 +76,9 @@ class RedisMetricsBus(LocalWatchers):
 
     def publish(self, event: RouteEvent) -> None:
         self.published += 1
-        if event.replica_id != self.replica_id:
-            event = replace(event, replica_id=self.replica_id)
-        self.notify_observers(event)
-        self.publisher.offer(event)
+        if self.observed:
+            self.notify_observers(replace(event, replica_id=self.replica_id))
+        self.publisher.offer(event)  # it writes this replica's id into what it sends
 
     def stats(self) -> BusStats:
         return self.bus_stats(

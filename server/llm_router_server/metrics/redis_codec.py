@@ -71,13 +71,14 @@ def _counts_json(counts: Mapping[str, int]) -> str:
     return ",".join(f"{_str(kind)}:{int(n)}" for kind, n in counts.items())
 
 
-def event_json(event: RouteEvent) -> str:
+def event_json(event: RouteEvent, replica_id: str | None = None) -> str:
     """The JSON payload of an event, compact, in this order: the seed's fields
     (``model_used``, ``latency_ms`` as an int, ``attempts`` with model, outcome, reason
     (null when none), int ``latency_ms``, category and usage, ``metrics_snapshot``,
     ``timestamp`` as a float), then ``status``, ``chain``, ``context``, ``usage`` (summed;
     null when no attempt reported any), ``replica_id`` and (when known) ``event_id``. No
-    prompt or answer text. Written by hand, for speed, with the ``json`` module's own
+    prompt or answer text. ``replica_id``, when given, is written instead of the event's.
+    Written by hand, for speed, with the ``json`` module's own
     string escaping: the text is what ``json.dumps(..., separators=(",", ":"))`` writes."""
     attempts = ",".join(_attempt_json(a) for a in event.attempts)
     snapshot = ",".join(
@@ -89,7 +90,8 @@ def event_json(event: RouteEvent) -> str:
         f'"attempts":[{attempts}],"metrics_snapshot":{{{snapshot}}},'
         f'"timestamp":{float(event.timestamp)!r},"status":"{event.status.value}",'
         f'"chain":{_str(event.chain)},"context":{_str(event.context)},'
-        f'"usage":{_usage_json(event_usage(event))},"replica_id":{_str(event.replica_id)}'
+        f'"usage":{_usage_json(event_usage(event))},'
+        f'"replica_id":{_str(event.replica_id if replica_id is None else replica_id)}'
     )
     if event.event_id:
         text += f',"event_id":{_str(event.event_id)}'
