@@ -34,12 +34,15 @@ def _git(root: Path, *args: str) -> str:
 
 
 def measured_files(root: Path) -> list[str]:
-    """The files under ``MEASURED`` that git tracks or would track (not the results)."""
+    """The files under ``MEASURED`` that git tracks or would track, less the results and
+    the pages about them."""
     listed = _git(root, "ls-files", "--cached", "--others", "--exclude-standard", *MEASURED)
     return sorted(
         path
         for path in listed.splitlines()
-        if not path.startswith(("bench/results/", "bench/out/")) and (root / path).is_file()
+        if not path.startswith(("bench/results/", "bench/out/"))
+        and not path.endswith(".md")
+        and (root / path).is_file()
     )
 
 

@@ -14,11 +14,16 @@ latency, calls/s and CPU per call:
 (c'') ``route-asyncio``: ``route`` on a second router with ``server.event_loop = "asyncio"``
 (d) ``route-fallback``: ``Route`` whose first model is refused, the second answers
 (e) Route with metrics to Redis up / down (nothing listening) / blackholed (accepts,
-    never answers), interleaved with the server without Redis (``redis-none``)
+    never answers), and with 100 and 1,000 WatchMetrics streams open, with and without
+    Redis, interleaved with the server without Redis (``redis-none``); see
+    ``bench/metrics_rows.py``
 
-plus the ratios (c)/(a) and (c)/(b), the overhead (c)-(a), server start-up time
-to health SERVING (and until litellm finished loading), and the server's RSS
-after the load. It writes a table to stdout and everything to a JSON file.
+plus the ratios (c)/(a) and (c)/(b), the overhead (c)-(a), the ratios of (e) to their
+baselines, server start-up time to health SERVING (and until litellm finished
+loading), the server's RSS after the load and after 10,000 calls with distinct JSON
+Schemas, the Redis bus's CPU per event (``bench/publisher_cpu.py``), and the code
+measured (``bench/freshness.py``). It writes a table to stdout and everything to a
+JSON file.
 """
 
 # The harness starts its processes and polls files on purpose from the event loop

@@ -26,8 +26,11 @@ MESSAGES_PER_EVENT = 1.0
 """Watcher messages the budget gains per event handed to watchers."""
 MESSAGES_PER_SECOND = 100.0
 """Watcher messages the budget gains per second, busy or not."""
-BURST = 1000.0
+BURST = 200.0
 """Most tokens the budget saves up from ``MESSAGES_PER_SECOND`` in a quiet spell."""
+SAVED = 10_000.0
+"""Most tokens events can leave unspent, so that a burst of events is not lost to a
+watcher that reads it a little later, nor saved up without end."""
 
 
 class WatchRing:
@@ -118,9 +121,7 @@ class WatchScheduler:
         self._grant()
 
     def event_added(self) -> None:
-        # Earned by events: capped well above ``burst``, so that a burst of events is not
-        # lost to a watcher that reads it a little later, nor saved up without end.
-        self.tokens = min(self.tokens + self.per_event, 10 * self.burst)
+        self.tokens = min(self.tokens + self.per_event, SAVED)
         if self._caught_up:
             self._line.extend(self._caught_up)
             self._caught_up.clear()
