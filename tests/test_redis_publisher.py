@@ -1,6 +1,7 @@
 """The Redis publisher against a real redis-server: one round trip per batch, each batch
 applied once even when Redis freezes with a batch in flight, the script reloaded when Redis
-comes back empty, and the payload's JSON as the json module writes it."""
+comes back empty, the payload's JSON as the json module writes it, and replicas that listen
+to each other only while watched."""
 
 from __future__ import annotations
 
@@ -177,3 +178,45 @@ def test_the_payload_is_what_json_dumps_writes_and_reads_back(
     back = event_from_payload(json.loads(text))
     assert back == original
     assert "\n" not in text
+
+
+async def listeners(url: str) -> int:
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        [(_, n)] = await client.pubsub_numsub(BATCH_CHANNEL)
+    finally:
+        await client.aclose()
+    return int(n)
+
+
+async def test_a_replica_listens_to_the_others_only_while_someone_watches_it(
+    redis_server: RedisServer,
+) -> None:
+    """Nobody watches: no subscription, nothing read. A watcher comes: the replica listens
+    and the watcher gets another replica's events. It leaves: the replica stops listening."""
+    watched = RedisMetricsBus(redis_server.url, replica_id="A")
+    other = RedisMetricsBus(redis_server.url, replica_id="B")
+    await watched.start()
+    await other.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert await listeners(redis_server.url) == 0
+        watcher = watched.subscribe()
+        for _ in range(50):
+            if await listeners(redis_server.url) == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert await listeners(redis_server.url) == 1
+        other.publish(event("from-b"))
+        got = await asyncio.wait_for(watcher.get(), 10)
+        assert isinstance(got, RouteEvent)
+        assert (got.context, got.replica_id) == ("from-b", "B")
+        watched.unsubscribe(watcher)
+        for _ in range(50):
+            if await listeners(redis_server.url) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await listeners(redis_server.url) == 0
+    finally:
+        await watched.aclose()
+        await other.aclose()
