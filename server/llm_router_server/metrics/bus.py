@@ -7,10 +7,11 @@ embedded default and the fake of the seam, and ``RedisMetricsBus`` (``redis_bus.
 which shares events and counters between replicas. Both serve this process's watchers
 through ``LocalWatchers`` (``watchers.py``).
 
-Watchers get a ``Subscription``: a bounded queue per watcher. When a watcher reads too
-slowly its queue overflows; the overflow is counted (``missed``) and reported to it, and
-nobody else waits. Events carry an id in Redis Stream form (``"<unix ms>-<seq>"``) by
-which a watcher resumes (``replay``). Events never hold prompt or answer text.
+Watchers get a ``Subscription``: a place in one shared ring of events, at most ``maxsize``
+behind. When a watcher reads too slowly, or the watchers' send budget holds it back, what
+it skips is counted (``missed``) and reported to it, and nobody else waits. Events carry
+an id in Redis Stream form (``"<unix ms>-<seq>"``) by which a watcher resumes
+(``replay``). Events never hold prompt or answer text.
 """
 
 from __future__ import annotations
