@@ -77,9 +77,8 @@ def status(result: Any, root: Path = ROOT) -> tuple[str, str]:
     if code.get("commit"):
         try:
             names = _git(root, "diff", "--name-only", str(code["commit"]), "--", *MEASURED)
-            changed = str(
-                len([n for n in names.splitlines() if not n.startswith("bench/results/")])
-            )
+            measured = set(measured_files(root))
+            changed = str(len([n for n in names.splitlines() if n in measured]))
         except (OSError, subprocess.CalledProcessError):
             pass
     return "stale", f"measured commit {commit}{dirty}; {changed} measured file(s) changed since"
