@@ -18,10 +18,9 @@ The rules, per circuit (``BreakerPolicy`` holds the numbers):
   is never reported (the probe's caller vanished) expires, and the next call
   probes.
 
-What counts (``fault_of``): timeouts, connection errors, HTTP 5xx, other HTTP
-errors and malformed bodies are failures; an answer of any kind (even a refusal
-or one that fails the caller's schema) is a success; a context-window error
-says nothing about the model's health.
+What counts (``fault_of``) is what each error class says it means
+(``ProviderError.breaker_effect``, drawn in ``errors.py``); a call that returned
+an answer of any kind (even one that fails the caller's schema) is a success.
 
 State lives in a ``BreakerStore``: ``InMemoryBreakerStore`` for one process; a
 shared store (Redis) lets replicas learn once that a model is down. All state is
@@ -56,12 +55,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from llm_router_server.errors import (
+    BreakerEffect,
     LLMRouterError,
     ProviderAuthenticationError,
-    ProviderContextWindowError,
     ProviderError,
-    ProviderRateLimitError,
-    ProviderRefusalError,
 )
 from llm_router_server.types import ModelSpec
 
@@ -207,15 +204,20 @@ class InMemoryBreakerStore:
         return None
 
 
+def counts_as_success(exc: ProviderError | None) -> bool:
+    """Whether a call that ended in ``exc`` still shows the model answering (a refusal)."""
+    return exc is not None and exc.breaker_effect is BreakerEffect.SUCCESS
+
+
 def fault_of(exc: ProviderError | None) -> Fault | None:
     """How a call's outcome counts: a Fault, or None for "the model is up" / "says nothing"."""
-    if exc is None or isinstance(exc, ProviderRefusalError | ProviderContextWindowError):
+    if exc is None:
         return None
-    if isinstance(exc, ProviderRateLimitError):
-        return Fault(str(exc), opens_now=True, cool_down=exc.retry_after)
-    if isinstance(exc, ProviderAuthenticationError):
-        return Fault(str(exc), opens_now=True, cool_down=float("inf"))  # capped by the policy
-    return Fault(str(exc))
+    if exc.breaker_effect is BreakerEffect.FAILURE:
+        return Fault(str(exc))
+    if exc.breaker_effect is BreakerEffect.OPENS:
+        return Fault(str(exc), opens_now=True, cool_down=exc.open_for)
+    return None
 
 
 # -- the rules: pure functions of (circuit, event, now) ------------------------------------
@@ -332,6 +334,7 @@ class CircuitBreaker:
         """Report how a call ended: ``healthy`` (the model answered), or ``error``."""
         if not self.policy.enabled:
             return
+        healthy = healthy or counts_as_success(error)
         fault = None if healthy else fault_of(error)
         if isinstance(error, ProviderAuthenticationError):
             logger.error(

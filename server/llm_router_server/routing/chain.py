@@ -33,12 +33,7 @@ from llm_router_server.breaker.breaker import CircuitBreaker
 from llm_router_server.errors import (
     AllModelsFailedError,
     DeadlineExceededError,
-    ProviderAuthenticationError,
-    ProviderConnectionError,
-    ProviderContextWindowError,
     ProviderError,
-    ProviderRateLimitError,
-    ProviderRefusalError,
     ProviderTimeoutError,
     RefusedError,
     UnknownChainError,
@@ -70,17 +65,6 @@ from llm_router_server.types import (
 )
 
 logger = logging.getLogger("llm_router")
-
-_PROVIDER_CATEGORIES: tuple[tuple[type[ProviderError], Category], ...] = (
-    (ProviderTimeoutError, Category.TIMEOUT),
-    (ProviderRefusalError, Category.SAFETY_REFUSAL),
-    (ProviderRateLimitError, Category.RATE_LIMITED),
-    (ProviderAuthenticationError, Category.AUTHENTICATION),
-    (ProviderContextWindowError, Category.CONTEXT_WINDOW),
-    (ProviderConnectionError, Category.PROVIDER_ERROR),
-    (ProviderError, Category.PROVIDER_ERROR),
-)
-
 
 _DEFAULT_LIMITS = Limits()
 _NO_DEADLINE = Deadline()
@@ -236,8 +220,7 @@ class Router:
             answer.stop = call.chain.refusal_policy == "stop"
         if _ends_call(answer) and call.winner is None:
             call.winner = answer
-        healthy = error is None or attempt.category is Category.SAFETY_REFUSAL
-        await self.breaker.record(spec, error, healthy=healthy)
+        await self.breaker.record(spec, error, healthy=error is None)
         if attempt.outcome is Outcome.SUCCESS:
             logger.info("%s%s -> success [%.0f ms]", call.tag, spec.model, attempt.latency_ms)
         else:
@@ -274,10 +257,9 @@ class Router:
             why = "caller's deadline" if timeout < spec.timeout else "timeout"
             reason = f"no answer within {timeout:.3g}s ({why})"
             error = ProviderTimeoutError(reason)
-            return _rejected(spec, Category.TIMEOUT, reason, started), None, "", error
+            return _rejected(spec, error.category, reason, started), None, "", error
         except ProviderError as exc:
-            category = next(c for t, c in _PROVIDER_CATEGORIES if isinstance(exc, t))
-            return _rejected(spec, category, str(exc), started), None, "", exc
+            return _rejected(spec, exc.category, str(exc), started), None, "", exc
         verdict = judge(completion.text, schema, self.refusals)
         if verdict.accepted:
             outcome = Outcome.SUCCESS
