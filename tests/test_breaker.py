@@ -10,7 +10,6 @@ from collections.abc import Callable
 import pytest
 
 from llm_router_server.breaker.breaker import (
-    BreakerPolicy,
     BreakerStoreError,
     Circuit,
     CircuitBreaker,
@@ -19,6 +18,7 @@ from llm_router_server.breaker.breaker import (
     Transition,
     key_of,
 )
+from llm_router_server.config import BreakerPolicy
 from llm_router_server.errors import (
     AllModelsFailedError,
     ProviderAuthenticationError,

@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from llm_router_server.config.model import BreakerPolicy
 from llm_router_server.errors import (
     BreakerEffect,
     LLMRouterError,
@@ -64,8 +65,6 @@ from llm_router_server.types import ModelSpec
 
 logger = logging.getLogger("llm_router.breaker")
 
-WHEN_ALL_OPEN = ("try_one", "fail")
-
 
 class BreakerStoreError(LLMRouterError):
     """The breaker's store could not be read or written (e.g. Redis is down)."""
@@ -75,25 +74,6 @@ class State(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
-
-
-@dataclass(frozen=True)
-class BreakerPolicy:
-    """The numbers of the breaker (``[breaker]`` in the configuration)."""
-
-    enabled: bool = True
-    failure_threshold: int = 3
-    """Consecutive failures that open a closed circuit."""
-    cool_down_seconds: float = 30.0
-    """How long a circuit stays open before a probe (unless a Retry-After says otherwise)."""
-    max_cool_down_seconds: float = 300.0
-    """Cap on any cool-down: a Retry-After, the back-off after failed probes, auth errors."""
-    when_all_open: str = "try_one"
-    """When every model of a chain is skipped as open: ``try_one`` calls the model whose
-    circuit opened longest ago (the least recently failed); ``fail`` answers UNAVAILABLE."""
-    shared: bool = True
-    """Keep circuits in Redis (``metrics.redis_url``) when one is configured, shared by all
-    replicas; False keeps them per process."""
 
 
 @dataclass(frozen=True)

@@ -73,9 +73,6 @@ PARAMS: Mapping[Wire, Mapping[str, str]] = {
     },
 }
 
-PROVIDER_CHOICES = ("auto", "native", "litellm")
-"""Values of a model's ``provider`` key (``ModelSpec.provider``)."""
-
 ANTHROPIC_VERSION = "2023-06-01"
 ANTHROPIC_STRUCTURED_BETA = "structured-outputs-2025-11-13"
 

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llm_router_server.breaker.breaker import CircuitBreaker
+from llm_router_server.config.model import Limits
 from llm_router_server.errors import (
     AllModelsFailedError,
     DeadlineExceededError,
@@ -41,15 +42,9 @@ from llm_router_server.errors import (
 from llm_router_server.metrics.bus import MetricsBus, ModelCounters
 from llm_router_server.providers.base import Provider
 from llm_router_server.routing.hedging import staggered
-from llm_router_server.routing.judging import (
-    Limits,
-    RefusalDetector,
-    Schema,
-    check_messages,
-    check_schema_text,
-    judge,
-)
+from llm_router_server.routing.judging import RefusalDetector, Schema, judge
 from llm_router_server.routing.limiter import ConcurrencyLimiter
+from llm_router_server.routing.limits import check_messages, check_schema_text
 from llm_router_server.types import (
     Attempt,
     Category,
