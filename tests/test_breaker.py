@@ -9,15 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from llm_router_server.breaker.breaker import (
-    BreakerStoreError,
-    Circuit,
-    CircuitBreaker,
-    InMemoryBreakerStore,
-    State,
-    Transition,
-    key_of,
-)
+from llm_router_server.breaker.breaker import CircuitBreaker
+from llm_router_server.breaker.rules import Circuit, State, Transition, key_of
+from llm_router_server.breaker.store import BreakerStoreError, InMemoryBreakerStore
 from llm_router_server.config import BreakerPolicy
 from llm_router_server.errors import (
     AllModelsFailedError,

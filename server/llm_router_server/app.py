@@ -22,7 +22,8 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
-from llm_router_server.breaker.breaker import BreakerStore, CircuitBreaker, InMemoryBreakerStore
+from llm_router_server.breaker.breaker import CircuitBreaker
+from llm_router_server.breaker.store import BreakerStore, InMemoryBreakerStore
 from llm_router_server.config import Config
 from llm_router_server.metrics.bus import InMemoryMetricsBus, MetricsBus
 from llm_router_server.metrics.prometheus import PrometheusExporter

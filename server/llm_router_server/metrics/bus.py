@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from llm_router_server.breaker.breaker import Transition
+from llm_router_server.breaker.rules import Transition
 from llm_router_server.types import (
     Attempt,
     Category,

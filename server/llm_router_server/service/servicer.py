@@ -22,7 +22,7 @@ from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
-from llm_router_server.breaker.breaker import Circuit, State, Transition
+from llm_router_server.breaker.rules import Circuit, State, Transition
 from llm_router_server.errors import (
     AllModelsFailedError,
     ChainFailedError,
