@@ -23,7 +23,7 @@ circuit)::
         ├── ProviderResponseError    malformed, truncated, empty    PROVIDER_ERROR   FAILURE
         └── ProviderRefusalError     a safety refusal (policy)      SAFETY_REFUSAL   SUCCESS
 
-Breaker effects (``BreakerEffect``; the rules are in ``breaker/``): FAILURE
+Breaker effects (``BreakerEffect``; the rules are in ``breaker/rules.py``): FAILURE
 counts towards opening the circuit; OPENS opens it at once, a rate limit for its
 ``retry_after`` (or the configured cool-down), an authentication error for the
 longest cool-down (and is logged as an error); NEUTRAL says nothing about the
@@ -37,7 +37,7 @@ exc`` (under ``providers/``: one translation for the native HTTP path, one for
 litellm, and one shared mapping of HTTP error statuses to the classes above); the
 chain itself raises ``ProviderTimeoutError`` when an attempt outlives its time.
 Router errors become gRPC status codes in one table at the servicer
-(``service/``). Nothing else translates.
+(``service/convert.py``). Nothing else translates.
 """
 
 from __future__ import annotations
