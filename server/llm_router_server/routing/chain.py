@@ -2,10 +2,12 @@
 
 Plain asyncio over the dataclasses in ``types.py``. It imports neither grpc
 nor litellm nor redis: the provider and the metrics bus come in through their
-seams (``providers/base.py``, ``metrics.py``).
+seams (``providers/base.py``, ``metrics/``). Requests are checked against the
+limits first (``limits.py``); answers are judged by ``judging.py``; what a
+provider error means (its category) is carried by its class (``errors.py``).
 
 Resilience (each in its own module): a circuit breaker per model skips models
-that keep failing (``breaker.py``); a per-model concurrency limit skips a model
+that keep failing (``breaker/``); a per-model concurrency limit skips a model
 that is full (``limiter.py``); a chain with ``hedge_after_ms`` starts the next
 model early when the current one is slow (``hedging.py``). When every model of
 a chain was skipped as open, the least recently failed one is tried anyway
