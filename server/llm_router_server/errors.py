@@ -31,13 +31,14 @@ model's health; SUCCESS means the model answered (a refusal is an answer). No
 class is retried on the same model within a call. A new error class is one edit
 here: the chain and the breaker read these attributes.
 
-Where foreign exceptions become these: each provider adapter translates its own
-library's exceptions at the provider seam, most specific first, ``raise ... from
-exc`` (under ``providers/``: one translation for the native HTTP path, one for
-litellm, and one shared mapping of HTTP error statuses to the classes above); the
-chain itself raises ``ProviderTimeoutError`` when an attempt outlives its time.
-Router errors become gRPC status codes in one table at the servicer
-(``service/convert.py``). Nothing else translates.
+Where foreign exceptions become these: at the provider seam, each provider adapter
+translates its own library's exceptions, most specific first, ``raise ... from exc``
+(under ``providers/``: one translation for the native HTTP path's aiohttp errors,
+one for litellm's, plus litellm failing to load; HTTP error statuses map to the
+classes above through one function both paths share). The chain itself raises
+``ProviderTimeoutError`` when an attempt outlives its time. Router errors become
+gRPC status codes in one table at the servicer (``service/convert.py``). Nothing
+else translates.
 """
 
 from __future__ import annotations
