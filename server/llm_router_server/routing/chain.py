@@ -35,6 +35,7 @@ from llm_router_server.breaker.breaker import CircuitBreaker
 from llm_router_server.config.model import Limits
 from llm_router_server.errors import (
     AllModelsFailedError,
+    ChainFailedError,
     DeadlineExceededError,
     ProviderError,
     ProviderTimeoutError,
@@ -154,31 +155,8 @@ class Router:
                     latency_ms=latency_ms,
                     chain=chain.name,
                 )
-            summary = "; ".join(f"{a.model}: {a.outcome.value}: {a.reason}" for a in attempts)
-            if won is not None:  # a safety refusal under refusal_policy = "stop"
-                status = RouteStatus.REFUSED
-                raise RefusedError(
-                    f"{won.attempt.model} refused for safety and chain {chain.name!r} has "
-                    f"refusal_policy 'stop': {won.attempt.reason}",
-                    chain=chain.name,
-                    attempts=attempts,
-                    latency_ms=latency_ms,
-                )
-            if deadline.expired or any(a.category is Category.SKIPPED for a in attempts):
-                status = RouteStatus.DEADLINE_EXCEEDED
-                raise DeadlineExceededError(
-                    f"deadline exceeded after {len(attempts)} attempt(s): {summary}",
-                    chain=chain.name,
-                    attempts=attempts,
-                    latency_ms=latency_ms,
-                )
-            status = RouteStatus.ALL_FAILED
-            raise AllModelsFailedError(
-                f"all {len(chain.models)} models of chain {chain.name!r} failed: {summary}",
-                chain=chain.name,
-                attempts=attempts,
-                latency_ms=latency_ms,
-            )
+            status, error = _failure(chain, won, attempts, deadline, latency_ms)
+            raise error
         finally:
             self._finish(request, chain.name, status, model_used, list(call.recorded()), start)
 
@@ -297,6 +275,31 @@ class Router:
                 metrics_snapshot=self.counters.snapshot(),
             )
         )
+
+
+def _failure(
+    chain: ChainSpec,
+    won: _Answer | None,
+    attempts: tuple[Attempt, ...],
+    deadline: Deadline,
+    latency_ms: float,
+) -> tuple[RouteStatus, ChainFailedError]:
+    """How a call without an answer ended: its status and the error that carries its attempts."""
+    summary = "; ".join(f"{a.model}: {a.outcome.value}: {a.reason}" for a in attempts)
+    kind: type[ChainFailedError]
+    if won is not None:  # a safety refusal under refusal_policy = "stop"
+        status, kind = RouteStatus.REFUSED, RefusedError
+        message = (
+            f"{won.attempt.model} refused for safety and chain {chain.name!r} has "
+            f"refusal_policy 'stop': {won.attempt.reason}"
+        )
+    elif deadline.expired or any(a.category is Category.SKIPPED for a in attempts):
+        status, kind = RouteStatus.DEADLINE_EXCEEDED, DeadlineExceededError
+        message = f"deadline exceeded after {len(attempts)} attempt(s): {summary}"
+    else:
+        status, kind = RouteStatus.ALL_FAILED, AllModelsFailedError
+        message = f"all {len(chain.models)} models of chain {chain.name!r} failed: {summary}"
+    return status, kind(message, chain=chain.name, attempts=attempts, latency_ms=latency_ms)
 
 
 def _rejected(spec: ModelSpec, category: Category, reason: str, started: float) -> Attempt:
