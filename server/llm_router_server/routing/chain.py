@@ -29,7 +29,6 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from llm_router_server.breaker.breaker import CircuitBreaker
 from llm_router_server.config.model import Limits
@@ -44,6 +43,7 @@ from llm_router_server.errors import (
 )
 from llm_router_server.metrics.bus import MetricsBus, ModelCounters
 from llm_router_server.providers.base import Provider
+from llm_router_server.routing.call import Answer, Call, ends_call, ms, rejected, skipped
 from llm_router_server.routing.hedging import staggered
 from llm_router_server.routing.judging import RefusalDetector, Schema, judge
 from llm_router_server.routing.limiter import ConcurrencyLimiter
@@ -66,10 +66,6 @@ logger = logging.getLogger("llm_router")
 
 _DEFAULT_LIMITS = Limits()
 _NO_DEADLINE = Deadline()
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
 
 
 class Router:
@@ -122,14 +118,14 @@ class Router:
         """
         chain, schema = self.check(request)
         tag = f"[{request.context}] " if request.context else ""
-        call = _Call(request, chain, schema, deadline, tag)
+        call = Call(request, chain, schema, deadline, tag)
         start = time.monotonic()
         status = RouteStatus.CANCELLED
         model_used = "none"
         try:
             delay = chain.hedge_after_ms / 1000 if chain.hedge_after_ms > 0 else math.inf
             steps = [functools.partial(self._step, call, spec) for spec in chain.models]
-            won = await staggered(steps, delay, _ends_call)
+            won = await staggered(steps, delay, ends_call)
             last_resort = self.breaker.policy.when_all_open == "try_one"
             if won is None and last_resort and self._all_open(call) and deadline.remaining() > 0:
                 last = await self.breaker.least_recently_failed(chain.models)
@@ -141,9 +137,9 @@ class Router:
                         last.model,
                     )
                     answer = await self._step(call, last, forced=True)
-                    won = answer if _ends_call(answer) else None
+                    won = answer if ends_call(answer) else None
             attempts = call.recorded()
-            latency_ms = _ms(time.monotonic() - start)
+            latency_ms = ms(time.monotonic() - start)
             if won is not None and won.attempt.outcome is Outcome.SUCCESS:
                 model_used = won.attempt.model
                 status = RouteStatus.OK
@@ -160,7 +156,7 @@ class Router:
         finally:
             self._finish(request, chain.name, status, model_used, list(call.recorded()), start)
 
-    async def _step(self, call: _Call, spec: ModelSpec, *, forced: bool = False) -> _Answer:
+    async def _step(self, call: Call, spec: ModelSpec, *, forced: bool = False) -> Answer:
         """One model's turn: admission (deadline, breaker, concurrency), the call, the verdict.
 
         The attempt is recorded in ``call`` in start order, also when the step is
@@ -170,14 +166,14 @@ class Router:
         left = call.deadline.remaining()
         if left < self.min_attempt_seconds:
             why = f"deadline: {max(left, 0) * 1000:.0f} ms left, not started"
-            return call.put(slot, _skipped(spec, why))
+            return call.put(slot, skipped(spec, why))
         if not forced:
             admission = await self.breaker.admit(spec, lease=min(spec.timeout, left) + 1)
             if not admission.allowed:
-                return call.put(slot, _skipped(spec, admission.reason, Category.CIRCUIT_OPEN))
+                return call.put(slot, skipped(spec, admission.reason, Category.CIRCUIT_OPEN))
         if not self.limiter.try_acquire(spec):
             why = f"saturated: {spec.max_concurrency} call(s) already in flight"
-            return call.put(slot, _skipped(spec, why, Category.SATURATED))
+            return call.put(slot, skipped(spec, why, Category.SATURATED))
         logger.debug("%sattempt: %s (timeout %.3gs)", call.tag, spec.model, min(spec.timeout, left))
         started = time.monotonic()
         try:
@@ -186,14 +182,14 @@ class Router:
             )
         except asyncio.CancelledError:
             why = call.cancel_reason if call.winner is None else "another model answered first"
-            call.put(slot, _rejected(spec, Category.CANCELLED, why, started))
+            call.put(slot, rejected(spec, Category.CANCELLED, why, started))
             raise
         finally:
             self.limiter.release(spec)
         answer = call.put(slot, attempt, value, raw_text)
         if attempt.category is Category.SAFETY_REFUSAL:
             answer.stop = call.chain.refusal_policy == "stop"
-        if _ends_call(answer) and call.winner is None:
+        if ends_call(answer) and call.winner is None:
             call.winner = answer
         await self.breaker.record(spec, error, healthy=error is None)
         if attempt.outcome is Outcome.SUCCESS:
@@ -210,7 +206,7 @@ class Router:
         return answer
 
     @staticmethod
-    def _all_open(call: _Call) -> bool:
+    def _all_open(call: Call) -> bool:
         attempts = call.recorded()
         return bool(attempts) and all(a.category is Category.CIRCUIT_OPEN for a in attempts)
 
@@ -232,9 +228,9 @@ class Router:
             why = "caller's deadline" if timeout < spec.timeout else "timeout"
             reason = f"no answer within {timeout:.3g}s ({why})"
             error = ProviderTimeoutError(reason)
-            return _rejected(spec, error.category, reason, started), None, "", error
+            return rejected(spec, error.category, reason, started), None, "", error
         except ProviderError as exc:
-            return _rejected(spec, exc.category, str(exc), started), None, "", exc
+            return rejected(spec, exc.category, str(exc), started), None, "", exc
         verdict = judge(completion.text, schema, self.refusals)
         if verdict.accepted:
             outcome = Outcome.SUCCESS
@@ -247,7 +243,7 @@ class Router:
             outcome=outcome,
             category=verdict.category,
             reason=verdict.reason,
-            latency_ms=_ms(time.monotonic() - started),
+            latency_ms=ms(time.monotonic() - started),
             usage=completion.usage,
         )
         return attempt, verdict.value, completion.text, None
@@ -270,7 +266,7 @@ class Router:
                 chain=chain,
                 context=request.context,
                 model_used=model_used,
-                latency_ms=_ms(time.monotonic() - start),
+                latency_ms=ms(time.monotonic() - start),
                 attempts=tuple(attempts),
                 metrics_snapshot=self.counters.snapshot(),
             )
@@ -279,7 +275,7 @@ class Router:
 
 def _failure(
     chain: ChainSpec,
-    won: _Answer | None,
+    won: Answer | None,
     attempts: tuple[Attempt, ...],
     deadline: Deadline,
     latency_ms: float,
@@ -300,63 +296,3 @@ def _failure(
         status, kind = RouteStatus.ALL_FAILED, AllModelsFailedError
         message = f"all {len(chain.models)} models of chain {chain.name!r} failed: {summary}"
     return status, kind(message, chain=chain.name, attempts=attempts, latency_ms=latency_ms)
-
-
-def _rejected(spec: ModelSpec, category: Category, reason: str, started: float) -> Attempt:
-    return Attempt(
-        model=spec.model,
-        outcome=Outcome.REJECTED,
-        category=category,
-        reason=reason,
-        latency_ms=_ms(time.monotonic() - started),
-    )
-
-
-def _skipped(spec: ModelSpec, reason: str, category: Category = Category.SKIPPED) -> Attempt:
-    return Attempt(
-        model=spec.model,
-        outcome=Outcome.SKIPPED,
-        category=category,
-        reason=reason,
-        latency_ms=0.0,
-    )
-
-
-@dataclass
-class _Answer:
-    """What one step ended with."""
-
-    attempt: Attempt
-    value: object = None
-    raw_text: str = ""
-    stop: bool = False
-    """A safety refusal that ends the call (refusal_policy = "stop")."""
-
-
-def _ends_call(answer: _Answer) -> bool:
-    return answer.attempt.outcome is Outcome.SUCCESS or answer.stop
-
-
-@dataclass
-class _Call:
-    """One Route call's shared state: its request and its attempts, in start order."""
-
-    request: RouteRequest
-    chain: ChainSpec
-    schema: Schema | None
-    deadline: Deadline
-    tag: str
-    slots: list[Attempt | None] = field(default_factory=list)
-    winner: _Answer | None = None
-    cancel_reason: str = "cancelled by the caller"
-
-    def reserve(self) -> int:
-        self.slots.append(None)
-        return len(self.slots) - 1
-
-    def put(self, slot: int, attempt: Attempt, value: object = None, raw_text: str = "") -> _Answer:
-        self.slots[slot] = attempt
-        return _Answer(attempt, value, raw_text)
-
-    def recorded(self) -> tuple[Attempt, ...]:
-        return tuple(a for a in self.slots if a is not None)
