@@ -77,7 +77,6 @@ WIRES: Mapping[str, WireProtocol] = {
 }
 """The native path's wire protocols by litellm model prefix."""
 
-PROVIDER_CHOICES = ("auto", "native", "litellm")
 """Values of a model's ``provider`` key (``ModelSpec.provider``)."""
 
 
