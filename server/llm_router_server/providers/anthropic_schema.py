@@ -151,7 +151,7 @@ def _is_open_object(node: Mapping[str, Any]) -> bool:
 
 
 def _recursive(schema: Mapping[str, Any]) -> bool:
-    """Whether a ``$ref`` leads back to a schema that contains it.
+    """Whether a ``$ref`` leads back to a schema that contains it, directly or not.
 
     The chain accepts only local references that resolve (``#`` or ``#/$defs/NAME``,
     ``#/definitions/NAME``); any other local pointer is treated as recursive, so
@@ -170,22 +170,26 @@ def _recursive(schema: Mapping[str, Any]) -> bool:
     }
     if any(ref not in defs for targets in refs.values() for ref in targets):
         return True
-    # Depth-first from the root, without recursion (a schema may chain many definitions).
-    open_ = {"#"}
-    stack = [("#", iter(refs["#"]))]
+    # Depth-first from each definition, without recursion (a schema may chain many of them);
+    # a cycle among definitions the root never reaches counts too: they are sent all the same.
     finished: set[str] = set()
-    while stack:
-        pointer, targets = stack[-1]
-        target = next(targets, None)
-        if target is None:
-            open_.discard(pointer)
-            finished.add(pointer)
-            stack.pop()
-        elif target in open_:
-            return True
-        elif target not in finished:
-            open_.add(target)
-            stack.append((target, iter(refs[target])))
+    for start in refs:
+        if start in finished:
+            continue
+        open_ = {start}
+        stack = [(start, iter(refs[start]))]
+        while stack:
+            pointer, targets = stack[-1]
+            target = next(targets, None)
+            if target is None:
+                open_.discard(pointer)
+                finished.add(pointer)
+                stack.pop()
+            elif target in open_:
+                return True
+            elif target not in finished:
+                open_.add(target)
+                stack.append((target, iter(refs[target])))
     return False
 
 
