@@ -24,7 +24,7 @@ from llm_router_server.errors import (
     ProviderStatusError,
 )
 from llm_router_server.providers import anthropic_schema
-from llm_router_server.providers.anthropic import STRUCTURED_BETA
+from llm_router_server.providers.anthropic import STRUCTURED_BETA, Anthropic
 from llm_router_server.providers.base import Provider
 from llm_router_server.providers.dispatch import DispatchProvider
 from llm_router_server.providers.http_provider import USER_AGENT
@@ -319,3 +319,14 @@ def test_the_fake_refuses_structured_requests_the_real_api_refuses(
     assert status == 400
     assert answer["error"]["type"] == "invalid_request_error"
     assert refusal in answer["error"]["message"]
+
+
+def test_the_request_parts_kept_per_schema_are_bounded_in_number_and_bytes() -> None:
+    wire = Anthropic()
+    schemas = [{**CLOSED, "title": f"s{i}"} for i in range(300)]
+    parts = [wire.structured(HAIKU, schema) for schema in schemas]
+    assert wire.structured(HAIKU, schemas[-1]) is parts[-1]  # worked out once
+    assert len(wire._plans) == 256 and wire._plan_bytes <= 4 << 20
+    huge = {**CLOSED, "description": "x" * (1 << 20)}
+    assert "output_format" in wire.structured(HAIKU, huge)
+    assert all(kept[0] is not huge for kept in wire._plans.values())

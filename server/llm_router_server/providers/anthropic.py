@@ -92,7 +92,9 @@ _FINISH = {
     "refusal": "content_filter",
 }
 _PLANS_KEPT = 256
-"""Schemas whose request part is kept, per kind of model (the chain caches ~256 schemas)."""
+_PLAN_BYTES_KEPT = 4 << 20
+"""The request parts of the latest schemas are kept: at most ``_PLANS_KEPT`` of them and about
+this many bytes (twice each part's JSON: the caller's schema it holds and the shaped copy)."""
 
 
 class Anthropic:
@@ -115,7 +117,8 @@ class Anthropic:
     serves_schema = True
 
     def __init__(self) -> None:
-        self._plans: dict[tuple[int, str], tuple[Mapping[str, Any], dict[str, Any]]] = {}
+        self._plans: dict[tuple[int, str], tuple[Mapping[str, Any], dict[str, Any], int]] = {}
+        self._plan_bytes = 0
 
     def url(self, base: str) -> str:
         return base if base.endswith("/v1/messages") else base + "/v1/messages"
@@ -151,9 +154,14 @@ class Anthropic:
         if kept is not None and kept[0] is schema:
             return kept[1]
         plan = _plan(kind, schema)
-        if len(self._plans) >= _PLANS_KEPT:
-            del self._plans[next(iter(self._plans))]
-        self._plans[key] = (schema, plan)  # holds schema: its id stays unique
+        size = 2 * len(json.dumps(plan))
+        if size <= _PLAN_BYTES_KEPT // 8:
+            while self._plans and (
+                len(self._plans) >= _PLANS_KEPT or self._plan_bytes + size > _PLAN_BYTES_KEPT
+            ):
+                self._plan_bytes -= self._plans.pop(next(iter(self._plans)))[2]
+            self._plans[key] = (schema, plan, size)  # holds schema: its id stays unique
+            self._plan_bytes += size
         return plan
 
     def completion(self, answer: Mapping[str, Any]) -> Completion:
