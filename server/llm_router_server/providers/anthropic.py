@@ -35,12 +35,18 @@ litellm 1.110 chooses it for the same model, so both paths send the same request
   sends it and gets HTTP 400): the tool is ``json_tool_value`` with one
   required property ``value`` holding the caller's schema, and the answer is
   that property's JSON.
+- ``$ref``s are sent as the caller wrote them (the API resolves local ones).
+  litellm inlines ``$defs`` for ``output_format`` and, for the tool, rewrites
+  ``#/$defs/NAME`` to ``/$defs/NAME``, which no longer resolves.
+
+The request part of a schema is worked out once per schema object (the chain
+compiles each schema text once) and kept for the latest few hundred schemas.
 
 Why ``output_format`` with the beta header rather than the GA
 ``output_config.format`` (no header): it is what litellm sends, the docs keep
 it working for a transition period, and one body for both paths keeps them
 pinned by the same wire tests. Moving to ``output_config`` is one edit here
-(``_OUTPUT_FORMAT`` and ``call_headers``). Schemas the API still rejects (over
+(``_plan`` and ``call_headers``). Schemas the API still rejects (over
 its complexity limits: more than 24 optional or 16 union-typed properties,
 unsupported ``pattern`` regexes or string formats) come back as HTTP 400, a
 ``ProviderStatusError`` that neither path retries and the breaker ignores: the
