@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from llm_router_server.breaker.breaker import WHEN_ALL_OPEN, BreakerPolicy
+from llm_router_server.embedded import settings as embedded_settings
+from llm_router_server.embedded.settings import EmbeddedConfig
 from llm_router_server.errors import ConfigError
 from llm_router_server.event_loop import EVENT_LOOPS
 from llm_router_server.providers.protocols import PROVIDER_CHOICES
@@ -107,6 +109,8 @@ class Config:
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     auth: AuthConfig = field(default_factory=AuthConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+    """The embedded local model (embedded/settings.py)."""
     refusal_patterns: tuple[str, ...] = DEFAULT_REFUSAL_PATTERNS
     """Case-insensitive substrings that mark an answer as a refusal."""
     default_max_tokens: int = 4096
@@ -362,9 +366,13 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     default_max_tokens = root.positive("default_max_tokens", int, 4096)
     default_chain = root.take("default_chain", str, DEFAULT_CHAIN)
     chains_table = root.table("chains")
-    chains = _chains(chains_table) or default_chains(env)
+    embedded = embedded_settings.read(root.table("embedded"), env)
+    chains = _chains(chains_table) or embedded_settings.with_last_resort(
+        default_chains(env), embedded
+    )
     chains_table.done()
     root.done()
+    embedded_settings.check(chains, embedded)
     if default_chain not in chains:
         raise ConfigError(
             f"default_chain: {default_chain!r} is not defined under [chains] "
@@ -377,6 +385,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         breaker=breaker,
         auth=auth,
         tls=tls,
+        embedded=embedded,
         refusal_patterns=tuple(patterns),
         default_max_tokens=default_max_tokens,
         default_chain=default_chain,
