@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     if key:
         params.api_keys = [key]
     threading.Thread(target=exit_when_stdin_closes, name="stdin-watch", daemon=True).start()
-    server = xllamacpp.Server(params)  # returns once the model is loaded and the port listens
+    try:
+        server = xllamacpp.Server(params)  # returns once the model is loaded and the port listens
+    except Exception as exc:  # llama.cpp said why on stderr already
+        print(f"embedded model server: {exc}", file=sys.stderr, flush=True)
+        os._exit(1)  # not sys.exit: the stdin thread would block the interpreter's shutdown
     print(f"embedded model server listening on {server.listening_address}", flush=True)
     threading.Event().wait()  # until SIGTERM (default action) or stdin closes
 

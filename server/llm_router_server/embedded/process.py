@@ -116,8 +116,12 @@ class EmbeddedServer:
         """Children started so far (1 after ``start()``; each restart adds one)."""
         self.exits: list[str] = []
         """How each child ended, in order (for logs and tests)."""
+        self.restart_delays: list[float] = []
+        """The back-off before each restart, in order."""
         self.startup_seconds = 0.0
         """How long the last start took, spawn to healthy."""
+        self.up = asyncio.Event()
+        """Set while a child runs that has answered ``/health``."""
         self._session: aiohttp.ClientSession | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -148,6 +152,7 @@ class EmbeddedServer:
     async def stop(self) -> None:
         """Stop supervising, end the child, release everything. Safe to call twice."""
         self._stopping = True
+        self.up.clear()
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
@@ -202,6 +207,7 @@ class EmbeddedServer:
                 )
             await asyncio.sleep(0.05)
         self.startup_seconds = time.monotonic() - started
+        self.up.set()
         logger.info(
             "embedded model ready at %s (%s, %d threads, pid %d) in %.2fs",
             self.api_base,
@@ -216,9 +222,11 @@ class EmbeddedServer:
         while True:
             ran_from = time.monotonic()
             reason = await self._watch()
+            self.up.clear()
             self.exits.append(reason)
             if time.monotonic() - ran_from >= self.stable_after:
                 delay = self.restart_delay
+            self.restart_delays.append(delay)
             logger.error(
                 "embedded model server %s; restarting it in %.3gs%s", reason, delay, self._tail()
             )
