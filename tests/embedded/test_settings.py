@@ -14,6 +14,7 @@ from llm_router_server.embedded.process import attach
 from llm_router_server.embedded.settings import EMBEDDED_API_BASE, EmbeddedConfig
 from llm_router_server.errors import ConfigError
 
+ROOT = Path(__file__).resolve().parents[2]
 SEED = ["ollama_chat/qwen2.5:7b", "claude-haiku-4-5-20251001", "claude-sonnet-4-6"]
 
 
@@ -29,6 +30,10 @@ def test_off_by_default_the_seed_chain_is_unchanged() -> None:
     assert [m.model for m in cfg.chains["default"].models] == SEED
 
 
+def test_the_example_file_sets_every_embedded_key_to_its_default() -> None:
+    assert config.load(ROOT / "config.example.toml", env={}).embedded == EmbeddedConfig()
+
+
 @pytest.mark.parametrize("value", ["on", "1", "true", "ON"])
 def test_switched_on_the_seed_chain_ends_with_the_embedded_model(value: str, gguf: Path) -> None:
     cfg = config.load(env={"LLM_ROUTER_EMBEDDED": value})
@@ -40,13 +45,16 @@ def test_switched_on_the_seed_chain_ends_with_the_embedded_model(value: str, ggu
     assert last.params == {"max_tokens": 512, "temperature": 0}
 
 
-def test_the_file_sets_it_and_the_environment_switches_it_off(tmp_path: Path) -> None:
-    text = "[embedded]\nenabled = true\nthreads = 1\nctx_size = 1024\ntimeout = 12\n"
-    on = load(tmp_path, text)
-    assert on.embedded.threads == 1 and on.embedded.ctx_size == 1024
+def test_the_environment_sets_the_default_and_the_file_has_the_last_word(tmp_path: Path) -> None:
+    settings = "[embedded]\nthreads = 1\nctx_size = 1024\ntimeout = 12\n"
+    on = load(tmp_path, settings, env={"LLM_ROUTER_EMBEDDED": "on"})
+    assert on.embedded.enabled and on.embedded.threads == 1 and on.embedded.ctx_size == 1024
     assert on.chains["default"].models[-1].timeout == 12.0
-    off = load(tmp_path, text, env={"LLM_ROUTER_EMBEDDED": "off"})
+    off = load(tmp_path, settings + "enabled = false\n", env={"LLM_ROUTER_EMBEDDED": "on"})
     assert [m.model for m in off.chains["default"].models] == SEED
+    assert load(
+        tmp_path, "[embedded]\nenabled = true\n", env={"LLM_ROUTER_EMBEDDED": "0"}
+    ).embedded.enabled
 
 
 def test_a_chain_of_ones_own_names_it_and_gets_the_running_servers_url_and_key(

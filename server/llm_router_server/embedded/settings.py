@@ -3,8 +3,9 @@
 A chain model whose ``api_base`` is ``"embedded"`` is served by the embedded
 llama.cpp server (``process.py``) through the OpenAI-compatible path like any
 ``openai/`` model; the server fills in the child's loopback URL and API key
-at start (``bind``). With ``enabled = true`` (or ``$LLM_ROUTER_EMBEDDED=on``)
-and no ``[chains]`` in the file, the seed's chain gets it as its last model.
+at start (``bind``). With ``enabled = true`` (by default ``$LLM_ROUTER_EMBEDDED``,
+which ``./scripts/serve`` sets to on) and no ``[chains]`` in the file, the seed's
+chain gets it as its last model.
 A chain that names it while it is not enabled is a configuration error, so
 ``enabled = false`` switches it off everywhere.
 
@@ -36,8 +37,8 @@ class EmbeddedConfig:
 
     enabled: bool = False
     """Allow chains to name it (``api_base = "embedded"``) and, when the file has no
-    ``[chains]``, append it to the seed's chain as the last resort.
-    ``$LLM_ROUTER_EMBEDDED`` (on/off) overrides; ``./scripts/serve`` turns it on."""
+    ``[chains]``, append it to the seed's chain as the last resort. Default:
+    ``$LLM_ROUTER_EMBEDDED`` (on/off; ``./scripts/serve`` sets on), else off."""
     model_path: str = ""
     """The GGUF file; empty: SmolLM2-135M-Instruct, installed by ``scripts/setup``."""
     threads: int = 2
@@ -64,16 +65,13 @@ class Table(Protocol):
 
 
 def read(t: Table, env: Mapping[str, str]) -> EmbeddedConfig:
-    """The ``[embedded]`` table, with ``$LLM_ROUTER_EMBEDDED`` over its ``enabled``."""
+    """The ``[embedded]`` table; ``$LLM_ROUTER_EMBEDDED`` is the default of ``enabled``."""
     d = EmbeddedConfig()
-    enabled = t.take("enabled", bool, d.enabled)
     switch = env.get(SWITCH_VARIABLE, "").strip().lower()
-    if switch in _ON or switch in _OFF:
-        enabled = switch in _ON
-    elif switch:
+    if switch and switch not in _ON + _OFF:
         raise ConfigError(f"{SWITCH_VARIABLE}: expected on or off, got {switch!r}")
     cfg = EmbeddedConfig(
-        enabled=enabled,
+        enabled=t.take("enabled", bool, switch in _ON if switch else d.enabled),
         model_path=t.take("model_path", str, d.model_path),
         threads=t.positive("threads", int, d.threads),
         ctx_size=t.positive("ctx_size", int, d.ctx_size),
