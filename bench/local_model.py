@@ -13,7 +13,9 @@ with two chains that call that same server, ``native`` (the schema goes as
 - Route over direct: for every task of ``bench/tasks/schema_tasks.json`` the same
   request (native structured output, greedy decoding, so the same answer) sent
   straight to llama.cpp and through ``Route``, after one untimed call that fills
-  llama.cpp's prompt cache; the latency difference and ratio;
+  llama.cpp's prompt cache, ``--repeat`` times each in alternating order; per task
+  the least time of each (other work on the machine only adds time), then the median
+  over tasks of the difference and of the ratio;
 - local-valid share: how many tasks' answers validate against their schema,
   through ``native`` and through ``prompted``, by attempt outcome.
 
@@ -163,6 +165,7 @@ async def main() -> None:
     parser.add_argument("--threads", type=int, default=EmbeddedConfig.threads)
     parser.add_argument("--startup-rounds", type=int, default=3)
     parser.add_argument("--limit", type=int, default=0, help="only the first N tasks")
+    parser.add_argument("--repeat", type=int, default=3, help="timed pairs per task")
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     args = parser.parse_args()
     tasks: list[dict[str, Any]] = json.loads(TASKS.read_text())
@@ -184,15 +187,20 @@ async def main() -> None:
         try:
             async with aiohttp.ClientSession() as session, AsyncRouterClient(router.target) as stub:
                 rates = await tokens_per_second(session, server, name)
-                for i, task in enumerate(tasks):
+                for task in tasks:
                     body = direct_body(name, task, task["prompt"])
                     await direct(session, server, body)  # fills the prompt cache
-                    if i % 2:
-                        direct_s, answer = await direct(session, server, body)
-                        route_s, reply, native = await route(stub, "native", task)
-                    else:
-                        route_s, reply, native = await route(stub, "native", task)
-                        direct_s, answer = await direct(session, server, body)
+                    direct_times, route_times = [], []
+                    for i in range(args.repeat):  # pairs, in alternating order
+                        for first in ("direct", "route") if i % 2 else ("route", "direct"):
+                            if first == "direct":
+                                direct_s, answer = await direct(session, server, body)
+                                direct_times.append(direct_s)
+                            else:
+                                route_s, reply, native = await route(stub, "native", task)
+                                route_times.append(route_s)
+                    # The least of each: the machine's other work only ever adds time.
+                    direct_s, route_s = min(direct_times), min(route_times)
                     _, other, prompted = await route(stub, "prompted", task)
                     per_task.append(
                         {

@@ -187,6 +187,26 @@ async def test_a_model_file_that_does_not_load_fails_the_start_with_the_servers_
     assert server.process is None  # nothing left running
 
 
+def test_serve_stops_with_a_clear_message_when_the_model_does_not_load(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"this is not a GGUF file")
+    config = tmp_path / "llm-router.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:0"\n[embedded]\nenabled = true\nmodel_path = "{bad}"\n'
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "LLM_ROUTER_EMBEDDED": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_router_server", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "llm-router: cannot serve: embedded model server exited with code 1" in result.stderr
+
+
 def test_the_model_server_exits_when_the_router_goes_away(gguf: Path) -> None:
     """Its standard input is a pipe only the router holds: when that closes, it exits."""
     port = free_port()

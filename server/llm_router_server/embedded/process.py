@@ -60,8 +60,9 @@ OUTPUT_LINES = 30
 """Lines of the child's output kept for the crash report."""
 
 
-class EmbeddedStartError(RuntimeError):
-    """The embedded model server did not become healthy."""
+class EmbeddedStartError(OSError):
+    """The embedded model server did not become healthy (``llm-router serve`` reports an
+    OSError as "cannot serve" and exits 1)."""
 
 
 def attach(config: Config) -> tuple[Config, EmbeddedServer | None]:
@@ -194,6 +195,8 @@ class EmbeddedServer:
         deadline = started + self.cfg.start_timeout
         while not await self.healthy():
             if process.returncode is not None:
+                if process.stdin is not None:
+                    process.stdin.close()
                 await self._finish_reading()
                 raise EmbeddedStartError(
                     f"embedded model server {describe_exit(process.returncode)} while "
