@@ -24,6 +24,7 @@ from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.breaker.breaker import CircuitBreaker
 from llm_router_server.breaker.store import BreakerStore, InMemoryBreakerStore
 from llm_router_server.config import Config
+from llm_router_server.embedded.process import attach
 from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.memory import InMemoryMetricsBus
 from llm_router_server.metrics.prometheus import PrometheusExporter
@@ -90,6 +91,8 @@ class App:
         provider: Provider | None = None,
         bus: MetricsBus | None = None,
     ) -> None:
+        # The embedded model's URL is known now; its process starts in start().
+        config, self.embedded = attach(config)
         self.config = config
         self.provider = provider if provider is not None else default_provider(config)
         self.bus = bus if bus is not None else default_bus(config)
@@ -148,6 +151,8 @@ class App:
             self.port = self.server.add_insecure_port(self.config.server.listen)
         if self.port == 0:
             raise OSError(f"could not listen on {self.config.server.listen}")
+        if self.embedded is not None:
+            await self.embedded.start()  # healthy before the server reports SERVING
         await self.provider.start()
         await self.bus.start()
         if self.prometheus is not None:
@@ -167,6 +172,8 @@ class App:
             await asyncio.gather(self.warm_up, return_exceptions=True)
         await self.server.stop(self.config.server.grace_seconds if grace is None else grace)
         await self.provider.aclose()
+        if self.embedded is not None:
+            await self.embedded.stop()
         await self.bus.aclose()
         if self.prometheus is not None:
             await asyncio.to_thread(self.prometheus.stop)
@@ -195,8 +202,8 @@ def warn_missing_api_keys(config: Config, env: Mapping[str, str]) -> list[str]:
 async def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     started = time.monotonic()
-    warn_missing_api_keys(config, os.environ)
     app = App(config)
+    warn_missing_api_keys(app.config, os.environ)
     port = await app.start()
     host = config.server.listen.rsplit(":", 1)[0]
     logger.info(

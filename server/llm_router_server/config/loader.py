@@ -31,6 +31,7 @@ from llm_router_server.config.model import (
     WhenAllOpen,
 )
 from llm_router_server.config.table import Table, expand_env
+from llm_router_server.embedded import settings as embedded_settings
 from llm_router_server.errors import ConfigError
 from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
 from llm_router_server.types import ChainSpec, ModelSpec
@@ -226,9 +227,13 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     default_max_tokens = root.positive("default_max_tokens", int, Config.default_max_tokens)
     default_chain = root.take("default_chain", str, DEFAULT_CHAIN)
     chains_table = root.table("chains")
-    chains = _chains(chains_table) or default_chains(env)
+    embedded = embedded_settings.read(root.table("embedded"), env)
+    chains = _chains(chains_table) or embedded_settings.with_last_resort(
+        default_chains(env), embedded
+    )
     chains_table.done()
     root.done()
+    embedded_settings.check(chains, embedded)
     if default_chain not in chains:
         raise ConfigError(
             f"default_chain: {default_chain!r} is not defined under [chains] "
@@ -241,6 +246,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         breaker=breaker,
         auth=auth,
         tls=tls,
+        embedded=embedded,
         refusal_patterns=tuple(patterns),
         default_max_tokens=default_max_tokens,
         default_chain=default_chain,

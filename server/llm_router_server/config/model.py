@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from llm_router_server.embedded.settings import EmbeddedConfig
 from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
 from llm_router_server.types import ChainSpec
 
@@ -143,6 +144,8 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     """``[auth]``."""
     tls: TLSConfig = field(default_factory=TLSConfig)
+    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+    """The embedded local model (embedded/settings.py)."""
     """``[tls]``."""
     refusal_patterns: tuple[str, ...] = DEFAULT_REFUSAL_PATTERNS
     """Case-insensitive substrings that mark an answer as a refusal."""
