@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from llm_router import AllModelsFailedError, RouterClient
-from tests.fakes.upstream import Answer, FakeUpstream, HttpError
-from tests.server_fixtures import Serve, anthropic, ollama
+from tests.support.server import Serve, anthropic, ollama
+from tests.support.upstream import Answer, FakeUpstream, HttpError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,7 +22,7 @@ from llm_router_server.errors import (
 )
 from llm_router_server.providers.litellm_provider import LiteLLMProvider
 from llm_router_server.types import CompletionRequest, Message, ModelSpec
-from tests.fakes.upstream import FakeUpstream, HttpError
+from tests.support.upstream import FakeUpstream, HttpError
 
 pytestmark = pytest.mark.timeout(30)
 Upstream = Callable[[], FakeUpstream]

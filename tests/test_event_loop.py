@@ -14,8 +14,8 @@ from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.config import Config, load
 from llm_router_server.errors import ConfigError
 from llm_router_server.event_loop import loop_factory
-from tests.fakes.net import free_port
-from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.net import free_port
+from tests.support.upstream import Answer, FakeUpstream
 from tests.test_lifecycle import start_server, wait_serving, write_config
 
 pytestmark = pytest.mark.timeout(90)

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fakes.upstream import Answer, Drop, FakeUpstream, Hang, HttpError, Slow
+from tests.support.upstream import Answer, Drop, FakeUpstream, Hang, HttpError, Slow
 
 Upstream = Callable[[], FakeUpstream]
 

@@ -22,7 +22,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llm_router.v1 import router_pb2
 from llm_router_server.breaker.breaker import BreakerPolicy
-from tests.fakes.upstream import (
+from tests.support.server import Running, Serve, anthropic, ollama
+from tests.support.upstream import (
     Answer,
     Behaviour,
     Drop,
@@ -34,7 +35,6 @@ from tests.fakes.upstream import (
     Slow,
     Truncated,
 )
-from tests.server_fixtures import Running, Serve, anthropic, ollama
 from tests.test_error_classes import OPENAI_POLICY
 
 pytestmark = pytest.mark.timeout(60)
@@ -216,7 +216,7 @@ async def test_content_policy_400_follows_the_refusal_policy(
     primary, fallback = upstream(), upstream()
     primary.default = HttpError(400, body=OPENAI_POLICY)
     fallback.default = Answer("from the fallback")
-    from tests.server_fixtures import openai
+    from tests.support.server import openai
 
     server = await serve([openai(primary), anthropic(fallback)], breaker=BREAKER)
     chain = server.app.router.chains["default"]

@@ -24,8 +24,8 @@ from llm_router_server.app import App
 from llm_router_server.config import Config, ServerConfig
 from llm_router_server.routing.judging import Limits
 from llm_router_server.types import ChainSpec
-from tests.fakes.upstream import Answer, FakeUpstream
-from tests.server_fixtures import ollama
+from tests.support.server import ollama
+from tests.support.upstream import Answer, FakeUpstream
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -39,8 +39,8 @@ from llm_router_server.providers.dispatch import DispatchProvider
 from llm_router_server.providers.http_provider import USER_AGENT
 from llm_router_server.providers.litellm_provider import LiteLLMProvider, clean
 from llm_router_server.types import CompletionRequest, Message, ModelSpec, Usage
-from tests.fakes.net import free_port
-from tests.fakes.upstream import (
+from tests.support.net import free_port
+from tests.support.upstream import (
     REFUSAL_TEXT,
     Answer,
     Behaviour,
@@ -180,7 +180,7 @@ def test_no_connection_leaves_for_anything_but_the_configured_api_base(tmp_path:
         os.environ.pop("LITELLM_OFFLINE_MODE", None)  # the provider module must set it
         from llm_router_server.providers.litellm_provider import LiteLLMProvider
         from llm_router_server.types import CompletionRequest, Message, ModelSpec
-        from tests.fakes.upstream import FakeUpstream
+        from tests.support.upstream import FakeUpstream
         schema = {SCHEMA!r}
         async def main(url):
             p = LiteLLMProvider()

@@ -17,12 +17,12 @@ import redis.asyncio as aioredis
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.config import MetricsConfig
 from llm_router_server.metrics.redis_bus import STREAM_KEY, RedisMetricsBus
-from tests.fakes.net import free_port
-from tests.fakes.upstream import Answer, FakeUpstream, Slow
-from tests.redis_fixtures import RedisServer
-from tests.server_fixtures import Running, Serve, ollama
+from tests.support.net import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.server import Running, Serve, ollama
+from tests.support.upstream import Answer, FakeUpstream, Slow
+from tests.support.waiting import eventually
 from tests.test_lifecycle import start_server, wait_serving
-from tests.waiting import eventually
 
 HI = router_pb2.RouteRequest(messages=[router_pb2.Message(role="user", content="hi")])
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.fakes.net import free_port
-from tests.fakes.upstream import Answer, FakeUpstream, Hang
-from tests.server_fixtures import Serve, anthropic, ollama
-from tests.waiting import eventually
+from tests.support.net import free_port
+from tests.support.server import Serve, anthropic, ollama
+from tests.support.upstream import Answer, FakeUpstream, Hang
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

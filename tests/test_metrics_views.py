@@ -22,8 +22,8 @@ from llm_router_server.config import MetricsConfig
 from llm_router_server.errors import ConfigError
 from llm_router_server.metrics.bus import LATENCY_BUCKETS_MS, ModelCounters, percentile
 from llm_router_server.types import Attempt, Category, Outcome, Usage
-from tests.fakes.upstream import Answer, FakeUpstream, HttpError
-from tests.server_fixtures import Serve, anthropic, ollama
+from tests.support.server import Serve, anthropic, ollama
+from tests.support.upstream import Answer, FakeUpstream, HttpError
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from llm_router import RouterClient
-from tests.fakes.serve_upstream import chooser
-from tests.fakes.upstream import Behaviour, FakeUpstream, HttpError
+from tests.support.serve_upstream import chooser
+from tests.support.upstream import Behaviour, FakeUpstream, HttpError
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

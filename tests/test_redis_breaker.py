@@ -27,8 +27,8 @@ from llm_router_server.types import (
     ModelSpec,
     RouteRequest,
 )
-from tests.redis_fixtures import RedisServer
-from tests.waiting import eventually
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.timeout(60),

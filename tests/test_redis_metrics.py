@@ -19,11 +19,11 @@ from llm_router_server.metrics.bus import METRICS_CHANNEL
 from llm_router_server.metrics.redis_bus import RedisMetricsBus
 from llm_router_server.providers.base import ScriptedProvider
 from llm_router_server.types import Completion, ModelSpec
-from tests.fakes.net import free_port
-from tests.fakes.upstream import Answer, FakeUpstream, HttpError
-from tests.redis_fixtures import RedisServer
-from tests.server_fixtures import Running, Serve, anthropic, ollama
-from tests.waiting import eventually
+from tests.support.net import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.server import Running, Serve, anthropic, ollama
+from tests.support.upstream import Answer, FakeUpstream, HttpError
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

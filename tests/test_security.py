@@ -15,8 +15,8 @@ from grpc_status import rpc_status
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.config import AuthConfig, TLSConfig
-from tests.fakes.upstream import Answer, FakeUpstream, HttpError
-from tests.server_fixtures import FAKE_ANTHROPIC_KEY, Serve, anthropic, ollama
+from tests.support.server import FAKE_ANTHROPIC_KEY, Serve, anthropic, ollama
+from tests.support.upstream import Answer, FakeUpstream, HttpError
 
 pytestmark = pytest.mark.timeout(30)
 TOKEN = "tok-0123456789abcdef-secret"

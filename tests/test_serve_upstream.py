@@ -22,7 +22,7 @@ def fake() -> Iterator[tuple[subprocess.Popen[str], str]]:
         [
             sys.executable,
             "-m",
-            "tests.fakes.serve_upstream",
+            "tests.support.serve_upstream",
             "--answer",
             "yes",
             "--exit-on-stdin-eof",

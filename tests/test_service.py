@@ -18,7 +18,8 @@ from grpc_status import rpc_status
 
 from llm_router import AllModelsFailedError, DeadlineExceededError, InvalidRequestError
 from llm_router.v1 import router_pb2
-from tests.fakes.upstream import (
+from tests.support.server import Serve, anthropic, ollama, openai
+from tests.support.upstream import (
     Answer,
     Drop,
     FakeUpstream,
@@ -27,8 +28,7 @@ from tests.fakes.upstream import (
     Malformed,
     SafetyRefusal,
 )
-from tests.server_fixtures import Serve, anthropic, ollama, openai
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 SCHEMA = {
     "type": "object",

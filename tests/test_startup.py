@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
-from tests.fakes.net import free_port
-from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.net import free_port
+from tests.support.upstream import Answer, FakeUpstream
 from tests.test_lifecycle import start_server, wait_serving
 
 pytestmark = pytest.mark.timeout(90)

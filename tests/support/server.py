@@ -20,7 +20,7 @@ from llm_router_server.app import App
 from llm_router_server.config import Config, ServerConfig
 from llm_router_server.providers.base import Provider
 from llm_router_server.types import ChainSpec, ModelSpec
-from tests.fakes.upstream import FakeUpstream
+from tests.support.upstream import FakeUpstream
 
 FAKE_ANTHROPIC_KEY = "sk-ant-test-0123456789abcdef"
 

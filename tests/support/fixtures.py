@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.fakes.upstream import FakeUpstream
+from tests.support.upstream import FakeUpstream
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Run a ``FakeUpstream`` as a process, for tests written in other languages (the Go client's).
 
-    python -m tests.fakes.serve_upstream [--answer TEXT] [--exit-on-stdin-eof]
+    python -m tests.support.serve_upstream [--answer TEXT] [--exit-on-stdin-eof]
 
 Prints ``listening http://127.0.0.1:PORT`` on its first stdout line, then serves
 Ollama, Anthropic and OpenAI on that port until SIGTERM/SIGINT (or, with
@@ -30,7 +30,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from tests.fakes.upstream import (
+from tests.support.upstream import (
     Answer,
     Behaviour,
     FakeUpstream,

@@ -1,0 +1,1 @@
+"""Builders, fakes and fixtures shared by every test."""
