@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from llm_router_server import config as config_module
 from llm_router_server.config import ServerConfig
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.checkout import ROOT
 
 
 def compose() -> dict[str, Any]:

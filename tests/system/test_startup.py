@@ -12,7 +12,7 @@ import pytest
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from tests.support.net import free_port
 from tests.support.upstream import Answer, FakeUpstream
-from tests.test_lifecycle import start_server, wait_serving
+from tests.system.test_lifecycle import start_server, wait_serving
 
 pytestmark = pytest.mark.timeout(90)
 

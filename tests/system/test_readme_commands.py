@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from llm_router import RouterClient
+from tests.support.checkout import ROOT
 from tests.support.serve_upstream import chooser
 from tests.support.upstream import Behaviour, FakeUpstream, HttpError
 
-ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 BIN = Path(sys.executable).parent
 README_TARGET = "127.0.0.1:50051"

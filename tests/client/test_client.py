@@ -12,10 +12,9 @@ import grpc
 import pytest
 
 from llm_router import AllModelsFailedError, RouterClient
+from tests.support.checkout import ROOT
 from tests.support.server import Serve, anthropic, ollama
 from tests.support.upstream import Answer, FakeUpstream, HttpError
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_blocking_client_routes_and_reads_typed_attempts(

@@ -22,7 +22,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.server import Running, Serve, ollama
 from tests.support.upstream import Answer, FakeUpstream, Slow
 from tests.support.waiting import eventually
-from tests.test_lifecycle import start_server, wait_serving
+from tests.system.test_lifecycle import start_server, wait_serving
 
 HI = router_pb2.RouteRequest(messages=[router_pb2.Message(role="user", content="hi")])
 

@@ -14,7 +14,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import grpc
 import pytest
@@ -22,7 +21,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llm_router.v1 import router_pb2
 from llm_router_server.breaker.breaker import BreakerPolicy
-from tests.support.server import Running, Serve, anthropic, ollama
+from tests.providers.test_error_classes import OPENAI_POLICY
+from tests.support.checkout import ROOT
+from tests.support.server import Running, Serve, anthropic, ollama, openai
 from tests.support.upstream import (
     Answer,
     Behaviour,
@@ -35,10 +36,9 @@ from tests.support.upstream import (
     Slow,
     Truncated,
 )
-from tests.test_error_classes import OPENAI_POLICY
 
 pytestmark = pytest.mark.timeout(60)
-RESULTS = Path(__file__).resolve().parent.parent / "bench" / "out" / "fault_injection.json"
+RESULTS = ROOT / "bench" / "out" / "fault_injection.json"
 BREAKER = BreakerPolicy(failure_threshold=3, cool_down_seconds=0.5, max_cool_down_seconds=1.0)
 ANTHROPIC_TOO_LONG = {
     "type": "error",
@@ -216,8 +216,6 @@ async def test_content_policy_400_follows_the_refusal_policy(
     primary, fallback = upstream(), upstream()
     primary.default = HttpError(400, body=OPENAI_POLICY)
     fallback.default = Answer("from the fallback")
-    from tests.support.server import openai
-
     server = await serve([openai(primary), anthropic(fallback)], breaker=BREAKER)
     chain = server.app.router.chains["default"]
     server.app.router.chains["default"] = type(chain)("default", chain.models, 0, policy)

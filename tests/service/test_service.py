@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import sys
-from pathlib import Path
 
 import grpc
 import pytest
@@ -18,6 +16,7 @@ from grpc_status import rpc_status
 
 from llm_router import AllModelsFailedError, DeadlineExceededError, InvalidRequestError
 from llm_router.v1 import router_pb2
+from tests.support.checkout import child_env
 from tests.support.server import Serve, anthropic, ollama, openai
 from tests.support.upstream import (
     Answer,
@@ -327,7 +326,7 @@ async def test_cli_route_prints_the_answer_and_the_attempts(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "llm_router_server", "route", "--target", server.target,
         "--schema", json.dumps(SCHEMA), "Should I restart?",
-        env=cli_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
@@ -344,16 +343,8 @@ async def test_cli_route_reports_all_failed_with_exit_1(
     server = await serve([ollama(local)])
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "llm_router_server", "route", "--target", server.target, "hi",
-        env=cli_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert "UNAVAILABLE" in err.decode() and "provider_error" in err.decode()
-
-
-def cli_env() -> dict[str, str]:
-    root = Path(__file__).resolve().parent.parent
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(root / "server"), str(root / "client")]),
-    }

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -39,6 +38,7 @@ from llm_router_server.providers.dispatch import DispatchProvider
 from llm_router_server.providers.http_provider import USER_AGENT
 from llm_router_server.providers.litellm_provider import LiteLLMProvider, clean
 from llm_router_server.types import CompletionRequest, Message, ModelSpec, Usage
+from tests.support.checkout import ROOT, child_env
 from tests.support.net import free_port
 from tests.support.upstream import (
     REFUSAL_TEXT,
@@ -198,13 +198,11 @@ def test_no_connection_leaves_for_anything_but_the_configured_api_base(tmp_path:
         print("PATHS", paths)
         """
     )
-    root = Path(__file__).resolve().parent.parent
-    path = os.pathsep.join(str(root / d) for d in ("server", "client", "."))
-    env = {**os.environ, "PYTHONPATH": path}
+    env = child_env(("server", "client", "."))
     env.pop("LITELLM_OFFLINE_MODE", None)
     done = subprocess.run(
         [sys.executable, "-c", script],
-        cwd=root,
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,

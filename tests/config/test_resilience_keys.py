@@ -10,8 +10,8 @@ import pytest
 from llm_router_server import config
 from llm_router_server.breaker.breaker import BreakerPolicy
 from llm_router_server.errors import ConfigError
+from tests.support.checkout import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CHAIN = '[chains.default]\nmodels = [{model = "m"}]\n'
 
 

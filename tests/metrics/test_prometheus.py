@@ -22,12 +22,13 @@ from llm_router_server.config import MetricsConfig
 from llm_router_server.errors import ConfigError
 from llm_router_server.metrics.bus import LATENCY_BUCKETS_MS, ModelCounters, percentile
 from llm_router_server.types import Attempt, Category, Outcome, Usage
+from tests.support.checkout import ROOT
 from tests.support.server import Serve, anthropic, ollama
 from tests.support.upstream import Answer, FakeUpstream, HttpError
 
 pytestmark = pytest.mark.timeout(60)
 
-ROOT = Path(__file__).resolve().parent.parent
+
 # The CLI runs in a child process: make it import this checkout's code.
 CHILD_ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'server'}:{ROOT / 'client'}"}
 

@@ -8,8 +8,7 @@ import pytest
 
 from llm_router_server import config
 from llm_router_server.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.checkout import ROOT
 
 
 def test_defaults_are_the_seeds_chain_with_ollama_from_env() -> None:

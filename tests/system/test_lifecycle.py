@@ -15,11 +15,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
+from tests.support.checkout import ROOT
 from tests.support.net import free_port
 from tests.support.upstream import Answer, FakeUpstream, Slow
 from tests.support.waiting import eventually
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(90)
 
 

@@ -16,7 +16,7 @@ from llm_router_server.errors import ConfigError
 from llm_router_server.event_loop import loop_factory
 from tests.support.net import free_port
 from tests.support.upstream import Answer, FakeUpstream
-from tests.test_lifecycle import start_server, wait_serving, write_config
+from tests.system.test_lifecycle import start_server, wait_serving, write_config
 
 pytestmark = pytest.mark.timeout(90)
 
