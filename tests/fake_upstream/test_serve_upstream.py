@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import urllib.error
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.checkout import ROOT
+from tests.support.checkout import ROOT, child_env
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,7 @@ def fake() -> Iterator[tuple[subprocess.Popen[str], str]]:
             "--exit-on-stdin-eof",
         ],
         cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        env=child_env((".",)),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -15,7 +15,8 @@ from grpc_status import rpc_status
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.config import AuthConfig, TLSConfig
-from tests.support.server import FAKE_ANTHROPIC_KEY, Serve, anthropic, ollama
+from tests.support.fixtures import ANTHROPIC_KEY
+from tests.support.server import Serve, anthropic, ollama
 from tests.support.upstream import Answer, FakeUpstream, HttpError
 
 pytestmark = pytest.mark.timeout(30)
@@ -222,7 +223,7 @@ async def test_an_api_key_echoed_by_a_provider_reaches_no_reply_status_event_or_
         "type": "error",
         "error": {
             "type": "authentication_error",
-            "message": f"invalid x-api-key: {FAKE_ANTHROPIC_KEY} (Authorization: Bearer {TOKEN})",
+            "message": f"invalid x-api-key: {ANTHROPIC_KEY} (Authorization: Bearer {TOKEN})",
         },
     }
     up.default = HttpError(401, body=leak)
@@ -246,7 +247,7 @@ async def test_an_api_key_echoed_by_a_provider_reaches_no_reply_status_event_or_
         caplog.text,
     ]
     for text in texts:
-        assert FAKE_ANTHROPIC_KEY not in text
+        assert ANTHROPIC_KEY not in text
         assert TOKEN not in text
     assert len(attempt.reason) <= 300
     assert "API key" in caplog.text  # the authentication error is logged loudly

@@ -1,4 +1,5 @@
-"""pytest fixtures for the wire-level fakes."""
+"""pytest fixtures for the wire-level fakes: ``upstream`` starts fake providers, ``api_keys``
+gives the cloud providers keys that the tests can look for in what the router says."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ import pytest
 
 from tests.support.upstream import FakeUpstream
 
+ANTHROPIC_KEY = "sk-ant-api03-TESTKEY0123456789"
+OPENAI_KEY = "sk-proj-TESTKEY0123456789"
+
+Upstream = Callable[[], FakeUpstream]
+"""The type of the ``upstream`` fixture."""
+
 
 @pytest.fixture
-def upstream() -> Iterator[Callable[[], FakeUpstream]]:
+def upstream() -> Iterator[Upstream]:
     """A factory: ``up = upstream()`` starts a ``FakeUpstream``; all are closed at teardown."""
     started: list[FakeUpstream] = []
 
@@ -22,3 +29,10 @@ def upstream() -> Iterator[Callable[[], FakeUpstream]]:
     yield start
     for fake in started:
         fake.close()
+
+
+@pytest.fixture
+def api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ANTHROPIC_API_KEY`` and ``OPENAI_API_KEY`` set to ``ANTHROPIC_KEY`` and ``OPENAI_KEY``."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)

@@ -7,7 +7,7 @@ returns a ``Running`` with a stub, a typed client and the app itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -22,7 +22,8 @@ from llm_router_server.providers.base import Provider
 from llm_router_server.types import ChainSpec, ModelSpec
 from tests.support.upstream import FakeUpstream
 
-FAKE_ANTHROPIC_KEY = "sk-ant-test-0123456789abcdef"
+HI = router_pb2.RouteRequest(messages=[router_pb2.Message(role="user", content="hi")])
+"""The smallest valid Route request."""
 
 
 def ollama(up: FakeUpstream, timeout: float = 5.0, **kw: Any) -> ModelSpec:
@@ -68,9 +69,9 @@ class Serve(Protocol):
 
 
 @pytest.fixture
-async def serve(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Serve]:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_ANTHROPIC_KEY)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai-0123456789")
+async def serve(api_keys: None) -> AsyncIterator[Serve]:
+    """A factory: ``server = await serve(models, ...)`` starts a server (see ``Serve``);
+    all are stopped at teardown."""
     running: list[Running] = []
 
     async def start(
@@ -104,6 +105,3 @@ async def serve(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Serve]:
         await r.client.close()
         await r.channel.close()
         await r.app.stop(0)
-
-
-StartServer = Callable[..., Awaitable[Running]]

@@ -10,13 +10,15 @@ from pathlib import Path
 import grpc
 import pytest
 
-from llm_router.v1 import router_pb2, router_pb2_grpc
+from llm_router.v1 import router_pb2_grpc
 from llm_router_server.config import Config, load
 from llm_router_server.errors import ConfigError
 from llm_router_server.event_loop import loop_factory
+from tests.support.fixtures import Upstream
 from tests.support.net import free_port
-from tests.support.upstream import Answer, FakeUpstream
-from tests.system.test_lifecycle import start_server, wait_serving, write_config
+from tests.support.processes import ServerProcess, write_config
+from tests.support.server import HI
+from tests.support.upstream import Answer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -60,7 +62,7 @@ def test_unknown_loop_kind_is_refused() -> None:
     ("kind", "loop_class"), [("uvloop", "uvloop.Loop"), ("asyncio", "asyncio")]
 )
 async def test_server_answers_and_stops_on_either_loop(
-    tmp_path: Path, upstream: type[FakeUpstream], kind: str, loop_class: str
+    tmp_path: Path, upstream: Upstream, kind: str, loop_class: str
 ) -> None:
     up = upstream()
     up.default = Answer("hello")
@@ -69,22 +71,14 @@ async def test_server_answers_and_stops_on_either_loop(
     config.write_text(
         config.read_text().replace("[server]\n", f'[server]\nevent_loop = "{kind}"\n')
     )
-    proc = start_server(config)
-    target = f"127.0.0.1:{port}"
-    try:
-        await wait_serving(target, proc, within=60)
-        async with grpc.aio.insecure_channel(target) as channel:
+    async with ServerProcess(config, port) as server:
+        proc = server.proc
+        async with grpc.aio.insecure_channel(server.target) as channel:
             stub = router_pb2_grpc.RouterStub(channel)
-            request = router_pb2.RouteRequest(
-                messages=[router_pb2.Message(role="user", content="hi")]
-            )
-            replies = await asyncio.gather(*(stub.Route(request, timeout=20) for _ in range(20)))
+            replies = await asyncio.gather(*(stub.Route(HI, timeout=20) for _ in range(20)))
         assert {r.content.string_value for r in replies} == {"hello"}
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        output = proc.communicate()[0]
+    output = server.output
     assert f"event loop: {kind} ({loop_class}" in output
     assert "stopped" in output

@@ -17,14 +17,13 @@ import redis.asyncio as aioredis
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.config import MetricsConfig
 from llm_router_server.metrics.redis_bus import STREAM_KEY, RedisMetricsBus
+from tests.support.fixtures import Upstream
 from tests.support.net import free_port
+from tests.support.processes import ServerProcess, write_config
 from tests.support.redis_server import RedisServer
-from tests.support.server import Running, Serve, ollama
+from tests.support.server import HI, Running, Serve, ollama
 from tests.support.upstream import Answer, FakeUpstream, Slow
 from tests.support.waiting import eventually
-from tests.system.test_lifecycle import start_server, wait_serving
-
-HI = router_pb2.RouteRequest(messages=[router_pb2.Message(role="user", content="hi")])
 
 
 def open_fds() -> int:
@@ -45,7 +44,7 @@ async def burst(server: Running, n: int) -> float:
     return time.monotonic() - started
 
 
-async def run_rounds(serve: Serve, upstream: type[FakeUpstream], rounds: int) -> None:
+async def run_rounds(serve: Serve, upstream: Upstream, rounds: int) -> None:
     up = upstream()
     up.default = Answer("ok")
     server = await serve([ollama(up, timeout=60)], server={"grace_seconds": 5})
@@ -69,37 +68,23 @@ async def run_rounds(serve: Serve, upstream: type[FakeUpstream], rounds: int) ->
 
 @pytest.mark.timeout(300)
 async def test_a_thousand_concurrent_routes_leave_fds_and_memory_stable(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     await run_rounds(serve, upstream, rounds=1)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-async def test_ten_rounds_of_a_thousand_concurrent_routes(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
+async def test_ten_rounds_of_a_thousand_concurrent_routes(serve: Serve, upstream: Upstream) -> None:
     await run_rounds(serve, upstream, rounds=10)
 
 
 async def sigterm_during_load(tmp_path: Path, up: FakeUpstream, n: int) -> None:
     port = free_port()
-    config = tmp_path / "llm-router.toml"
-    config.write_text(
-        f"""
-[server]
-listen = "127.0.0.1:{port}"
-grace_seconds = 5
-
-[chains.default]
-models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = 10, api_base = "{up.url}" }}]
-"""
-    )
-    proc = start_server(config)
-    target = f"127.0.0.1:{port}"
-    try:
-        await wait_serving(target, proc, within=60)
-        async with grpc.aio.insecure_channel(target) as channel:
+    config = write_config(tmp_path, up, port, timeout=10)
+    async with ServerProcess(config, port) as server:
+        proc = server.proc
+        async with grpc.aio.insecure_channel(server.target) as channel:
             stub = router_pb2_grpc.RouterStub(channel)
             watch = stub.WatchMetrics(router_pb2.WatchMetricsRequest(), timeout=60)
             events: list[router_pb2.RouteEvent] = []
@@ -136,15 +121,11 @@ models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = 10, api_base = "{up.url
             f"\nSIGTERM under load: {accepted} in flight at SIGTERM, {len(ok)} answered, "
             f"{len(failed)} refused ({', '.join(codes)}), {len(ok_events)} OK events"
         )
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 @pytest.mark.timeout(120)
 async def test_sigterm_during_load_drains_accepted_calls_and_keeps_their_events(
-    tmp_path: Path, upstream: type[FakeUpstream]
+    tmp_path: Path, upstream: Upstream
 ) -> None:
     up = upstream()
     up.default = Slow(1.0, Answer("drained"))
@@ -153,7 +134,7 @@ async def test_sigterm_during_load_drains_accepted_calls_and_keeps_their_events(
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-async def test_sigterm_during_heavy_load(tmp_path: Path, upstream: type[FakeUpstream]) -> None:
+async def test_sigterm_during_heavy_load(tmp_path: Path, upstream: Upstream) -> None:
     up = upstream()
     up.default = Slow(2.0, Answer("drained"))
     await sigterm_during_load(tmp_path, up, 1000)
@@ -161,7 +142,7 @@ async def test_sigterm_during_heavy_load(tmp_path: Path, upstream: type[FakeUpst
 
 @pytest.mark.timeout(180)
 async def test_redis_killed_and_restarted_during_load_loses_no_call_and_no_event(
-    serve: Serve, upstream: type[FakeUpstream], redis_server: RedisServer
+    serve: Serve, upstream: Upstream, redis_server: RedisServer
 ) -> None:
     """1,000 concurrent Routes while Redis (metrics bus and shared breaker) is killed and
     started again: every call is answered, and every event reaches the Redis stream once

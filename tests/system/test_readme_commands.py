@@ -10,7 +10,6 @@ essentials of the output, so new fields in the JSON do not break them.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -23,7 +22,8 @@ from typing import Any
 import pytest
 
 from llm_router import RouterClient
-from tests.support.checkout import ROOT
+from tests.support.checkout import ROOT, child_env
+from tests.support.processes import server_env
 from tests.support.serve_upstream import chooser
 from tests.support.upstream import Behaviour, FakeUpstream, HttpError
 
@@ -63,17 +63,13 @@ class Server:
         return result
 
 
-def start_server(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``llm_router_server serve``; return it and its address once it serves."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "server"), str(ROOT / "client")])
-    env["ANTHROPIC_API_KEY"] = "sk-ant-test-key"
-    env.pop("LLM_ROUTER_CONFIG", None)
-    env.pop("LLM_ROUTER_LISTEN", None)
+def start_logging_server(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``llm_router_server serve`` writing to ``log``; return it and its address (read
+    from the log) once it serves."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "llm_router_server", "serve", "--config", str(config)],
-            env=env,
+            env=server_env(),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -113,7 +109,7 @@ models = [
 ]
 """
         )
-        proc, target = start_server(config, tmp / "server.log")
+        proc, target = start_logging_server(config, tmp / "server.log")
         try:
             yield Server(target, up, tmp / "server.log")
         finally:
@@ -298,7 +294,7 @@ def test_readme_command_works_against_a_real_server(name: str, server: Server) -
 def test_the_typed_python_example_prints_the_decision(server: Server) -> None:
     """client/examples/route_example.py (type-checked by mypy) works against the server."""
     example = ROOT / "client" / "examples" / "route_example.py"
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "client"))
+    env = child_env(("client",))
     result = subprocess.run(
         [sys.executable, str(example), "--target", server.target, "nginx is down."],
         capture_output=True,

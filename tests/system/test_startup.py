@@ -10,9 +10,10 @@ import grpc
 import pytest
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
+from tests.support.fixtures import Upstream
 from tests.support.net import free_port
+from tests.support.processes import ServerProcess
 from tests.support.upstream import Answer, FakeUpstream
-from tests.system.test_lifecycle import start_server, wait_serving
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -35,15 +36,14 @@ models = [{{ model = "ollama/qwen2.5:7b", timeout = 30, api_base = "{up.url}" }}
 
 
 async def test_a_route_that_needs_litellm_right_after_serving_waits_for_it_and_succeeds(
-    tmp_path: Path, upstream: type[FakeUpstream]
+    tmp_path: Path, upstream: Upstream
 ) -> None:
     up = upstream()
     up.default = Answer("hello")
     port = free_port()
-    proc = start_server(config(tmp_path, up, port))
-    try:
-        await wait_serving(f"127.0.0.1:{port}", proc, within=60)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with ServerProcess(config(tmp_path, up, port), port) as server:
+        proc = server.proc
+        async with grpc.aio.insecure_channel(server.target) as channel:
             stub = router_pb2_grpc.RouterStub(channel)
             message = router_pb2.Message(role="user", content="hi")
             native, via_litellm = await asyncio.gather(
@@ -59,10 +59,7 @@ async def test_a_route_that_needs_litellm_right_after_serving_waits_for_it_and_s
         ]
         proc.send_signal(signal.SIGINT)
         assert await asyncio.to_thread(proc.wait, 10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        output = proc.communicate()[0]
+    output = server.output
     # litellm finished loading before the call that needed it was answered.
     ready = output.index("litellm ready in")
     assert output.index("ollama/qwen2.5:7b -> success") > ready

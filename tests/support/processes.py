@@ -1,0 +1,103 @@
+"""The server as a child process (``llm-router serve --config FILE``), as an operator runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.checkout import child_env
+from tests.support.upstream import FakeUpstream
+
+
+def server_env() -> dict[str, str]:
+    """A child server's environment: this checkout's code, a fake Anthropic key, and no
+    configuration from the environment (``LLM_ROUTER_CONFIG``, ``LLM_ROUTER_LISTEN``)."""
+    env = child_env()
+    env["ANTHROPIC_API_KEY"] = "sk-ant-test-key"
+    env.pop("LLM_ROUTER_CONFIG", None)
+    env.pop("LLM_ROUTER_LISTEN", None)
+    return env
+
+
+def start_server(config: Path) -> subprocess.Popen[str]:
+    """``llm_router_server serve --config CONFIG``; its stdout and stderr in one text pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "llm_router_server", "serve", "--config", str(config)],
+        env=server_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+async def wait_serving(target: str, proc: subprocess.Popen[str], within: float) -> float:
+    """Seconds until health says SERVING."""
+    started = time.monotonic()
+    async with grpc.aio.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() - started < within:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return time.monotonic() - started
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"server not SERVING within {within}s")
+
+
+def write_config(
+    tmp_path: Path, up: FakeUpstream, port: int, grace: float = 5, timeout: float = 5
+) -> Path:
+    """A config file: listen on ``port``; the default chain is one Ollama model served by ``up``."""
+    path = tmp_path / "llm-router.toml"
+    path.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:{port}"
+grace_seconds = {grace}
+
+[chains.default]
+models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = {timeout}, api_base = "{up.url}" }}]
+"""
+    )
+    return path
+
+
+class ServerProcess:
+    """``async with ServerProcess(config, port) as server``: the server started from
+    ``config`` (which listens on ``port``), SERVING on entry; on exit it is killed if it
+    still runs, and what it printed is in ``server.output``."""
+
+    def __init__(self, config: Path, port: int, within: float = 60) -> None:
+        self.target = f"127.0.0.1:{port}"
+        self.config = config
+        self.within = within
+        self.output = ""
+        self.serving_after = 0.0
+        """Seconds from start until health said SERVING."""
+
+    async def __aenter__(self) -> ServerProcess:
+        self.proc = start_server(self.config)
+        try:
+            self.serving_after = await wait_serving(self.target, self.proc, within=self.within)
+        except BaseException:
+            self._end()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc.stdout is not None and not self.proc.stdout.closed:
+            self.output = self.proc.communicate()[0]
