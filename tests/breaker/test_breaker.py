@@ -1,11 +1,10 @@
-"""The circuit breaker, the concurrency limit, hedging and the refusal policy, on the chain
-alone (ScriptedProvider, a hand-driven clock; no gRPC, no HTTP)."""
+"""The circuit breaker on the chain alone (ScriptedProvider, a hand-driven clock; no gRPC, no
+HTTP): when a circuit opens, probes, cool-downs, the last resort, and a failing store."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 import pytest
 
@@ -13,7 +12,6 @@ from llm_router_server.breaker.breaker import (
     BreakerPolicy,
     BreakerStoreError,
     Circuit,
-    CircuitBreaker,
     InMemoryBreakerStore,
     State,
     Transition,
@@ -22,83 +20,22 @@ from llm_router_server.breaker.breaker import (
 from llm_router_server.errors import (
     AllModelsFailedError,
     ProviderAuthenticationError,
-    ProviderConnectionError,
     ProviderContextWindowError,
     ProviderOverloadedError,
     ProviderRateLimitError,
     ProviderRefusalError,
     ProviderTimeoutError,
-    RefusedError,
 )
-from llm_router_server.metrics.bus import InMemoryMetricsBus
-from llm_router_server.providers.base import Delay, ScriptedProvider, Step
-from llm_router_server.routing.chain import Router
-from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
-from llm_router_server.types import (
-    Category,
-    ChainSpec,
-    Completion,
-    Message,
-    ModelSpec,
-    Outcome,
-    RouteRequest,
-)
+from llm_router_server.providers.base import Delay, Step
+from llm_router_server.types import Category, Completion, Outcome
+from tests.support.routers import DOWN, HAIKU, LOCAL, OK, ask, called, scripted_router
 
 pytestmark = pytest.mark.timeout(20)
-
-LOCAL, HAIKU = ModelSpec("local", timeout=1.0), ModelSpec("haiku", timeout=1.0)
-DOWN = ProviderConnectionError("connection refused")
-OK = Completion("fine")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make(
-    script: dict[str, list[Step]],
-    *,
-    policy: BreakerPolicy | None = None,
-    models: tuple[ModelSpec, ...] = (LOCAL, HAIKU),
-    hedge_after_ms: float = 0.0,
-    refusal_policy: str = "fall_through",
-    store: object | None = None,
-    listener: Callable[[Transition], None] | None = None,
-) -> tuple[Router, ScriptedProvider, Clock]:
-    clock = Clock()
-    provider = ScriptedProvider(script, default=OK)
-    breaker = CircuitBreaker(
-        store,  # type: ignore[arg-type]
-        policy or BreakerPolicy(failure_threshold=3, cool_down_seconds=10),
-        clock=clock,
-        listener=listener,
-    )
-    chain = ChainSpec("default", models, hedge_after_ms, refusal_policy)
-    router = Router(
-        {"default": chain},
-        provider,
-        InMemoryMetricsBus(),
-        refusal_patterns=DEFAULT_REFUSAL_PATTERNS,
-        breaker=breaker,
-    )
-    return router, provider, clock
-
-
-def ask() -> RouteRequest:
-    return RouteRequest(messages=(Message("user", "What now?"),))
-
-
-def called(provider: ScriptedProvider) -> list[str]:
-    return [model for model, _ in provider.calls]
 
 
 async def test_three_failures_open_the_circuit_and_the_model_is_skipped_with_a_reason() -> None:
     seen: list[Transition] = []
-    router, provider, _ = make({"local": [DOWN] * 3}, listener=seen.append)
+    router, provider, _ = scripted_router({"local": [DOWN] * 3}, listener=seen.append)
     for _ in range(3):
         assert (await router.route(ask())).model_used == "haiku"
     result = await router.route(ask())
@@ -116,14 +53,14 @@ async def test_three_failures_open_the_circuit_and_the_model_is_skipped_with_a_r
 
 
 async def test_failures_must_be_consecutive() -> None:
-    router, provider, _ = make({"local": [DOWN, DOWN, OK, DOWN, DOWN]})
+    router, provider, _ = scripted_router({"local": [DOWN, DOWN, OK, DOWN, DOWN]})
     for _ in range(6):
         await router.route(ask())
     assert called(provider).count("local") == 6
 
 
 async def test_after_the_cool_down_one_probe_closes_the_circuit() -> None:
-    router, _, clock = make({"local": [DOWN] * 3})
+    router, _, clock = scripted_router({"local": [DOWN] * 3})
     for _ in range(3):
         await router.route(ask())
     clock.now += 10.5
@@ -136,7 +73,7 @@ async def test_after_the_cool_down_one_probe_closes_the_circuit() -> None:
 
 
 async def test_half_open_lets_one_probe_through_at_a_time() -> None:
-    router, provider, clock = make({"local": [DOWN] * 3 + [Delay(0.3, OK)]})
+    router, provider, clock = scripted_router({"local": [DOWN] * 3 + [Delay(0.3, OK)]})
     for _ in range(3):
         await router.route(ask())
     clock.now += 11
@@ -148,7 +85,7 @@ async def test_half_open_lets_one_probe_through_at_a_time() -> None:
 
 
 async def test_a_failed_probe_reopens_for_twice_as_long() -> None:
-    router, provider, clock = make({"local": [DOWN] * 4})
+    router, provider, clock = scripted_router({"local": [DOWN] * 4})
     for _ in range(3):
         await router.route(ask())
     clock.now += 11
@@ -161,7 +98,7 @@ async def test_a_failed_probe_reopens_for_twice_as_long() -> None:
 
 
 async def test_a_lost_probe_lease_expires() -> None:
-    router, _, clock = make({})
+    router, _, clock = scripted_router({})
     await router.breaker.store.update(
         key_of(LOCAL),
         lambda c: Circuit(State.HALF_OPEN, 3, probe_until=clock.now + 2, cool_down=10),
@@ -172,7 +109,7 @@ async def test_a_lost_probe_lease_expires() -> None:
 
 
 async def test_rate_limit_opens_at_once_for_retry_after() -> None:
-    router, _, clock = make({"local": [ProviderRateLimitError("429", retry_after=42)]})
+    router, _, clock = scripted_router({"local": [ProviderRateLimitError("429", retry_after=42)]})
     first = await router.route(ask())
     assert first.attempts[0].category is Category.RATE_LIMITED
     circuit = await router.breaker.store.load(key_of(LOCAL))
@@ -185,7 +122,7 @@ async def test_rate_limit_opens_at_once_for_retry_after() -> None:
 
 async def test_rate_limit_without_retry_after_uses_the_cool_down_and_is_capped() -> None:
     policy = BreakerPolicy(cool_down_seconds=5, max_cool_down_seconds=60)
-    router, _, clock = make(
+    router, _, clock = scripted_router(
         {"local": [ProviderRateLimitError("429"), ProviderRateLimitError("429", retry_after=1e6)]},
         policy=policy,
     )
@@ -199,7 +136,9 @@ async def test_rate_limit_without_retry_after_uses_the_cool_down_and_is_capped()
 async def test_authentication_error_opens_at_once_and_is_logged_as_an_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    router, _, _ = make({"local": [ProviderAuthenticationError("HTTP 401", status_code=401)]})
+    router, _, _ = scripted_router(
+        {"local": [ProviderAuthenticationError("HTTP 401", status_code=401)]}
+    )
     with caplog.at_level(logging.ERROR, "llm_router.breaker"):
         result = await router.route(ask())
     assert result.attempts[0].category is Category.AUTHENTICATION
@@ -218,28 +157,30 @@ async def test_authentication_error_opens_at_once_and_is_logged_as_an_error(
     ids=["context-window", "safety", "text-refusal", "empty"],
 )
 async def test_outcomes_that_say_nothing_bad_about_health_never_open(step: Step) -> None:
-    router, provider, _ = make({"local": [step] * 5})
+    router, provider, _ = scripted_router({"local": [step] * 5})
     for _ in range(5):
         await router.route(ask())
     assert called(provider).count("local") == 5
 
 
 async def test_context_window_skips_to_the_next_model_without_retrying() -> None:
-    router, provider, _ = make({"local": [ProviderContextWindowError("too long", status_code=400)]})
+    router, provider, _ = scripted_router(
+        {"local": [ProviderContextWindowError("too long", status_code=400)]}
+    )
     result = await router.route(ask())
     assert [a.category for a in result.attempts] == [Category.CONTEXT_WINDOW, Category.NONE]
     assert called(provider) == ["local", "haiku"]
 
 
 async def test_a_silent_upstream_is_not_retried_on_the_same_model() -> None:
-    router, provider, _ = make({"local": [Delay(5, OK)]})
+    router, provider, _ = scripted_router({"local": [Delay(5, OK)]})
     result = await router.route(ask())
     assert [a.category for a in result.attempts] == [Category.TIMEOUT, Category.NONE]
     assert called(provider) == ["local", "haiku"]
 
 
 async def test_when_every_circuit_is_open_the_least_recently_failed_model_is_tried() -> None:
-    router, _, clock = make(
+    router, _, clock = scripted_router(
         {"local": [DOWN] * 3, "haiku": [DOWN] * 3 + [OK]},
         policy=BreakerPolicy(failure_threshold=3, cool_down_seconds=100),
     )
@@ -261,7 +202,7 @@ async def test_when_every_circuit_is_open_the_least_recently_failed_model_is_tri
 
 
 async def test_last_resort_is_the_earliest_opened_circuit() -> None:
-    router, provider, clock = make({}, policy=BreakerPolicy(cool_down_seconds=100))
+    router, provider, clock = scripted_router({}, policy=BreakerPolicy(cool_down_seconds=100))
     store = router.breaker.store
     await store.update(key_of(LOCAL), lambda c: Circuit(State.OPEN, 3, clock.now + 50, clock.now))
     await store.update(
@@ -274,7 +215,7 @@ async def test_last_resort_is_the_earliest_opened_circuit() -> None:
 
 
 async def test_when_all_open_can_fail_instead() -> None:
-    router, provider, clock = make({}, policy=BreakerPolicy(when_all_open="fail"))
+    router, provider, clock = scripted_router({}, policy=BreakerPolicy(when_all_open="fail"))
     for spec in (LOCAL, HAIKU):
         await router.breaker.store.update(
             key_of(spec), lambda c: Circuit(State.OPEN, 3, clock.now + 50, clock.now)
@@ -286,7 +227,7 @@ async def test_when_all_open_can_fail_instead() -> None:
 
 
 async def test_a_failing_last_resort_stays_open_from_now() -> None:
-    router, _, clock = make({"local": [DOWN]}, models=(LOCAL,))
+    router, _, clock = scripted_router({"local": [DOWN]}, models=(LOCAL,))
     await router.breaker.store.update(
         key_of(LOCAL), lambda c: Circuit(State.OPEN, 3, clock.now + 50, clock.now, cool_down=50)
     )
@@ -306,7 +247,7 @@ class BrokenStore(InMemoryBreakerStore):
 
 
 async def test_a_failing_store_lets_calls_through() -> None:
-    router, provider, _ = make({"local": [DOWN] * 5}, store=BrokenStore())
+    router, provider, _ = scripted_router({"local": [DOWN] * 5}, store=BrokenStore())
     for _ in range(5):
         await router.route(ask())
     assert called(provider).count("local") == 5
@@ -314,7 +255,9 @@ async def test_a_failing_store_lets_calls_through() -> None:
 
 
 async def test_the_breaker_can_be_switched_off() -> None:
-    router, provider, _ = make({"local": [DOWN] * 5}, policy=BreakerPolicy(enabled=False))
+    router, provider, _ = scripted_router(
+        {"local": [DOWN] * 5}, policy=BreakerPolicy(enabled=False)
+    )
     for _ in range(5):
         await router.route(ask())
     assert called(provider).count("local") == 5
@@ -325,102 +268,7 @@ async def test_the_breaker_can_be_switched_off() -> None:
     [ProviderTimeoutError("t"), ProviderOverloadedError("HTTP 503", status_code=503), DOWN],
 )
 async def test_every_failure_class_counts(error: Step) -> None:
-    router, provider, _ = make({"local": [error] * 4})
+    router, provider, _ = scripted_router({"local": [error] * 4})
     for _ in range(4):
         await router.route(ask())
     assert called(provider).count("local") == 3
-
-
-# -- concurrency limit -----------------------------------------------------------------------
-
-
-async def test_a_saturated_model_is_skipped_not_queued() -> None:
-    local = ModelSpec("local", timeout=2.0, max_concurrency=1)
-    router, _, _ = make({"local": [Delay(0.3, OK)]}, models=(local, HAIKU))
-    first, second = await asyncio.gather(router.route(ask()), router.route(ask()))
-    assert first.model_used == "local"
-    assert second.model_used == "haiku"
-    assert (second.attempts[0].outcome, second.attempts[0].category) == (
-        Outcome.SKIPPED,
-        Category.SATURATED,
-    )
-    assert router.limiter.in_flight == {}
-    assert (await router.route(ask())).model_used == "local"  # the slot was released
-
-
-# -- hedging ---------------------------------------------------------------------------------
-
-
-async def test_hedging_starts_the_next_model_and_cancels_the_loser() -> None:
-    router, provider, _ = make({"local": [Delay(5, OK)]}, hedge_after_ms=50)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    result = await router.route(ask())
-    assert loop.time() - started < 2
-    assert result.model_used == "haiku"
-    assert [(a.model, a.category) for a in result.attempts] == [
-        ("local", Category.CANCELLED),
-        ("haiku", Category.NONE),
-    ]
-    assert result.attempts[0].reason == "another model answered first"
-    assert provider.cancelled == ["local"]
-
-
-async def test_hedging_keeps_a_fast_first_model_alone() -> None:
-    router, provider, _ = make({"local": [Delay(0.01, OK)]}, hedge_after_ms=500)
-    result = await router.route(ask())
-    assert result.model_used == "local" and called(provider) == ["local"]
-
-
-async def test_hedging_the_first_answer_wins_even_if_it_is_the_first_model() -> None:
-    router, provider, _ = make(
-        {"local": [Delay(0.15, OK)], "haiku": [Delay(2, OK)]}, hedge_after_ms=50
-    )
-    result = await router.route(ask())
-    assert result.model_used == "local"
-    assert [a.category for a in result.attempts] == [Category.NONE, Category.CANCELLED]
-    assert provider.cancelled == ["haiku"]
-
-
-async def test_hedging_goes_on_after_a_failure() -> None:
-    router, provider, _ = make({"local": [DOWN]}, hedge_after_ms=1000)
-    result = await router.route(ask())
-    assert result.model_used == "haiku" and called(provider) == ["local", "haiku"]
-
-
-async def test_caller_cancel_during_a_hedge_cancels_both() -> None:
-    router, provider, _ = make(
-        {"local": [Delay(5, OK)], "haiku": [Delay(5, OK)]}, hedge_after_ms=20
-    )
-    task = asyncio.ensure_future(router.route(ask()))
-    await asyncio.sleep(0.2)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert sorted(provider.cancelled) == ["haiku", "local"]
-
-
-# -- refusal policy --------------------------------------------------------------------------
-
-
-async def test_safety_refusal_falls_through_by_default() -> None:
-    router, _, _ = make({"local": [ProviderRefusalError("refusal")]})
-    result = await router.route(ask())
-    assert result.model_used == "haiku"
-    assert result.attempts[0].category is Category.SAFETY_REFUSAL
-
-
-async def test_safety_refusal_stops_the_call_when_the_policy_says_so() -> None:
-    router, provider, _ = make({"local": [ProviderRefusalError("refusal")]}, refusal_policy="stop")
-    with pytest.raises(RefusedError) as info:
-        await router.route(ask())
-    assert "refusal_policy 'stop'" in str(info.value)
-    assert [a.category for a in info.value.attempts] == [Category.SAFETY_REFUSAL]
-    assert called(provider) == ["local"]
-
-
-async def test_text_refusal_still_falls_through_under_stop() -> None:
-    router, _, _ = make({"local": [Completion("I cannot do that.")]}, refusal_policy="stop")
-    result = await router.route(ask())
-    assert result.model_used == "haiku"
-    assert result.attempts[0].category is Category.REFUSAL

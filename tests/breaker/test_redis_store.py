@@ -15,28 +15,19 @@ import redis.asyncio as redis
 from llm_router_server.breaker.breaker import BreakerPolicy, Circuit, CircuitBreaker, State, key_of
 from llm_router_server.breaker.redis_store import RedisBreakerStore
 from llm_router_server.errors import ProviderConnectionError
-from llm_router_server.metrics.bus import InMemoryMetricsBus
 from llm_router_server.providers.base import ScriptedProvider
 from llm_router_server.routing.chain import Router
-from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
-from llm_router_server.types import (
-    Category,
-    ChainSpec,
-    Completion,
-    Message,
-    ModelSpec,
-    RouteRequest,
-)
+from llm_router_server.types import Category, Completion
 from tests.support.redis_server import RedisServer
+from tests.support.routers import HAIKU, LOCAL, ask, build_router
 from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.timeout(60),
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
 ]
-LOCAL, HAIKU = ModelSpec("local", timeout=1.0), ModelSpec("haiku", timeout=1.0)
 POLICY = BreakerPolicy(failure_threshold=2, cool_down_seconds=30)
-ASK = RouteRequest(messages=(Message("user", "hi"),))
+ASK = ask("hi")
 
 
 @pytest.fixture
@@ -48,13 +39,8 @@ async def stores(redis_server: RedisServer) -> AsyncIterator[list[RedisBreakerSt
 
 
 def replica(store: RedisBreakerStore, provider: ScriptedProvider) -> Router:
-    return Router(
-        {"default": ChainSpec("default", (LOCAL, HAIKU))},
-        provider,
-        InMemoryMetricsBus(),
-        refusal_patterns=DEFAULT_REFUSAL_PATTERNS,
-        breaker=CircuitBreaker(store, POLICY),
-    )
+    """One replica's router: chain LOCAL, HAIKU; its breaker over ``store``."""
+    return build_router(provider, (LOCAL, HAIKU), breaker=CircuitBreaker(store, POLICY))
 
 
 def new_store(url: str, stores: list[RedisBreakerStore]) -> RedisBreakerStore:

@@ -16,13 +16,10 @@ from llm_router_server.errors import (
     ProviderStatusError,
     UnknownChainError,
 )
-from llm_router_server.metrics.bus import InMemoryMetricsBus
 from llm_router_server.providers.base import Delay, ScriptedProvider
 from llm_router_server.routing.chain import Router
-from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
 from llm_router_server.types import (
     Category,
-    ChainSpec,
     Completion,
     Deadline,
     Message,
@@ -32,6 +29,7 @@ from llm_router_server.types import (
     RouteStatus,
     Usage,
 )
+from tests.support.routers import ask, build_router
 
 SCHEMA = json.dumps(
     {
@@ -51,16 +49,8 @@ MODELS = (
 
 
 def make_router(provider: ScriptedProvider, models: tuple[ModelSpec, ...] = MODELS) -> Router:
-    return Router(
-        {"default": ChainSpec("default", models), "cloud": ChainSpec("cloud", models[1:])},
-        provider,
-        InMemoryMetricsBus(),
-        refusal_patterns=DEFAULT_REFUSAL_PATTERNS,
-    )
-
-
-def ask(text: str = "What now?", schema: str = "", **kw: str) -> RouteRequest:
-    return RouteRequest(messages=(Message("user", text),), schema=schema, **kw)
+    """Chain ``default`` is ``models``; chain ``cloud`` is all of them but the first."""
+    return build_router(provider, models, chains={"cloud": models[1:]})
 
 
 async def test_first_model_answers_and_is_the_only_one_called() -> None:
