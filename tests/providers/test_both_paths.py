@@ -11,14 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
-import textwrap
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -34,18 +28,16 @@ from llm_router_server.errors import (
     ProviderTimeoutError,
 )
 from llm_router_server.providers.base import Provider
-from llm_router_server.providers.dispatch import DispatchProvider
-from llm_router_server.providers.http_provider import USER_AGENT
-from llm_router_server.providers.litellm_provider import LiteLLMProvider, clean
-from llm_router_server.types import CompletionRequest, Message, ModelSpec, Usage
-from tests.support.checkout import ROOT, child_env
+from llm_router_server.providers.litellm_provider import LiteLLMProvider
+from llm_router_server.types import Usage
+from tests.support.fixtures import ANTHROPIC_KEY, OPENAI_KEY, Upstream
 from tests.support.net import free_port
+from tests.support.providers import KINDS, PATHS, SCHEMA, fail, make_provider, question, spec
 from tests.support.upstream import (
     REFUSAL_TEXT,
     Answer,
     Behaviour,
     Drop,
-    FakeUpstream,
     Hang,
     HttpError,
     Malformed,
@@ -53,17 +45,7 @@ from tests.support.upstream import (
     Truncated,
 )
 
-Upstream = Callable[[], FakeUpstream]
-
-ANTHROPIC_KEY = "sk-ant-api03-TESTKEY0123456789"
-OPENAI_KEY = "sk-proj-TESTKEY0123456789"
-SCHEMA = {
-    "type": "object",
-    "properties": {"action": {"type": "string"}},
-    "required": ["action"],
-    "additionalProperties": False,
-}
-KINDS = ("ollama", "ollama_chat", "anthropic", "openai")
+pytestmark = pytest.mark.usefixtures("api_keys")
 CHAT_PATH = {
     "ollama": "/api/generate",
     "ollama_chat": "/api/chat",
@@ -72,55 +54,11 @@ CHAT_PATH = {
 }
 
 
-@pytest.fixture(autouse=True)
-def api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-
-
-PATHS = ("litellm", "native")
-
-
-def make(path: str, default_max_tokens: int = 4096) -> Provider:
-    if path == "litellm":
-        return LiteLLMProvider(default_max_tokens=default_max_tokens)
-    return DispatchProvider(default_max_tokens=default_max_tokens)
-
-
 @pytest.fixture(params=PATHS)
 async def provider(request: pytest.FixtureRequest) -> AsyncIterator[Provider]:
-    p = make(request.param)
+    p = make_provider(request.param)
     yield p
     await p.aclose()
-
-
-def spec(kind: str, base: str, **params: Any) -> ModelSpec:
-    """A ModelSpec of ``kind`` whose API is at ``base`` (a fake's URL or a dead port)."""
-    model = {
-        "ollama": "ollama/qwen2.5:7b",
-        "ollama_chat": "ollama_chat/qwen2.5:7b",
-        "anthropic": "claude-haiku-4-5-20251001",
-        "openai": "openai/gpt-4o-mini",
-    }[kind]
-    api_base = base + "/v1" if kind == "openai" else base
-    return ModelSpec(model=model, timeout=5.0, api_base=api_base, params=params)
-
-
-def ask(schema: dict[str, Any] | None = None, timeout: float = 5.0) -> CompletionRequest:
-    return CompletionRequest(
-        messages=(Message("system", "Answer briefly."), Message("user", "What now?")),
-        schema=schema,
-        timeout=timeout,
-    )
-
-
-async def fail(
-    provider: Provider, up: FakeUpstream, kind: str, behaviour: Behaviour
-) -> ProviderError:
-    up.script(behaviour)
-    with pytest.raises(ProviderError) as info:
-        await provider.complete(spec(kind, up.url), ask(timeout=2.0))
-    return info.value
 
 
 def assert_clean(reason: str) -> None:
@@ -139,7 +77,7 @@ async def test_each_protocol_answers_with_text_and_usage(
     """Pitfall 5: ``ollama/`` uses /api/generate (litellm's prompt), ``ollama_chat/`` /api/chat."""
     up = upstream()
     up.script(Answer("hello there", prompt_tokens=5, completion_tokens=3))
-    completion = await provider.complete(spec(kind, up.url), ask())
+    completion = await provider.complete(spec(kind, up.url), question())
     assert completion.text == "hello there"
     assert completion.usage == Usage(5, 3, 8)
     [call] = up.chat_requests()
@@ -147,70 +85,6 @@ async def test_each_protocol_answers_with_text_and_usage(
     assert "What now?" in json.dumps(call.body)
     if kind == "ollama":
         assert "prompt" in call.body and "messages" not in call.body
-
-
-async def test_start_warms_litellm_without_calling_anything(upstream: Upstream) -> None:
-    up = upstream()
-    p = LiteLLMProvider()
-    await p.start()
-    assert up.requests == []
-    completion = await p.complete(spec("anthropic", up.url), ask())
-    assert completion.text == "ok"
-    await p.aclose()
-
-
-# -- pitfall 1: no connection but to api_base -----------------------------------------------
-
-
-def test_no_connection_leaves_for_anything_but_the_configured_api_base(tmp_path: Path) -> None:
-    """Import, start() and calls connect only to the fake (litellm fetches cost maps and
-    Anthropic header configs from GitHub unless offline, and asks localhost:11434 about
-    unknown ``ollama/`` models)."""
-    script = textwrap.dedent(
-        f"""
-        import asyncio, os, sys
-        targets = []
-        def audit(event, args):
-            if event == "socket.connect":
-                targets.append(("connect", str(args[1])))
-            elif event == "socket.getaddrinfo":
-                targets.append(("resolve", str(args[0]), str(args[1])))
-        sys.addaudithook(audit)
-        os.environ["ANTHROPIC_API_KEY"] = {ANTHROPIC_KEY!r}
-        os.environ.pop("LITELLM_OFFLINE_MODE", None)  # the provider module must set it
-        from llm_router_server.providers.litellm_provider import LiteLLMProvider
-        from llm_router_server.types import CompletionRequest, Message, ModelSpec
-        from tests.support.upstream import FakeUpstream
-        schema = {SCHEMA!r}
-        async def main(url):
-            p = LiteLLMProvider()
-            await p.start()
-            req = CompletionRequest((Message("user", "hi"),), schema, 5.0)
-            for model in ("claude-haiku-4-5-20251001", "ollama/qwen2.5:7b", "ollama_chat/qwen"):
-                await p.complete(ModelSpec(model, 5.0, api_base=url), req)
-            await p.aclose()
-        with FakeUpstream() as up:
-            port = up.url.rsplit(":", 1)[1]
-            asyncio.run(main(up.url))
-            paths = [r.path for r in up.requests]
-        foreign = [t for t in targets if "127.0.0.1" not in t[1] or port not in str(t)]
-        print("FOREIGN", foreign)
-        print("PATHS", paths)
-        """
-    )
-    env = child_env(("server", "client", "."))
-    env.pop("LITELLM_OFFLINE_MODE", None)
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=55,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "FOREIGN []" in done.stdout, done.stdout
-    assert "PATHS ['/v1/messages', '/api/generate', '/api/chat']" in done.stdout, done.stdout
 
 
 # -- pitfall 2: /api/show ---------------------------------------------------------------------
@@ -237,7 +111,7 @@ async def test_ollama_calls_never_ask_api_show_nor_block_the_loop(
     tick = asyncio.create_task(ticker())
     started = time.monotonic()
     for _ in range(2):
-        completion = await provider.complete(spec(kind, up.url), ask(SCHEMA, timeout=3.0))
+        completion = await provider.complete(spec(kind, up.url), question(SCHEMA, timeout=3.0))
         assert completion.text == "ok"
     tick.cancel()
     assert time.monotonic() - started < 2.0
@@ -266,10 +140,10 @@ async def test_anthropic_gets_the_default_max_tokens_not_the_model_maximum(
     provider: Provider, upstream: Upstream
 ) -> None:
     up = upstream()
-    await provider.complete(spec("anthropic", up.url), ask())
-    await provider.complete(spec("anthropic", up.url, max_tokens=123), ask())
-    small = make("litellm" if isinstance(provider, LiteLLMProvider) else "native", 77)
-    await small.complete(spec("anthropic", up.url), ask())
+    await provider.complete(spec("anthropic", up.url), question())
+    await provider.complete(spec("anthropic", up.url, max_tokens=123), question())
+    small = make_provider("litellm" if isinstance(provider, LiteLLMProvider) else "native", 77)
+    await small.complete(spec("anthropic", up.url), question())
     await small.aclose()
     assert [r.body["max_tokens"] for r in up.chat_requests()] == [4096, 123, 77]
 
@@ -292,7 +166,7 @@ async def test_ollama_has_no_refusal_signal_so_its_refusal_is_just_text(
     """The chain's refusal patterns catch it; the provider passes it on."""
     up = upstream()
     up.script(SafetyRefusal())
-    completion = await provider.complete(spec("ollama_chat", up.url), ask())
+    completion = await provider.complete(spec("ollama_chat", up.url), question())
     assert completion.text == REFUSAL_TEXT
 
 
@@ -336,13 +210,6 @@ async def test_secrets_echoed_by_the_provider_are_scrubbed(
     assert str(error).startswith("HTTP 401 from provider: bad key sk-***")
 
 
-def test_clean_bounds_and_flattens() -> None:
-    assert clean("a\n  b\tc") == "a b c"
-    assert len(clean("x" * 1000)) == 300
-    assert clean('oops File "/srv/app/x.py", line 3, in f at /srv/app/x.py') == "oops at <path>"
-    assert clean("see http://127.0.0.1:1234/api/chat") == "see http://127.0.0.1:1234/api/chat"
-
-
 # -- pitfall 8: structured output -------------------------------------------------------------
 
 
@@ -352,9 +219,9 @@ async def test_a_schema_is_sent_as_native_structured_output(
 ) -> None:
     up = upstream()
     up.script(Answer('{"action": "wait"}'), Answer("free text"))
-    completion = await provider.complete(spec(kind, up.url), ask(SCHEMA))
+    completion = await provider.complete(spec(kind, up.url), question(SCHEMA))
     assert json.loads(completion.text) == {"action": "wait"}
-    await provider.complete(spec(kind, up.url), ask(None))
+    await provider.complete(spec(kind, up.url), question(None))
     with_schema, without = (r.body for r in up.chat_requests())
     if kind.startswith("ollama"):
         assert with_schema["format"] == SCHEMA
@@ -381,7 +248,7 @@ async def test_a_hung_provider_times_out_on_time(
     up.script(Hang())
     started = time.monotonic()
     with pytest.raises(ProviderTimeoutError) as info:
-        await provider.complete(spec(kind, up.url), ask(timeout=0.3))
+        await provider.complete(spec(kind, up.url), question(timeout=0.3))
     assert 0.25 <= time.monotonic() - started < 1.0
     assert str(info.value) == "no answer from provider within 0.3s"
     assert await up.wait_for_disconnects(1, 2.0)
@@ -394,7 +261,7 @@ async def test_cancelling_the_call_closes_the_upstream_request(
 ) -> None:
     up = upstream()
     up.script(Hang())
-    call = asyncio.create_task(provider.complete(spec(kind, up.url), ask(timeout=10.0)))
+    call = asyncio.create_task(provider.complete(spec(kind, up.url), question(timeout=10.0)))
     for _ in range(500):
         if up.chat_requests():
             break
@@ -464,100 +331,5 @@ async def test_a_broken_answer_is_a_connection_or_response_error(
 async def test_a_refused_connection_is_a_connection_error(provider: Provider, kind: str) -> None:
     base = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ProviderConnectionError) as info:
-        await provider.complete(spec(kind, base), ask(timeout=2.0))
+        await provider.complete(spec(kind, base), question(timeout=2.0))
     assert str(info.value) == f"connection refused ({base})"
-
-
-# -- the native path: which calls it serves, and that it says what litellm says ---------------
-
-
-def agents(up: FakeUpstream) -> list[str]:
-    return [r.headers.get("User-Agent", "") for r in up.chat_requests()]
-
-
-@pytest.mark.parametrize("kind", ["ollama_chat", "anthropic", "openai"])
-async def test_the_native_path_serves_the_default_chains_protocols(
-    upstream: Upstream, kind: str
-) -> None:
-    up = upstream()
-    provider = DispatchProvider()
-    await provider.complete(spec(kind, up.url, temperature=0.5), ask())
-    if kind != "anthropic":
-        await provider.complete(spec(kind, up.url), ask(SCHEMA))
-    await provider.aclose()
-    assert set(agents(up)) == {USER_AGENT}
-    assert not provider.litellm_ready  # never imported for these calls
-
-
-@pytest.mark.parametrize(
-    ("model", "schema", "params"),
-    [
-        (spec("ollama", ""), None, {}),  # ollama/: litellm's prompt templates
-        (spec("anthropic", ""), SCHEMA, {}),  # Claude structured output: litellm's rules
-        (spec("openai", ""), None, {"logit_bias": {"1": 2}}),  # a param the table lacks
-        (ModelSpec("ollama_chat/qwen2.5:7b", 5.0, provider="litellm"), None, {}),
-    ],
-)
-async def test_what_the_native_path_does_not_serve_goes_to_litellm(
-    upstream: Upstream, model: ModelSpec, schema: dict[str, Any] | None, params: dict[str, Any]
-) -> None:
-    up = upstream()
-    base = up.url + "/v1" if model.model.startswith("openai/") else up.url
-    provider = DispatchProvider()
-    model = replace(model, api_base=base, params=params)
-    completion = await provider.complete(model, ask(schema))
-    await provider.aclose()
-    assert completion.text == "ok"
-    assert USER_AGENT not in agents(up)
-
-
-def _semantic(path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """A request body without the differences that mean nothing to the provider."""
-    body = json.loads(json.dumps(body))
-    if path == "/api/chat":
-        for message in body["messages"]:
-            message.pop("images", None)
-    if path == "/v1/messages":
-        for message in body["messages"]:
-            if isinstance(message["content"], list):
-                message["content"] = "".join(b["text"] for b in message["content"])
-        if isinstance(body.get("system"), list):
-            body["system"] = "\n\n".join(b["text"] for b in body["system"])
-    return body
-
-
-EQUAL_PARAMS = {
-    "ollama_chat": {"temperature": 0.2, "top_p": 0.9, "stop": ["x"], "seed": 3, "max_tokens": 9},
-    "anthropic": {"temperature": 0.2, "top_p": 0.9, "top_k": 5, "max_tokens": 9},
-    "openai": {"temperature": 0.2, "top_p": 0.9, "stop": ["x"], "seed": 3, "presence_penalty": 1},
-}
-
-
-@pytest.mark.parametrize("kind", ["ollama_chat", "anthropic", "openai"])
-@pytest.mark.parametrize("with_schema", [False, True])
-async def test_the_native_path_sends_what_litellm_sends(
-    upstream: Upstream, kind: str, with_schema: bool
-) -> None:
-    """Same path, body (up to content-block framing) and auth headers as litellm's request."""
-    up = upstream()
-    request = CompletionRequest(
-        messages=(
-            Message("system", "Be brief."),
-            Message("user", "hi"),
-            Message("assistant", "hello"),
-            Message("user", "What now?"),
-        ),
-        schema=SCHEMA if with_schema else None,
-        timeout=5.0,
-    )
-    for path in PATHS:
-        p = make(path)
-        await p.complete(spec(kind, up.url, **EQUAL_PARAMS[kind]), request)
-        await p.aclose()
-    litellm_call, native_call = up.chat_requests()
-    assert native_call.path == litellm_call.path
-    assert _semantic(native_call.path, native_call.body) == _semantic(
-        litellm_call.path, litellm_call.body
-    )
-    for header in ("x-api-key", "Authorization", "anthropic-version", "anthropic-beta"):
-        assert native_call.headers.get(header) == litellm_call.headers.get(header)

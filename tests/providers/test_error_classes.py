@@ -6,33 +6,25 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 
 from llm_router_server.errors import (
     ProviderAuthenticationError,
     ProviderContextWindowError,
-    ProviderError,
     ProviderOverloadedError,
     ProviderRateLimitError,
     ProviderRefusalError,
     ProviderTimeoutError,
 )
 from llm_router_server.providers.litellm_provider import LiteLLMProvider
-from llm_router_server.types import CompletionRequest, Message, ModelSpec
-from tests.support.upstream import FakeUpstream, HttpError
+from tests.support.fixtures import Upstream
+from tests.support.providers import fail
+from tests.support.upstream import ANTHROPIC_TOO_LONG, OPENAI_POLICY, OPENAI_TOO_LONG, HttpError
 
-pytestmark = pytest.mark.timeout(30)
-Upstream = Callable[[], FakeUpstream]
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("api_keys")]
 KINDS = ("ollama_chat", "anthropic", "openai")
-
-
-@pytest.fixture(autouse=True)
-def api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789")
 
 
 @pytest.fixture
@@ -40,23 +32,6 @@ async def provider() -> AsyncIterator[LiteLLMProvider]:
     p = LiteLLMProvider()
     yield p
     await p.aclose()
-
-
-def spec(kind: str, up: FakeUpstream) -> ModelSpec:
-    model = {
-        "ollama_chat": "ollama_chat/qwen2.5:7b",
-        "anthropic": "anthropic/claude-haiku-4-5-20251001",
-        "openai": "openai/gpt-4o-mini",
-    }[kind]
-    return ModelSpec(model, timeout=5, api_base=up.url + ("/v1" if kind == "openai" else ""))
-
-
-async def fail(provider: LiteLLMProvider, up: FakeUpstream, kind: str, error: Any) -> ProviderError:
-    up.script(error)
-    request = CompletionRequest((Message("user", "hi"),), schema=None, timeout=3)
-    with pytest.raises(ProviderError) as info:
-        await provider.complete(spec(kind, up), request)
-    return info.value
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -121,32 +96,6 @@ async def test_401_and_403_are_authentication_errors_without_the_key(
     error = await fail(provider, upstream(), kind, HttpError(status))
     assert isinstance(error, ProviderAuthenticationError)
     assert "0123456789" not in str(error)
-
-
-ANTHROPIC_TOO_LONG = {
-    "type": "error",
-    "error": {
-        "type": "invalid_request_error",
-        "message": "prompt is too long: 210000 tokens > 200000 maximum",
-    },
-}
-OPENAI_TOO_LONG = {
-    "error": {
-        "message": "This model's maximum context length is 8192 tokens. However, your messages "
-        "resulted in 9000 tokens.",
-        "type": "invalid_request_error",
-        "param": "messages",
-        "code": "context_length_exceeded",
-    }
-}
-OPENAI_POLICY = {
-    "error": {
-        "message": "Your request was rejected as a result of our safety system.",
-        "type": "invalid_request_error",
-        "param": None,
-        "code": "content_policy_violation",
-    }
-}
 
 
 @pytest.mark.parametrize(

@@ -378,6 +378,33 @@ def _refusal(path: str, body: Any) -> Any:
     return _answer(path, body, Answer(""), finish="content_filter")
 
 
+# What the real services send for particular faults (the tests script them with HttpError).
+ANTHROPIC_TOO_LONG = {
+    "type": "error",
+    "error": {
+        "type": "invalid_request_error",
+        "message": "prompt is too long: 210000 tokens > 200000 maximum",
+    },
+}
+OPENAI_TOO_LONG = {
+    "error": {
+        "message": "This model's maximum context length is 8192 tokens. However, your messages "
+        "resulted in 9000 tokens.",
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    }
+}
+OPENAI_POLICY = {
+    "error": {
+        "message": "Your request was rejected as a result of our safety system.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "content_policy_violation",
+    }
+}
+
+
 _ANTHROPIC_ERRORS = {
     400: ("invalid_request_error", "messages: field required"),
     401: ("authentication_error", "invalid x-api-key"),

@@ -21,10 +21,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llm_router.v1 import router_pb2
 from llm_router_server.breaker.breaker import BreakerPolicy
-from tests.providers.test_error_classes import OPENAI_POLICY
 from tests.support.checkout import ROOT
 from tests.support.server import Running, Serve, anthropic, ollama, openai
 from tests.support.upstream import (
+    ANTHROPIC_TOO_LONG,
+    OPENAI_POLICY,
     Answer,
     Behaviour,
     Drop,
@@ -40,10 +41,6 @@ from tests.support.upstream import (
 pytestmark = pytest.mark.timeout(60)
 RESULTS = ROOT / "bench" / "out" / "fault_injection.json"
 BREAKER = BreakerPolicy(failure_threshold=3, cool_down_seconds=0.5, max_cool_down_seconds=1.0)
-ANTHROPIC_TOO_LONG = {
-    "type": "error",
-    "error": {"type": "invalid_request_error", "message": "prompt is too long: 9 > 8 maximum"},
-}
 
 
 @dataclass
