@@ -9,6 +9,7 @@ import pytest
 from llm_router_server import config
 from llm_router_server.errors import ConfigError
 from tests.support.checkout import ROOT
+from tests.support.config_files import config_file, load_text
 
 
 def test_defaults_are_the_seeds_chain_with_ollama_from_env() -> None:
@@ -42,15 +43,8 @@ def test_env_overrides_listen_and_redis(tmp_path: Path) -> None:
 
 
 def test_config_path_from_env(tmp_path: Path) -> None:
-    path = tmp_path / "c.toml"
-    path.write_text('[server]\nlisten = "127.0.0.1:7000"\n')
+    path = config_file(tmp_path, '[server]\nlisten = "127.0.0.1:7000"\n')
     assert config.load(env={"LLM_ROUTER_CONFIG": str(path)}).server.listen == "127.0.0.1:7000"
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "llm-router.toml"
-    path.write_text(text)
-    return path
 
 
 @pytest.mark.parametrize(
@@ -79,7 +73,7 @@ def write(tmp_path: Path, text: str) -> Path:
 )
 def test_bad_config_stops_start_up_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        config.load(write(tmp_path, text), env={})
+        load_text(tmp_path, text)
     assert message in str(info.value)
 
 
@@ -90,7 +84,7 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
 
 def test_env_default_in_file_is_used(tmp_path: Path) -> None:
     text = '[chains.a]\nmodels = [{model = "m", api_base = "${X:-http://127.0.0.1:9}"}]\n'
-    cfg = config.load(write(tmp_path, 'default_chain = "a"\n' + text), env={})
+    cfg = load_text(tmp_path, 'default_chain = "a"\n' + text)
     assert cfg.chains["a"].models[0].api_base == "http://127.0.0.1:9"
 
 
@@ -116,7 +110,7 @@ def test_a_provider_the_model_cannot_have_stops_start_up(
 ) -> None:
     text = f'default_chain = "a"\n[chains.a]\nmodels = [{model}]\n'
     with pytest.raises(ConfigError) as info:
-        config.load(write(tmp_path, text), env={})
+        load_text(tmp_path, text)
     assert message in str(info.value)
 
 
@@ -125,13 +119,15 @@ def test_provider_defaults_to_auto_and_accepts_each_choice(tmp_path: Path) -> No
         'default_chain = "a"\n[chains.a]\nmodels = [{model = "ollama_chat/q"},'
         ' {model = "claude-haiku-4-5", provider = "native"}, {model = "m", provider = "litellm"}]\n'
     )
-    models = config.load(write(tmp_path, text), env={}).chains["a"].models
+    models = load_text(tmp_path, text).chains["a"].models
     assert [m.provider for m in models] == ["auto", "native", "litellm"]
 
 
 def test_env_override_with_the_same_key_in_the_file(tmp_path: Path) -> None:
     """An env override must not leave the file's key unread (which would be 'unknown')."""
-    path = write(tmp_path, '[server]\nlisten = "127.0.0.1:1"\n[metrics]\nredis_url = "redis://x"\n')
+    path = config_file(
+        tmp_path, '[server]\nlisten = "127.0.0.1:1"\n[metrics]\nredis_url = "redis://x"\n'
+    )
     env = {"LLM_ROUTER_LISTEN": "127.0.0.1:2", "LLM_ROUTER_REDIS_URL": "redis://127.0.0.1:3"}
     cfg = config.load(path, env=env)
     assert cfg.server.listen == "127.0.0.1:2"

@@ -11,14 +11,9 @@ from llm_router_server import config
 from llm_router_server.breaker.breaker import BreakerPolicy
 from llm_router_server.errors import ConfigError
 from tests.support.checkout import ROOT
+from tests.support.config_files import load_text
 
 CHAIN = '[chains.default]\nmodels = [{model = "m"}]\n'
-
-
-def load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> config.Config:
-    path = tmp_path / "c.toml"
-    path.write_text(text)
-    return config.load(path, env=env or {})
 
 
 def test_defaults() -> None:
@@ -42,7 +37,7 @@ def test_the_example_file_sets_every_new_key_to_its_default() -> None:
 def test_every_key_is_read(tmp_path: Path) -> None:
     cert = tmp_path / "cert.pem"
     cert.write_text("x")
-    cfg = load(
+    cfg = load_text(
         tmp_path,
         f"""
 [server]
@@ -117,11 +112,11 @@ models = [{{model = "m", max_concurrency = 2, warm_up = true}}]
 )
 def test_bad_values_stop_start_up_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load(tmp_path, text)
+        load_text(tmp_path, text)
     assert message in str(info.value)
 
 
 def test_a_short_token_from_the_environment_is_refused_without_printing_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        load(tmp_path, "", env={"LLM_ROUTER_AUTH_TOKENS": "tiny-secret"})
+        load_text(tmp_path, "", env={"LLM_ROUTER_AUTH_TOKENS": "tiny-secret"})
     assert "auth.tokens" in str(info.value) and "tiny-secret" not in str(info.value)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import sys
 
 import grpc
 import pytest
@@ -16,12 +14,12 @@ from grpc_status import rpc_status
 
 from llm_router import AllModelsFailedError, DeadlineExceededError, InvalidRequestError
 from llm_router.v1 import router_pb2
-from tests.support.checkout import child_env
-from tests.support.server import Serve, anthropic, ollama, openai
+from tests.support.fixtures import Upstream
+from tests.support.net import free_port
+from tests.support.server import SCHEMA, Serve, anthropic, ollama, openai
 from tests.support.upstream import (
     Answer,
     Drop,
-    FakeUpstream,
     Hang,
     HttpError,
     Malformed,
@@ -29,23 +27,12 @@ from tests.support.upstream import (
 )
 from tests.support.waiting import eventually
 
-SCHEMA = {
-    "type": "object",
-    "required": ["action"],
-    "properties": {"action": {"enum": ["restart", "escalate", "wait"]}},
-}
 VALID = '{"action": "restart"}'
 
 pytestmark = pytest.mark.timeout(30)
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def test_first_model_answers(serve: Serve, upstream: type[FakeUpstream]) -> None:
+async def test_first_model_answers(serve: Serve, upstream: Upstream) -> None:
     local, cloud = upstream(), upstream()
     local.script(Answer(VALID, prompt_tokens=12, completion_tokens=5))
     server = await serve([ollama(local), anthropic(cloud)])
@@ -62,9 +49,7 @@ async def test_first_model_answers(serve: Serve, upstream: type[FakeUpstream]) -
     assert cloud.chat_requests() == []
 
 
-async def test_free_text_answer_is_a_string_value(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
+async def test_free_text_answer_is_a_string_value(serve: Serve, upstream: Upstream) -> None:
     local = upstream()
     local.script(Answer("Restart nginx."))
     server = await serve([ollama(local)])
@@ -88,7 +73,7 @@ async def test_free_text_answer_is_a_string_value(
 )
 async def test_rejection_falls_through_to_the_next_model(
     serve: Serve,
-    upstream: type[FakeUpstream],
+    upstream: Upstream,
     behaviour: object,
     outcome: str,
     category: str,
@@ -108,11 +93,11 @@ async def test_rejection_falls_through_to_the_next_model(
     assert second.outcome == router_pb2.ATTEMPT_OUTCOME_SUCCESS
 
 
-async def test_connection_refused_falls_through(serve: Serve, upstream: type[FakeUpstream]) -> None:
+async def test_connection_refused_falls_through(serve: Serve, upstream: Upstream) -> None:
     cloud = upstream()
     cloud.script(Answer(VALID))
     dead = ollama(cloud)
-    dead = type(dead)(dead.model, timeout=2, api_base=f"http://127.0.0.1:{closed_port()}")
+    dead = type(dead)(dead.model, timeout=2, api_base=f"http://127.0.0.1:{free_port()}")
     server = await serve([dead, anthropic(cloud)])
     reply = await server.route(schema=json.dumps(SCHEMA))
     assert reply.attempts[0].reason_category == router_pb2.REASON_CATEGORY_PROVIDER_ERROR
@@ -121,7 +106,7 @@ async def test_connection_refused_falls_through(serve: Serve, upstream: type[Fak
 
 
 async def test_claude_safety_refusal_is_a_refusal_not_invalid_json(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     claude, backup = upstream(), upstream()
     claude.script(SafetyRefusal())
@@ -134,7 +119,7 @@ async def test_claude_safety_refusal_is_a_refusal_not_invalid_json(
 
 
 async def test_fenced_json_from_a_real_provider_is_accepted(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     local = upstream()
     local.script(Answer(f"Here you go:\n```json\n{VALID}\n```"))
@@ -143,9 +128,7 @@ async def test_fenced_json_from_a_real_provider_is_accepted(
     assert json_format.MessageToDict(reply.content) == {"action": "restart"}
 
 
-async def test_schema_is_sent_to_ollama_as_native_format(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
+async def test_schema_is_sent_to_ollama_as_native_format(serve: Serve, upstream: Upstream) -> None:
     local = upstream()
     local.script(Answer(VALID))
     server = await serve([ollama(local)])
@@ -155,7 +138,7 @@ async def test_schema_is_sent_to_ollama_as_native_format(
 
 
 async def test_all_failed_is_unavailable_with_typed_attempts(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     local, cloud = upstream(), upstream()
     local.script(HttpError(503))
@@ -174,7 +157,7 @@ async def test_all_failed_is_unavailable_with_typed_attempts(
 
 
 async def test_all_failed_status_detail_is_a_standard_rich_status(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     local = upstream()
     local.script(HttpError(500))
@@ -200,7 +183,7 @@ async def test_all_failed_status_detail_is_a_standard_rich_status(
     ],
 )
 async def test_bad_requests_get_invalid_argument_and_call_no_model(
-    serve: Serve, upstream: type[FakeUpstream], fields: dict[str, object], message: str
+    serve: Serve, upstream: Upstream, fields: dict[str, object], message: str
 ) -> None:
     local = upstream()
     server = await serve([ollama(local)])
@@ -215,16 +198,14 @@ async def test_bad_requests_get_invalid_argument_and_call_no_model(
     assert local.chat_requests() == []
 
 
-async def test_invalid_argument_through_the_typed_client(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
+async def test_invalid_argument_through_the_typed_client(serve: Serve, upstream: Upstream) -> None:
     server = await serve([ollama(upstream())])
     with pytest.raises(InvalidRequestError, match="unknown chain"):
         await server.client.route([{"role": "user", "content": "hi"}], chain="nope")
 
 
 async def test_deadline_budgets_the_chain_and_returns_the_attempts(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     local, cloud = upstream(), upstream()
     local.default = Hang()
@@ -245,7 +226,7 @@ async def test_deadline_budgets_the_chain_and_returns_the_attempts(
 
 
 async def test_client_cancellation_cancels_the_upstream_request(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     local = upstream()
     local.default = Hang()
@@ -262,9 +243,7 @@ async def test_client_cancellation_cancels_the_upstream_request(
     assert event.status.value == "cancelled"
 
 
-async def test_watch_metrics_sends_a_snapshot_then_events(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
+async def test_watch_metrics_sends_a_snapshot_then_events(serve: Serve, upstream: Upstream) -> None:
     local = upstream()
     local.default = Answer("fine")
     server = await serve([ollama(local)])
@@ -281,9 +260,7 @@ async def test_watch_metrics_sends_a_snapshot_then_events(
     stream.cancel()
 
 
-async def test_watch_metrics_rejects_a_negative_interval(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
+async def test_watch_metrics_rejects_a_negative_interval(serve: Serve, upstream: Upstream) -> None:
     server = await serve([ollama(upstream())])
     stream = server.stub.WatchMetrics(router_pb2.WatchMetricsRequest(snapshot_interval_seconds=-1))
     with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -292,7 +269,7 @@ async def test_watch_metrics_rejects_a_negative_interval(
 
 
 async def test_health_reports_serving_for_the_server_and_the_router(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     server = await serve([ollama(upstream())])
     health = health_pb2_grpc.HealthStub(server.channel)
@@ -302,7 +279,7 @@ async def test_health_reports_serving_for_the_server_and_the_router(
 
 
 async def test_open_object_schema_through_claude_uses_the_json_tool_and_still_validates(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     """litellm sends an open-object schema to Anthropic as a forced tool call, not output_format;
     the tool's input comes back as the answer and is validated like any other."""
@@ -314,37 +291,3 @@ async def test_open_object_schema_through_claude_uses_the_json_tool_and_still_va
     [request] = claude.chat_requests()
     assert request.body["tool_choice"]["type"] == "tool"
     assert json_format.MessageToDict(reply.content) == {"prime": True, "why": "no divisors"}
-
-
-async def test_cli_route_prints_the_answer_and_the_attempts(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
-    local, cloud = upstream(), upstream()
-    local.script(HttpError(503))
-    cloud.script(Answer('{"action": "wait"}'))
-    server = await serve([ollama(local), anthropic(cloud)])
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llm_router_server", "route", "--target", server.target,
-        "--schema", json.dumps(SCHEMA), "Should I restart?",
-        env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    assert json.loads(out) == {"action": "wait"}
-    assert "answered by anthropic/claude-haiku-4-5-20251001" in err.decode()
-    assert "ollama_chat/qwen2.5:7b: rejected" in err.decode()
-
-
-async def test_cli_route_reports_all_failed_with_exit_1(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
-    local = upstream()
-    local.script(HttpError(500))
-    server = await serve([ollama(local)])
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llm_router_server", "route", "--target", server.target, "hi",
-        env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 1
-    assert "UNAVAILABLE" in err.decode() and "provider_error" in err.decode()

@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.checkout import child_env
+from tests.support.config_files import config_file
 from tests.support.upstream import FakeUpstream
 
 
@@ -57,8 +58,8 @@ def write_config(
     tmp_path: Path, up: FakeUpstream, port: int, grace: float = 5, timeout: float = 5
 ) -> Path:
     """A config file: listen on ``port``; the default chain is one Ollama model served by ``up``."""
-    path = tmp_path / "llm-router.toml"
-    path.write_text(
+    return config_file(
+        tmp_path,
         f"""
 [server]
 listen = "127.0.0.1:{port}"
@@ -66,9 +67,8 @@ grace_seconds = {grace}
 
 [chains.default]
 models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = {timeout}, api_base = "{up.url}" }}]
-"""
+""",
     )
-    return path
 
 
 class ServerProcess:

@@ -22,6 +22,13 @@ from llm_router_server.providers.base import Provider
 from llm_router_server.types import ChainSpec, ModelSpec
 from tests.support.upstream import FakeUpstream
 
+SCHEMA = {
+    "type": "object",
+    "required": ["action"],
+    "properties": {"action": {"enum": ["restart", "escalate", "wait"]}},
+}
+"""A caller's JSON Schema: an object whose ``action`` is one of three words."""
+
 HI = router_pb2.RouteRequest(messages=[router_pb2.Message(role="user", content="hi")])
 """The smallest valid Route request."""
 

@@ -11,9 +11,9 @@ import grpc
 import pytest
 
 from llm_router.v1 import router_pb2_grpc
-from llm_router_server.config import Config, load
 from llm_router_server.errors import ConfigError
 from llm_router_server.event_loop import loop_factory
+from tests.support.config_files import load_text
 from tests.support.fixtures import Upstream
 from tests.support.net import free_port
 from tests.support.processes import ServerProcess, write_config
@@ -21,12 +21,6 @@ from tests.support.server import HI
 from tests.support.upstream import Answer
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def load_text(tmp_path: Path, text: str) -> Config:
-    path = tmp_path / "c.toml"
-    path.write_text(text)
-    return load(path)
 
 
 def test_default_is_uvloop_and_asyncio_is_a_choice(tmp_path: Path) -> None:

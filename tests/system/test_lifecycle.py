@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from llm_router.v1 import router_pb2_grpc
+from tests.support.config_files import config_file
 from tests.support.fixtures import Upstream
 from tests.support.net import free_port
 from tests.support.processes import ServerProcess, server_env, write_config
@@ -56,8 +57,7 @@ async def test_server_reports_serving_and_answers_after_start(
 
 
 def test_bad_config_stops_start_up_with_the_key_named(tmp_path: Path) -> None:
-    path = tmp_path / "bad.toml"
-    path.write_text('[server]\nlisten_on = "x"\n')
+    path = config_file(tmp_path, '[server]\nlisten_on = "x"\n')
     result = subprocess.run(
         [sys.executable, "-m", "llm_router_server", "serve", "--config", str(path)],
         env=server_env(),

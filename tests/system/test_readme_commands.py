@@ -23,6 +23,7 @@ import pytest
 
 from llm_router import RouterClient
 from tests.support.checkout import ROOT, child_env
+from tests.support.config_files import config_file
 from tests.support.processes import server_env
 from tests.support.serve_upstream import chooser
 from tests.support.upstream import Behaviour, FakeUpstream, HttpError
@@ -90,8 +91,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("readme")
     with FakeUpstream() as up:
         up.choose = chooser(ANSWER)
-        config = tmp / "llm-router.toml"
-        config.write_text(
+        config = config_file(
+            tmp,
             f"""
 [server]
 listen = "127.0.0.1:0"
@@ -107,7 +108,7 @@ models = [
   {{ model = "{OLLAMA}", timeout = 10, api_base = "{up.url}" }},
   {{ model = "{HAIKU}", timeout = 10, api_base = "{up.url}" }},
 ]
-"""
+""",
         )
         proc, target = start_logging_server(config, tmp / "server.log")
         try:

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
+from tests.support.config_files import config_file
 from tests.support.fixtures import Upstream
 from tests.support.net import free_port
 from tests.support.processes import ServerProcess
@@ -20,8 +21,8 @@ pytestmark = pytest.mark.timeout(90)
 
 def config(tmp_path: Path, up: FakeUpstream, port: int) -> Path:
     """Chain ``native``: an ollama_chat/ model; ``litellm``: an ollama/ one (litellm only)."""
-    path = tmp_path / "llm-router.toml"
-    path.write_text(
+    return config_file(
+        tmp_path,
         f"""
 default_chain = "native"
 [server]
@@ -30,9 +31,8 @@ listen = "127.0.0.1:{port}"
 models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = 30, api_base = "{up.url}" }}]
 [chains.litellm]
 models = [{{ model = "ollama/qwen2.5:7b", timeout = 30, api_base = "{up.url}" }}]
-"""
+""",
     )
-    return path
 
 
 async def test_a_route_that_needs_litellm_right_after_serving_waits_for_it_and_succeeds(
