@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.support.checkout import ROOT, child_env
 from tests.support.fixtures import Upstream
-from tests.support.processes import server_env
+from tests.support.processes import run_command, start_command
 from tests.support.server import SCHEMA, Serve, anthropic, ollama
 from tests.support.upstream import Answer, HttpError
 
@@ -20,13 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.mark.parametrize("command", [[], ["serve"], ["route"], ["health"]])
 def test_cli_help(command: list[str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "llm_router_server", *command, "--help"],
-        env=server_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_command(*command, "--help", timeout=30)
     assert result.returncode == 0
     assert "usage: llm-router" in result.stdout
 
@@ -36,14 +27,8 @@ async def test_cli_watch_json_prints_one_message_per_line(serve: Serve, upstream
     up.default = Answer("fine")
     server = await serve([ollama(up)])
     await server.route(context="earlier")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "llm_router_server", "watch", "--json", "--count", "2"),
-        *("--target", server.target, "--interval", "0"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env=child_env(),
+    process = await start_command(
+        *("watch", "--json", "--count", "2", "--target", server.target, "--interval", "0")
     )
     assert process.stdout is not None
     first = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
@@ -61,14 +46,8 @@ async def test_cli_watch_reports_a_bad_request_and_exits_1(
     serve: Serve, upstream: Upstream
 ) -> None:
     server = await serve([ollama(upstream())])
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "llm_router_server", "watch", "--json", "--target", server.target),
-        *("--resume-after", "yesterday"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env=child_env(),
+    process = await start_command(
+        "watch", "--json", "--target", server.target, "--resume-after", "yesterday"
     )
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1
@@ -84,11 +63,9 @@ async def test_cli_route_prints_the_answer_and_the_attempts(
     # Claude with a schema goes through litellm: its first import in this process can take
     # longer than the model's default timeout on a busy machine.
     server = await serve([ollama(local), anthropic(cloud, timeout=30)])
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llm_router_server", "route", "--target", server.target,
-        "--schema", json.dumps(SCHEMA), "Should I restart?",
-        env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc = await start_command(
+        "route", "--target", server.target, "--schema", json.dumps(SCHEMA), "Should I restart?"
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     assert json.loads(out) == {"action": "wait"}
@@ -100,10 +77,7 @@ async def test_cli_route_reports_all_failed_with_exit_1(serve: Serve, upstream: 
     local = upstream()
     local.script(HttpError(500))
     server = await serve([ollama(local)])
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llm_router_server", "route", "--target", server.target, "hi",
-        env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc = await start_command("route", "--target", server.target, "hi")
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert "UNAVAILABLE" in err.decode() and "provider_error" in err.decode()

@@ -13,12 +13,13 @@ import pytest
 
 from llm_router import AllModelsFailedError, RouterClient
 from tests.support.checkout import ROOT
+from tests.support.fixtures import Upstream
 from tests.support.server import Serve, anthropic, ollama
-from tests.support.upstream import Answer, FakeUpstream, HttpError
+from tests.support.upstream import Answer, HttpError
 
 
 async def test_blocking_client_routes_and_reads_typed_attempts(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     local, cloud = upstream(), upstream()
     local.default = HttpError(503)

@@ -6,15 +6,13 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.support.upstream import Answer, Drop, FakeUpstream, Hang, HttpError, Slow
-
-Upstream = Callable[[], FakeUpstream]
+from tests.support.fixtures import Upstream
+from tests.support.upstream import Answer, Drop, Hang, HttpError, Slow
 
 
 def post(url: str, body: Any, timeout: float = 5.0) -> tuple[int, Any]:

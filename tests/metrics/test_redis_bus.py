@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -19,10 +18,11 @@ from llm_router_server.metrics.bus import METRICS_CHANNEL
 from llm_router_server.metrics.redis_bus import RedisMetricsBus
 from llm_router_server.providers.base import ScriptedProvider
 from llm_router_server.types import Completion, ModelSpec
+from tests.support.fixtures import Upstream
 from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.server import Running, Serve, anthropic, ollama
-from tests.support.upstream import Answer, FakeUpstream, HttpError
+from tests.support.upstream import Answer, HttpError
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -61,7 +61,7 @@ def bus_of(server: Running) -> RedisMetricsBus:
 
 
 async def test_channel_payload_keeps_the_seeds_fields_and_no_text(
-    serve: Serve, upstream: Callable[[], FakeUpstream], redis_server: RedisServer
+    serve: Serve, upstream: Upstream, redis_server: RedisServer
 ) -> None:
     local, cloud = upstream(), upstream()
     local.script(HttpError(503))
@@ -103,7 +103,7 @@ async def test_channel_payload_keeps_the_seeds_fields_and_no_text(
 
 
 async def test_a_watcher_on_one_replica_sees_the_other_and_a_cluster_snapshot(
-    serve: Serve, upstream: Callable[[], FakeUpstream], redis_server: RedisServer
+    serve: Serve, upstream: Upstream, redis_server: RedisServer
 ) -> None:
     up = upstream()
     up.default = Answer("fine", prompt_tokens=3, completion_tokens=2)
@@ -126,7 +126,7 @@ async def test_a_watcher_on_one_replica_sees_the_other_and_a_cluster_snapshot(
 
 
 async def test_redis_killed_mid_run_routes_go_on_and_metrics_resume_when_it_returns(
-    serve: Serve, upstream: Callable[[], FakeUpstream], redis_server: RedisServer
+    serve: Serve, upstream: Upstream, redis_server: RedisServer
 ) -> None:
     up = upstream()
     up.default = Answer("fine")
@@ -157,7 +157,7 @@ async def test_redis_killed_mid_run_routes_go_on_and_metrics_resume_when_it_retu
 
 
 async def test_redis_down_at_start_does_not_stop_the_server(
-    serve: Serve, upstream: Callable[[], FakeUpstream], tmp_path: Any
+    serve: Serve, upstream: Upstream, tmp_path: Any
 ) -> None:
     up = upstream()
     up.default = Answer("fine")
@@ -175,7 +175,7 @@ async def test_redis_down_at_start_does_not_stop_the_server(
 
 
 async def test_blackholed_redis_does_not_stop_routes(
-    serve: Serve, upstream: Callable[[], FakeUpstream], blackhole: int
+    serve: Serve, upstream: Upstream, blackhole: int
 ) -> None:
     up = upstream()
     up.default = Answer("fine")
@@ -193,7 +193,7 @@ async def test_blackholed_redis_does_not_stop_routes(
 
 
 async def test_a_resumed_watcher_gets_the_events_it_missed(
-    serve: Serve, upstream: Callable[[], FakeUpstream], redis_server: RedisServer
+    serve: Serve, upstream: Upstream, redis_server: RedisServer
 ) -> None:
     up = upstream()
     up.default = Answer("fine")
@@ -213,7 +213,7 @@ async def test_a_resumed_watcher_gets_the_events_it_missed(
 
 
 async def test_resume_without_redis_uses_the_in_process_history(
-    serve: Serve, upstream: Callable[[], FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     up = upstream()
     up.default = Answer("fine")
@@ -228,9 +228,7 @@ async def test_resume_without_redis_uses_the_in_process_history(
     stream.cancel()
 
 
-async def test_resume_with_a_bad_id_is_invalid_argument(
-    serve: Serve, upstream: Callable[[], FakeUpstream]
-) -> None:
+async def test_resume_with_a_bad_id_is_invalid_argument(serve: Serve, upstream: Upstream) -> None:
     server = await serve([ollama(upstream())])
     stream = server.stub.WatchMetrics(router_pb2.WatchMetricsRequest(resume_after_event_id="x"))
     with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -239,9 +237,7 @@ async def test_resume_with_a_bad_id_is_invalid_argument(
     assert "resume_after_event_id" in (info.value.details() or "")
 
 
-async def test_resume_while_redis_is_down_is_unavailable(
-    serve: Serve, upstream: Callable[[], FakeUpstream]
-) -> None:
+async def test_resume_while_redis_is_down_is_unavailable(serve: Serve, upstream: Upstream) -> None:
     server = await serve([ollama(upstream())], **with_redis(f"redis://127.0.0.1:{free_port()}"))
     stream, snapshot = await watch(server, resume_after_event_id="1-0")
     assert not snapshot.cluster_wide
@@ -251,7 +247,7 @@ async def test_resume_while_redis_is_down_is_unavailable(
 
 
 async def test_filters_by_chain_model_and_context(
-    serve: Serve, upstream: Callable[[], FakeUpstream], redis_server: RedisServer
+    serve: Serve, upstream: Upstream, redis_server: RedisServer
 ) -> None:
     local, cloud = upstream(), upstream()
     local.default = Answer("fine")

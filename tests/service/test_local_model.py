@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.support.fixtures import Upstream
 from tests.support.net import free_port
 from tests.support.server import Serve, anthropic, ollama
-from tests.support.upstream import Answer, FakeUpstream, Hang
+from tests.support.upstream import Answer, Hang
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -21,7 +22,7 @@ async def serving(server: object) -> int:
 
 
 async def test_warm_up_sends_one_call_at_start_with_keep_alive(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     local, cloud = upstream(), upstream()
     local.default = Answer("OK")
@@ -33,9 +34,7 @@ async def test_warm_up_sends_one_call_at_start_with_keep_alive(
     assert cloud.chat_requests() == []  # only models marked warm_up are warmed
 
 
-async def test_keep_alive_goes_with_every_ollama_call(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
+async def test_keep_alive_goes_with_every_ollama_call(serve: Serve, upstream: Upstream) -> None:
     local = upstream()
     local.default = Answer("hello")
     server = await serve([ollama(local, params={"keep_alive": -1})])
@@ -44,7 +43,7 @@ async def test_keep_alive_goes_with_every_ollama_call(
 
 
 async def test_a_failing_warm_up_leaves_the_service_serving(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     cloud = upstream()
     cloud.default = Answer("from the cloud")
@@ -57,7 +56,7 @@ async def test_a_failing_warm_up_leaves_the_service_serving(
 
 
 async def test_a_hanging_warm_up_does_not_delay_start_or_stop(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     local = upstream()
     local.default = Hang()

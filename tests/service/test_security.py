@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -15,13 +16,12 @@ from grpc_status import rpc_status
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.config import AuthConfig, TLSConfig
-from tests.support.fixtures import ANTHROPIC_KEY
-from tests.support.server import Serve, anthropic, ollama
-from tests.support.upstream import Answer, FakeUpstream, HttpError
+from tests.support.fixtures import ANTHROPIC_KEY, Upstream
+from tests.support.server import HI, Running, Serve, anthropic, ollama
+from tests.support.upstream import Answer, HttpError
 
 pytestmark = pytest.mark.timeout(30)
 TOKEN = "tok-0123456789abcdef-secret"
-HI = router_pb2.RouteRequest(messages=[router_pb2.Message(role="user", content="hi")])
 
 
 def bearer(token: str) -> tuple[tuple[str, str]]:
@@ -37,9 +37,7 @@ async def code_of(call: object) -> tuple[grpc.StatusCode, str]:
 # -- bearer tokens ---------------------------------------------------------------------------
 
 
-async def test_without_a_token_route_is_unauthenticated(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
+async def test_without_a_token_route_is_unauthenticated(serve: Serve, upstream: Upstream) -> None:
     server = await serve([ollama(upstream())], auth=AuthConfig(tokens=(TOKEN,)))
     code, message = await code_of(server.stub.Route(HI, timeout=5))
     assert code is grpc.StatusCode.UNAUTHENTICATED
@@ -47,7 +45,7 @@ async def test_without_a_token_route_is_unauthenticated(
 
 
 async def test_a_wrong_token_is_unauthenticated_and_not_echoed(
-    serve: Serve, upstream: type[FakeUpstream], caplog: pytest.LogCaptureFixture
+    serve: Serve, upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = await serve([ollama(upstream())], auth=AuthConfig(tokens=(TOKEN,)))
     wrong = "wrong-0123456789abcdef"
@@ -58,7 +56,7 @@ async def test_a_wrong_token_is_unauthenticated_and_not_echoed(
     assert server.app.auth is not None and server.app.auth.rejected == 1
 
 
-async def test_the_right_token_is_let_through(serve: Serve, upstream: type[FakeUpstream]) -> None:
+async def test_the_right_token_is_let_through(serve: Serve, upstream: Upstream) -> None:
     up = upstream()
     up.script(Answer("hello"))
     server = await serve([ollama(up)], auth=AuthConfig(tokens=("other-token-0123456789", TOKEN)))
@@ -66,9 +64,7 @@ async def test_the_right_token_is_let_through(serve: Serve, upstream: type[FakeU
     assert reply.content.string_value == "hello"
 
 
-async def test_watch_metrics_needs_the_token_too(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
+async def test_watch_metrics_needs_the_token_too(serve: Serve, upstream: Upstream) -> None:
     server = await serve([ollama(upstream())], auth=AuthConfig(tokens=(TOKEN,)))
     stream = server.stub.WatchMetrics(router_pb2.WatchMetricsRequest(), timeout=5)
     with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -77,9 +73,7 @@ async def test_watch_metrics_needs_the_token_too(
     assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_health_stays_open_without_a_token(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
+async def test_health_stays_open_without_a_token(serve: Serve, upstream: Upstream) -> None:
     server = await serve([ollama(upstream())], auth=AuthConfig(tokens=(TOKEN,)))
     health = health_pb2_grpc.HealthStub(server.channel)
     reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
@@ -118,58 +112,73 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-async def test_tls_serves_a_tls_client_and_refuses_plaintext(
-    serve: Serve, upstream: type[FakeUpstream], certs: dict[str, Path]
-) -> None:
+async def tls_server(
+    serve: Serve,
+    upstream: Upstream,
+    certs: dict[str, Path],
+    answer: str,
+    client_ca_file: str = "",
+    **config: Any,
+) -> Running:
+    """A server on TLS with the server certificate (for mTLS, also ``client_ca_file``) whose
+    one model answers ``answer``."""
     up = upstream()
-    up.default = Answer("over tls")
-    tls = TLSConfig(cert_file=str(certs["server_cert"]), key_file=str(certs["server_key"]))
-    server = await serve([ollama(up)], tls=tls)
+    up.default = Answer(answer)
+    tls = TLSConfig(
+        cert_file=str(certs["server_cert"]),
+        key_file=str(certs["server_key"]),
+        client_ca_file=client_ca_file,
+    )
+    return await serve([ollama(up)], tls=tls, **config)
+
+
+async def route_securely(
+    target: str, credentials: grpc.ChannelCredentials, seconds: float = 10
+) -> router_pb2.RouteResponse:
+    """``HI`` over a secure channel to ``target``, within ``seconds``."""
+    async with grpc.aio.secure_channel(target, credentials) as channel:
+        reply: router_pb2.RouteResponse = await router_pb2_grpc.RouterStub(channel).Route(
+            HI, timeout=seconds
+        )
+        return reply
+
+
+async def test_tls_serves_a_tls_client_and_refuses_plaintext(
+    serve: Serve, upstream: Upstream, certs: dict[str, Path]
+) -> None:
+    server = await tls_server(serve, upstream, certs, "over tls")
     credentials = grpc.ssl_channel_credentials(certs["server_cert"].read_bytes())
-    async with grpc.aio.secure_channel(server.target, credentials) as channel:
-        reply = await router_pb2_grpc.RouterStub(channel).Route(HI, timeout=10)
+    reply = await route_securely(server.target, credentials)
     assert reply.content.string_value == "over tls"
     code, _ = await code_of(server.stub.Route(HI, timeout=3))  # the fixture's plaintext channel
     assert code is grpc.StatusCode.UNAVAILABLE
 
 
 async def test_mtls_requires_a_client_certificate(
-    serve: Serve, upstream: type[FakeUpstream], certs: dict[str, Path]
+    serve: Serve, upstream: Upstream, certs: dict[str, Path]
 ) -> None:
-    up = upstream()
-    up.default = Answer("mutual")
-    tls = TLSConfig(
-        cert_file=str(certs["server_cert"]),
-        key_file=str(certs["server_key"]),
-        client_ca_file=str(certs["client_cert"]),
-    )
-    server = await serve([ollama(up)], tls=tls)
+    client_ca_file = str(certs["client_cert"])
+    server = await tls_server(serve, upstream, certs, "mutual", client_ca_file)
     root = certs["server_cert"].read_bytes()
     anonymous = grpc.ssl_channel_credentials(root)
-    async with grpc.aio.secure_channel(server.target, anonymous) as channel:
-        code, _ = await code_of(router_pb2_grpc.RouterStub(channel).Route(HI, timeout=5))
+    code, _ = await code_of(route_securely(server.target, anonymous, seconds=5))
     assert code is grpc.StatusCode.UNAVAILABLE
     known = grpc.ssl_channel_credentials(
         root, certs["client_key"].read_bytes(), certs["client_cert"].read_bytes()
     )
-    async with grpc.aio.secure_channel(server.target, known) as channel:
-        reply = await router_pb2_grpc.RouterStub(channel).Route(HI, timeout=10)
+    reply = await route_securely(server.target, known)
     assert reply.content.string_value == "mutual"
 
 
 async def test_tls_and_a_token_together(
-    serve: Serve, upstream: type[FakeUpstream], certs: dict[str, Path]
+    serve: Serve, upstream: Upstream, certs: dict[str, Path]
 ) -> None:
-    up = upstream()
-    up.default = Answer("both")
-    tls = TLSConfig(cert_file=str(certs["server_cert"]), key_file=str(certs["server_key"]))
-    server = await serve([ollama(up)], tls=tls, auth=AuthConfig(tokens=(TOKEN,)))
+    server = await tls_server(serve, upstream, certs, "both", auth=AuthConfig(tokens=(TOKEN,)))
     credentials = grpc.composite_channel_credentials(
         grpc.ssl_channel_credentials(certs["server_cert"].read_bytes()),
         grpc.access_token_call_credentials(TOKEN),
     )
-    async with grpc.aio.secure_channel(server.target, credentials) as channel:
-        reply = await router_pb2_grpc.RouterStub(channel).Route(HI, timeout=10)
+    reply = await route_securely(server.target, credentials)
     assert reply.content.string_value == "both"
 
 
@@ -177,7 +186,7 @@ async def test_tls_and_a_token_together(
 
 
 async def test_a_request_over_the_receive_limit_is_resource_exhausted(
-    serve: Serve, upstream: type[FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     up = upstream()
     server = await serve([ollama(up)], server={"max_receive_bytes": 64 * 1024})
@@ -201,7 +210,7 @@ async def test_a_request_over_the_receive_limit_is_resource_exhausted(
     ids=["deep-schema", "hostile-deep-array", "unbalanced"],
 )
 async def test_deep_or_huge_schemas_are_invalid_argument(
-    serve: Serve, upstream: type[FakeUpstream], schema: str
+    serve: Serve, upstream: Upstream, schema: str
 ) -> None:
     up = upstream()
     server = await serve([ollama(up)], server={"max_receive_bytes": 1024 * 1024})
@@ -216,7 +225,7 @@ async def test_deep_or_huge_schemas_are_invalid_argument(
 
 
 async def test_an_api_key_echoed_by_a_provider_reaches_no_reply_status_event_or_log(
-    serve: Serve, upstream: type[FakeUpstream], caplog: pytest.LogCaptureFixture
+    serve: Serve, upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
     up = upstream()
     leak = {
@@ -263,7 +272,7 @@ async def test_an_api_key_echoed_by_a_provider_reaches_no_reply_status_event_or_
     ],
 )
 async def test_schema_refs_are_never_fetched_and_must_resolve(
-    serve: Serve, upstream: type[FakeUpstream], ref: str, message: str
+    serve: Serve, upstream: Upstream, ref: str, message: str
 ) -> None:
     """Found by the fuzz suite: an unresolvable $ref was an INTERNAL error at judging time,
     and jsonschema would have fetched a remote one."""
@@ -277,7 +286,7 @@ async def test_schema_refs_are_never_fetched_and_must_resolve(
     assert up.chat_requests() == []
 
 
-async def test_a_local_ref_works(serve: Serve, upstream: type[FakeUpstream]) -> None:
+async def test_a_local_ref_works(serve: Serve, upstream: Upstream) -> None:
     up = upstream()
     up.default = Answer('{"a": "x"}')
     server = await serve([ollama(up)])

@@ -1,4 +1,5 @@
-"""The server as a child process (``llm-router serve --config FILE``), as an operator runs it."""
+"""The ``llm-router`` command as a child process, as an operator runs it: the server
+(``llm-router serve --config FILE``) and the client commands (``route``, ``watch``, ...)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.checkout import child_env
+from tests.support.checkout import ROOT, child_env
 from tests.support.config_files import config_file
 from tests.support.upstream import FakeUpstream
+
+LLM_ROUTER = (sys.executable, "-m", "llm_router_server")
+"""The ``llm-router`` command of this checkout."""
 
 
 def server_env() -> dict[str, str]:
@@ -26,10 +30,29 @@ def server_env() -> dict[str, str]:
     return env
 
 
+def run_command(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``llm-router ARGS`` run to its end, its stdout and stderr captured as text."""
+    return subprocess.run(
+        [*LLM_ROUTER, *args], env=server_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+async def start_command(*args: str) -> asyncio.subprocess.Process:
+    """``llm-router ARGS`` started, its stdout and stderr piped (bytes)."""
+    return await asyncio.create_subprocess_exec(
+        *LLM_ROUTER,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env=server_env(),
+    )
+
+
 def start_server(config: Path) -> subprocess.Popen[str]:
-    """``llm_router_server serve --config CONFIG``; its stdout and stderr in one text pipe."""
+    """``llm-router serve --config CONFIG``; its stdout and stderr in one text pipe."""
     return subprocess.Popen(
-        [sys.executable, "-m", "llm_router_server", "serve", "--config", str(config)],
+        [*LLM_ROUTER, "serve", "--config", str(config)],
         env=server_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

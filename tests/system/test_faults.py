@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llm_router.v1 import router_pb2
 from llm_router_server.breaker.breaker import BreakerPolicy
 from tests.support.checkout import ROOT
+from tests.support.fixtures import Upstream
 from tests.support.server import Running, Serve, anthropic, ollama, openai
 from tests.support.upstream import (
     ANTHROPIC_TOO_LONG,
@@ -88,9 +89,7 @@ def breaker() -> BreakerPolicy:
 
 
 @pytest.fixture
-async def setup(
-    serve: Serve, upstream: type[FakeUpstream], breaker: BreakerPolicy
-) -> AsyncIterator[Setup]:
+async def setup(serve: Serve, upstream: Upstream, breaker: BreakerPolicy) -> AsyncIterator[Setup]:
     primary, fallback = upstream(), upstream()
     fallback.default = Answer("from the fallback", prompt_tokens=21, completion_tokens=4)
     primary.default = Answer("from the primary")
@@ -208,7 +207,7 @@ async def test_context_window_goes_to_the_next_model_without_retry_or_open(setup
 
 @pytest.mark.parametrize("policy", ["fall_through", "stop"])
 async def test_content_policy_400_follows_the_refusal_policy(
-    serve: Serve, upstream: type[FakeUpstream], policy: str
+    serve: Serve, upstream: Upstream, policy: str
 ) -> None:
     primary, fallback = upstream(), upstream()
     primary.default = HttpError(400, body=OPENAI_POLICY)
@@ -236,7 +235,7 @@ async def test_content_policy_400_follows_the_refusal_policy(
     await assert_healthy(server)
 
 
-async def test_claude_safety_refusal_under_stop(serve: Serve, upstream: type[FakeUpstream]) -> None:
+async def test_claude_safety_refusal_under_stop(serve: Serve, upstream: Upstream) -> None:
     primary, fallback = upstream(), upstream()
     primary.default = SafetyRefusal()
     server = await serve([anthropic(primary), anthropic(fallback)])
@@ -317,9 +316,7 @@ async def test_everything_down_is_a_clear_error_and_bounded(setup: Setup) -> Non
     await asyncio.sleep(BREAKER.max_cool_down_seconds + 0.1)
 
 
-async def test_hedging_cancels_the_loser_upstream(
-    serve: Serve, upstream: type[FakeUpstream]
-) -> None:
+async def test_hedging_cancels_the_loser_upstream(serve: Serve, upstream: Upstream) -> None:
     primary, fallback = upstream(), upstream()
     primary.default = Hang()
     fallback.default = Answer("hedged")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -15,7 +13,7 @@ from llm_router.v1 import router_pb2_grpc
 from tests.support.config_files import config_file
 from tests.support.fixtures import Upstream
 from tests.support.net import free_port
-from tests.support.processes import ServerProcess, server_env, write_config
+from tests.support.processes import ServerProcess, run_command, write_config
 from tests.support.server import HI
 from tests.support.upstream import Answer, Slow
 from tests.support.waiting import eventually
@@ -58,12 +56,6 @@ async def test_server_reports_serving_and_answers_after_start(
 
 def test_bad_config_stops_start_up_with_the_key_named(tmp_path: Path) -> None:
     path = config_file(tmp_path, '[server]\nlisten_on = "x"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "llm_router_server", "serve", "--config", str(path)],
-        env=server_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_command("serve", "--config", str(path), timeout=60)
     assert result.returncode == 2
     assert "unknown key(s): 'server.listen_on'" in result.stderr

@@ -24,7 +24,7 @@ import pytest
 from llm_router import RouterClient
 from tests.support.checkout import ROOT, child_env
 from tests.support.config_files import config_file
-from tests.support.processes import server_env
+from tests.support.processes import LLM_ROUTER, server_env
 from tests.support.serve_upstream import chooser
 from tests.support.upstream import Behaviour, FakeUpstream, HttpError
 
@@ -63,13 +63,21 @@ class Server:
         print(f"$ {command}\n{result.stdout}{result.stderr}[exit {result.returncode}]")
         return result
 
+    def run_failing(self, name: str) -> subprocess.CompletedProcess[str]:
+        """``run(name)`` while every model answers HTTP 500."""
+        self.up.choose = failing
+        try:
+            return self.run(name)
+        finally:
+            self.up.choose = chooser(ANSWER)
+
 
 def start_logging_server(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``llm_router_server serve`` writing to ``log``; return it and its address (read
     from the log) once it serves."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llm_router_server", "serve", "--config", str(config)],
+            [*LLM_ROUTER, "serve", "--config", str(config)],
             env=server_env(),
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -191,11 +199,7 @@ def failing(path: str, body: Any) -> Behaviour | None:
 
 def check_grpcurl_route(s: Server) -> None:
     assert_success(json.loads(ok(s.run("grpcurl-route"))))
-    s.up.choose = failing
-    try:
-        failed = s.run("grpcurl-route")
-    finally:
-        s.up.choose = chooser(ANSWER)
+    failed = s.run_failing("grpcurl-route")
     assert failed.returncode != 0
     err = failed.stderr
     assert "Code: Unavailable" in err
@@ -213,11 +217,7 @@ def check_grpcurl_route(s: Server) -> None:
 
 def check_buf_route(s: Server) -> None:
     assert_success(snake(json.loads(ok(s.run("buf-route")))))
-    s.up.choose = failing
-    try:
-        failed = s.run("buf-route")
-    finally:
-        s.up.choose = chooser(ANSWER)
+    failed = s.run_failing("buf-route")
     assert failed.returncode != 0
     status = json.loads(failed.stderr)
     assert status["code"] == "unavailable"
@@ -292,27 +292,24 @@ def test_readme_command_works_against_a_real_server(name: str, server: Server) -
     CHECKS[name](server)
 
 
+def run_example(server: Server, text: str) -> subprocess.CompletedProcess[str]:
+    """client/examples/route_example.py asking ``server`` about ``text``."""
+    example = ROOT / "client" / "examples" / "route_example.py"
+    return subprocess.run(
+        [sys.executable, str(example), "--target", server.target, text],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=child_env(("client",)),
+    )
+
+
 def test_the_typed_python_example_prints_the_decision(server: Server) -> None:
     """client/examples/route_example.py (type-checked by mypy) works against the server."""
-    example = ROOT / "client" / "examples" / "route_example.py"
-    env = child_env(("client",))
-    result = subprocess.run(
-        [sys.executable, str(example), "--target", server.target, "nginx is down."],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
+    result = run_example(server, "nginx is down.")
     assert ok(result).strip() == "restart"
-    failed = subprocess.run(
-        [sys.executable, str(example), "--target", server.target, "[fail] nginx is down."],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
+    failed = run_example(server, "[fail] nginx is down.")
     assert failed.returncode == 1
     assert f"{HAIKU}: provider_error: HTTP 500" in failed.stderr
 
