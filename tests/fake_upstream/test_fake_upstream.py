@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.support.fixtures import Upstream
+from tests.support.net import post_json
 from tests.support.upstream import Answer, Drop, Hang, HttpError, Slow
 
 
-def post(url: str, body: Any, timeout: float = 5.0) -> tuple[int, Any]:
-    """A blocking POST: the calling thread (and its event loop) waits for the fake."""
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+def post(url: str, body: Any) -> tuple[int, Any]:
+    """A blocking POST (the calling thread and its event loop wait): status and parsed JSON."""
+    status, text = post_json(url, body)
+    return status, json.loads(text)
 
 
 async def test_script_then_default_and_on_path_wins(upstream: Upstream) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.checkout import ROOT, child_env
+from tests.support.net import post_json
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +45,9 @@ def fake() -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 
 def post(url: str, path: str, text: str) -> tuple[int, str]:
+    """A model call with the user message ``text``: status and reply text."""
     body = {"model": "m", "messages": [{"role": "user", "content": text}], "max_tokens": 5}
-    request = urllib.request.Request(
-        url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+    return post_json(url + path, body, timeout=10)
 
 
 def test_without_a_marker_every_model_answers_the_given_text(fake: tuple[object, str]) -> None:

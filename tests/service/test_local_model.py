@@ -4,21 +4,19 @@ anything optional."""
 from __future__ import annotations
 
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from tests.support.fixtures import Upstream
 from tests.support.net import free_port
-from tests.support.server import Serve, anthropic, ollama
+from tests.support.server import Running, Serve, anthropic, ollama
 from tests.support.upstream import Answer, Hang
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def serving(server: object) -> int:
-    health = health_pb2_grpc.HealthStub(server.channel)  # type: ignore[attr-defined]
-    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
-    return int(reply.status)
+async def serving(server: Running) -> int:
+    return int((await server.health()).status)
 
 
 async def test_warm_up_sends_one_call_at_start_with_keep_alive(

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llm_router import AsyncRouterClient
 from llm_router.v1 import router_pb2, router_pb2_grpc
@@ -50,6 +51,8 @@ def openai(up: FakeUpstream, timeout: float = 5.0, **kw: Any) -> ModelSpec:
 
 @dataclass
 class Running:
+    """A started server: the app, its address, a channel and stub on it, a typed client."""
+
     app: App
     target: str
     channel: grpc.aio.Channel
@@ -57,11 +60,20 @@ class Running:
     client: AsyncRouterClient
 
     async def route(self, text: str = "What now?", **fields: Any) -> router_pb2.RouteResponse:
+        """Route one user message ``text`` (with the request's other ``fields``)."""
         request = router_pb2.RouteRequest(
             messages=[router_pb2.Message(role="user", content=text)], **fields
         )
         response: router_pb2.RouteResponse = await self.stub.Route(request, timeout=30)
         return response
+
+    async def health(self, service: str = "") -> health_pb2.HealthCheckResponse:
+        """The standard health check of ``service`` (the server as a whole by default)."""
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        reply: health_pb2.HealthCheckResponse = await stub.Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5
+        )
+        return reply
 
 
 class Serve(Protocol):

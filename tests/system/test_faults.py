@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from llm_router.v1 import router_pb2
 from llm_router_server.breaker.breaker import BreakerPolicy
@@ -107,8 +107,7 @@ async def setup(serve: Serve, upstream: Upstream, breaker: BreakerPolicy) -> Asy
 
 
 async def assert_healthy(server: Running) -> None:
-    health = health_pb2_grpc.HealthStub(server.channel)
-    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+    reply = await server.health()
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
     answer = await server.stub.Route(
         router_pb2.RouteRequest(messages=[router_pb2.Message(role="user", content="still up?")]),
