@@ -23,8 +23,7 @@ def test_cli_help(command: list[str]) -> None:
 
 
 async def test_cli_watch_json_prints_one_message_per_line(serve: Serve, upstream: Upstream) -> None:
-    up = upstream()
-    up.default = Answer("fine")
+    up = upstream(Answer("fine"))
     server = await serve([ollama(up)])
     await server.route(context="earlier")
     process = await start_command(

@@ -21,8 +21,7 @@ from tests.support.upstream import Answer, HttpError
 async def test_blocking_client_routes_and_reads_typed_attempts(
     serve: Serve, upstream: Upstream
 ) -> None:
-    local, cloud = upstream(), upstream()
-    local.default = HttpError(503)
+    local, cloud = upstream(HttpError(503)), upstream()
     cloud.script(Answer('{"n": 2}'), HttpError(500))
     server = await serve([ollama(local), anthropic(cloud)])
 

@@ -25,9 +25,8 @@ def scrape(port: int) -> str:
 
 
 async def test_prometheus_endpoint_serves_the_counters(serve: Serve, upstream: Upstream) -> None:
-    local, cloud = upstream(), upstream()
-    local.default = HttpError(503)
-    cloud.default = Answer("fine", prompt_tokens=7, completion_tokens=3)
+    local = upstream(HttpError(503))
+    cloud = upstream(Answer("fine", prompt_tokens=7, completion_tokens=3))
     server = await serve(
         [ollama(local), anthropic(cloud)],
         metrics=MetricsConfig(prometheus_listen="127.0.0.1:0", replica_id="p"),
@@ -81,9 +80,7 @@ async def test_circuit_changes_reach_watchers_snapshots_and_prometheus(
     """A primary that keeps failing opens its circuit: a watcher is told as it happens
     (a CircuitChange message), snapshots show the model OPEN with the reason, and
     Prometheus has the state gauge and the transition counter."""
-    local, cloud = upstream(), upstream()
-    local.default = HttpError(503)
-    cloud.default = Answer("fine")
+    local, cloud = upstream(HttpError(503)), upstream(Answer("fine"))
     server = await serve(
         [ollama(local), anthropic(cloud)],
         metrics=MetricsConfig(prometheus_listen="127.0.0.1:0"),

@@ -105,8 +105,7 @@ async def test_channel_payload_keeps_the_seeds_fields_and_no_text(
 async def test_a_watcher_on_one_replica_sees_the_other_and_a_cluster_snapshot(
     serve: Serve, upstream: Upstream, redis_server: RedisServer
 ) -> None:
-    up = upstream()
-    up.default = Answer("fine", prompt_tokens=3, completion_tokens=2)
+    up = upstream(Answer("fine", prompt_tokens=3, completion_tokens=2))
     a = await serve([ollama(up)], **with_redis(redis_server.url, "replica-a"))
     b = await serve([ollama(up)], **with_redis(redis_server.url, "replica-b"))
     stream, _ = await watch(a)
@@ -128,8 +127,7 @@ async def test_a_watcher_on_one_replica_sees_the_other_and_a_cluster_snapshot(
 async def test_redis_killed_mid_run_routes_go_on_and_metrics_resume_when_it_returns(
     serve: Serve, upstream: Upstream, redis_server: RedisServer
 ) -> None:
-    up = upstream()
-    up.default = Answer("fine")
+    up = upstream(Answer("fine"))
     server = await serve([ollama(up)], **with_redis(redis_server.url, buffer_size=3))
     bus = bus_of(server)
     stream, _ = await watch(server)
@@ -159,8 +157,7 @@ async def test_redis_killed_mid_run_routes_go_on_and_metrics_resume_when_it_retu
 async def test_redis_down_at_start_does_not_stop_the_server(
     serve: Serve, upstream: Upstream, tmp_path: Any
 ) -> None:
-    up = upstream()
-    up.default = Answer("fine")
+    up = upstream(Answer("fine"))
     later = RedisServer(tmp_path)
     server = await serve([ollama(up)], **with_redis(later.url))
     await server.route(context="early")
@@ -177,8 +174,7 @@ async def test_redis_down_at_start_does_not_stop_the_server(
 async def test_blackholed_redis_does_not_stop_routes(
     serve: Serve, upstream: Upstream, blackhole: int
 ) -> None:
-    up = upstream()
-    up.default = Answer("fine")
+    up = upstream(Answer("fine"))
     server = await serve(
         [ollama(up)],
         **with_redis(f"redis://127.0.0.1:{blackhole}/0", buffer_size=2, redis_timeout=0.3),
@@ -195,8 +191,7 @@ async def test_blackholed_redis_does_not_stop_routes(
 async def test_a_resumed_watcher_gets_the_events_it_missed(
     serve: Serve, upstream: Upstream, redis_server: RedisServer
 ) -> None:
-    up = upstream()
-    up.default = Answer("fine")
+    up = upstream(Answer("fine"))
     server = await serve([ollama(up)], **with_redis(redis_server.url))
     stream, _ = await watch(server)
     await server.route(context="seen")
@@ -215,8 +210,7 @@ async def test_a_resumed_watcher_gets_the_events_it_missed(
 async def test_resume_without_redis_uses_the_in_process_history(
     serve: Serve, upstream: Upstream
 ) -> None:
-    up = upstream()
-    up.default = Answer("fine")
+    up = upstream(Answer("fine"))
     server = await serve([ollama(up)])
     stream, _ = await watch(server)
     await server.route(context="seen")
@@ -249,9 +243,7 @@ async def test_resume_while_redis_is_down_is_unavailable(serve: Serve, upstream:
 async def test_filters_by_chain_model_and_context(
     serve: Serve, upstream: Upstream, redis_server: RedisServer
 ) -> None:
-    local, cloud = upstream(), upstream()
-    local.default = Answer("fine")
-    cloud.default = Answer("fine")
+    local, cloud = upstream(Answer("fine")), upstream(Answer("fine"))
     server = await serve(
         [ollama(local)], chains={"cloud": [anthropic(cloud)]}, **with_redis(redis_server.url)
     )

@@ -22,8 +22,7 @@ async def serving(server: Running) -> int:
 async def test_warm_up_sends_one_call_at_start_with_keep_alive(
     serve: Serve, upstream: Upstream
 ) -> None:
-    local, cloud = upstream(), upstream()
-    local.default = Answer("OK")
+    local, cloud = upstream(Answer("OK")), upstream()
     model = ollama(local, warm_up=True, params={"keep_alive": "30m"})
     await serve([model, anthropic(cloud)])
     await eventually(local.chat_requests)
@@ -33,8 +32,7 @@ async def test_warm_up_sends_one_call_at_start_with_keep_alive(
 
 
 async def test_keep_alive_goes_with_every_ollama_call(serve: Serve, upstream: Upstream) -> None:
-    local = upstream()
-    local.default = Answer("hello")
+    local = upstream(Answer("hello"))
     server = await serve([ollama(local, params={"keep_alive": -1})])
     await server.route()
     assert local.chat_requests()[-1].body["keep_alive"] == -1
@@ -43,8 +41,7 @@ async def test_keep_alive_goes_with_every_ollama_call(serve: Serve, upstream: Up
 async def test_a_failing_warm_up_leaves_the_service_serving(
     serve: Serve, upstream: Upstream
 ) -> None:
-    cloud = upstream()
-    cloud.default = Answer("from the cloud")
+    cloud = upstream(Answer("from the cloud"))
     dead = ollama(cloud, warm_up=True)
     dead = type(dead)(dead.model, 2, f"http://127.0.0.1:{free_port()}", warm_up=True)
     server = await serve([dead, anthropic(cloud)])
@@ -56,8 +53,7 @@ async def test_a_failing_warm_up_leaves_the_service_serving(
 async def test_a_hanging_warm_up_does_not_delay_start_or_stop(
     serve: Serve, upstream: Upstream
 ) -> None:
-    local = upstream()
-    local.default = Hang()
+    local = upstream(Hang())
     server = await serve([ollama(local, warm_up=True)])
     assert await serving(server) == health_pb2.HealthCheckResponse.SERVING
     await eventually(local.chat_requests)

@@ -121,8 +121,7 @@ async def tls_server(
 ) -> Running:
     """A server on TLS with the server certificate (for mTLS, also ``client_ca_file``) whose
     one model answers ``answer``."""
-    up = upstream()
-    up.default = Answer(answer)
+    up = upstream(Answer(answer))
     tls = TLSConfig(
         cert_file=str(certs["server_cert"]),
         key_file=str(certs["server_key"]),
@@ -286,8 +285,7 @@ async def test_schema_refs_are_never_fetched_and_must_resolve(
 
 
 async def test_a_local_ref_works(serve: Serve, upstream: Upstream) -> None:
-    up = upstream()
-    up.default = Answer('{"a": "x"}')
+    up = upstream(Answer('{"a": "x"}'))
     server = await serve([ollama(up)])
     schema = {
         "type": "object",

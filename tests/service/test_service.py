@@ -207,8 +207,7 @@ async def test_invalid_argument_through_the_typed_client(serve: Serve, upstream:
 async def test_deadline_budgets_the_chain_and_returns_the_attempts(
     serve: Serve, upstream: Upstream
 ) -> None:
-    local, cloud = upstream(), upstream()
-    local.default = Hang()
+    local, cloud = upstream(Hang()), upstream()
     server = await serve([ollama(local, timeout=8), anthropic(cloud, timeout=30)])
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -228,8 +227,7 @@ async def test_deadline_budgets_the_chain_and_returns_the_attempts(
 async def test_client_cancellation_cancels_the_upstream_request(
     serve: Serve, upstream: Upstream
 ) -> None:
-    local = upstream()
-    local.default = Hang()
+    local = upstream(Hang())
     server = await serve([ollama(local, timeout=20)])
     watcher = server.app.bus.subscribe()
     call = server.stub.Route(
@@ -244,8 +242,7 @@ async def test_client_cancellation_cancels_the_upstream_request(
 
 
 async def test_watch_metrics_sends_a_snapshot_then_events(serve: Serve, upstream: Upstream) -> None:
-    local = upstream()
-    local.default = Answer("fine")
+    local = upstream(Answer("fine"))
     server = await serve([ollama(local)])
     await server.route(context="warm")
     stream = server.stub.WatchMetrics(router_pb2.WatchMetricsRequest())

@@ -7,22 +7,25 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support.upstream import FakeUpstream
+from tests.support.upstream import Behaviour, FakeUpstream
 
 ANTHROPIC_KEY = "sk-ant-api03-TESTKEY0123456789"
 OPENAI_KEY = "sk-proj-TESTKEY0123456789"
 
-Upstream = Callable[[], FakeUpstream]
+Upstream = Callable[..., FakeUpstream]
 """The type of the ``upstream`` fixture."""
 
 
 @pytest.fixture
 def upstream() -> Iterator[Upstream]:
-    """A factory: ``up = upstream()`` starts a ``FakeUpstream``; all are closed at teardown."""
+    """A factory: ``up = upstream()`` starts a ``FakeUpstream`` (``upstream(behaviour)``: one
+    whose ``default`` is ``behaviour``); all are closed at teardown."""
     started: list[FakeUpstream] = []
 
-    def start() -> FakeUpstream:
+    def start(default: Behaviour | None = None) -> FakeUpstream:
         fake = FakeUpstream()
+        if default is not None:
+            fake.default = default
         started.append(fake)
         return fake
 

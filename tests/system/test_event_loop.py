@@ -58,8 +58,7 @@ def test_unknown_loop_kind_is_refused() -> None:
 async def test_server_answers_and_stops_on_either_loop(
     tmp_path: Path, upstream: Upstream, kind: str, loop_class: str
 ) -> None:
-    up = upstream()
-    up.default = Answer("hello")
+    up = upstream(Answer("hello"))
     port = free_port()
     config = write_config(tmp_path, up, port)
     config.write_text(

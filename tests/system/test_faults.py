@@ -90,9 +90,8 @@ def breaker() -> BreakerPolicy:
 
 @pytest.fixture
 async def setup(serve: Serve, upstream: Upstream, breaker: BreakerPolicy) -> AsyncIterator[Setup]:
-    primary, fallback = upstream(), upstream()
-    fallback.default = Answer("from the fallback", prompt_tokens=21, completion_tokens=4)
-    primary.default = Answer("from the primary")
+    primary = upstream(Answer("from the primary"))
+    fallback = upstream(Answer("from the fallback", prompt_tokens=21, completion_tokens=4))
     server = await serve(
         [ollama(primary, timeout=PRIMARY_TIMEOUT), anthropic(fallback, timeout=5)],
         breaker=breaker,
@@ -208,9 +207,8 @@ async def test_context_window_goes_to_the_next_model_without_retry_or_open(setup
 async def test_content_policy_400_follows_the_refusal_policy(
     serve: Serve, upstream: Upstream, policy: str
 ) -> None:
-    primary, fallback = upstream(), upstream()
-    primary.default = HttpError(400, body=OPENAI_POLICY)
-    fallback.default = Answer("from the fallback")
+    primary = upstream(HttpError(400, body=OPENAI_POLICY))
+    fallback = upstream(Answer("from the fallback"))
     server = await serve([openai(primary), anthropic(fallback)], breaker=BREAKER)
     chain = server.app.router.chains["default"]
     server.app.router.chains["default"] = type(chain)("default", chain.models, 0, policy)
@@ -235,8 +233,7 @@ async def test_content_policy_400_follows_the_refusal_policy(
 
 
 async def test_claude_safety_refusal_under_stop(serve: Serve, upstream: Upstream) -> None:
-    primary, fallback = upstream(), upstream()
-    primary.default = SafetyRefusal()
+    primary, fallback = upstream(SafetyRefusal()), upstream()
     server = await serve([anthropic(primary), anthropic(fallback)])
     chain = server.app.router.chains["default"]
     server.app.router.chains["default"] = type(chain)("default", chain.models, 0, "stop")
@@ -316,9 +313,7 @@ async def test_everything_down_is_a_clear_error_and_bounded(setup: Setup) -> Non
 
 
 async def test_hedging_cancels_the_loser_upstream(serve: Serve, upstream: Upstream) -> None:
-    primary, fallback = upstream(), upstream()
-    primary.default = Hang()
-    fallback.default = Answer("hedged")
+    primary, fallback = upstream(Hang()), upstream(Answer("hedged"))
     server = await serve([ollama(primary, timeout=5), anthropic(fallback)])
     chain = server.app.router.chains["default"]
     server.app.router.chains["default"] = type(chain)("default", chain.models, 100.0)

@@ -24,8 +24,7 @@ pytestmark = pytest.mark.timeout(90)
 async def test_sigterm_lets_the_call_in_flight_finish_then_exits_zero(
     tmp_path: Path, upstream: Upstream
 ) -> None:
-    up = upstream()
-    up.default = Slow(1.0, Answer("finished"))
+    up = upstream(Slow(1.0, Answer("finished")))
     port = free_port()
     async with ServerProcess(write_config(tmp_path, up, port), port) as server:
         proc = server.proc
@@ -44,8 +43,7 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_exits_zero(
 async def test_server_reports_serving_and_answers_after_start(
     tmp_path: Path, upstream: Upstream
 ) -> None:
-    up = upstream()
-    up.default = Answer("hello")
+    up = upstream(Answer("hello"))
     port = free_port()
     async with ServerProcess(write_config(tmp_path, up, port), port) as server:
         proc = server.proc

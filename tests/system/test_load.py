@@ -45,8 +45,7 @@ async def burst(server: Running, n: int) -> float:
 
 
 async def run_rounds(serve: Serve, upstream: Upstream, rounds: int) -> None:
-    up = upstream()
-    up.default = Answer("ok")
+    up = upstream(Answer("ok"))
     server = await serve([ollama(up, timeout=60)], server={"grace_seconds": 5})
     await burst(server, 1)  # the process's first litellm call does its lazy imports
     await burst(server, 1000)  # warm: pools and caches fill up here
@@ -127,16 +126,14 @@ async def sigterm_during_load(tmp_path: Path, up: FakeUpstream, n: int) -> None:
 async def test_sigterm_during_load_drains_accepted_calls_and_keeps_their_events(
     tmp_path: Path, upstream: Upstream
 ) -> None:
-    up = upstream()
-    up.default = Slow(1.0, Answer("drained"))
+    up = upstream(Slow(1.0, Answer("drained")))
     await sigterm_during_load(tmp_path, up, 200)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 async def test_sigterm_during_heavy_load(tmp_path: Path, upstream: Upstream) -> None:
-    up = upstream()
-    up.default = Slow(2.0, Answer("drained"))
+    up = upstream(Slow(2.0, Answer("drained")))
     await sigterm_during_load(tmp_path, up, 1000)
 
 
@@ -147,8 +144,7 @@ async def test_redis_killed_and_restarted_during_load_loses_no_call_and_no_event
     """1,000 concurrent Routes while Redis (metrics bus and shared breaker) is killed and
     started again: every call is answered, and every event reaches the Redis stream once
     Redis is back (the publish buffer holds them meanwhile)."""
-    up = upstream()
-    up.default = Slow(0.3, Answer("ok"))
+    up = upstream(Slow(0.3, Answer("ok")))
     server = await serve(
         [ollama(up, timeout=60)],
         metrics=MetricsConfig(redis_url=redis_server.url, buffer_size=10000),

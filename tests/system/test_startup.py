@@ -38,8 +38,7 @@ models = [{{ model = "ollama/qwen2.5:7b", timeout = 30, api_base = "{up.url}" }}
 async def test_a_route_that_needs_litellm_right_after_serving_waits_for_it_and_succeeds(
     tmp_path: Path, upstream: Upstream
 ) -> None:
-    up = upstream()
-    up.default = Answer("hello")
+    up = upstream(Answer("hello"))
     port = free_port()
     async with ServerProcess(config(tmp_path, up, port), port) as server:
         proc = server.proc
