@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import grpc
@@ -14,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.checkout import ROOT, child_env
 from tests.support.config_files import config_file
+from tests.support.net import free_port
 from tests.support.upstream import FakeUpstream
 
 LLM_ROUTER = (sys.executable, "-m", "llm_router_server")
@@ -77,15 +79,14 @@ async def wait_serving(target: str, proc: subprocess.Popen[str], within: float) 
     raise AssertionError(f"server not SERVING within {within}s")
 
 
-def write_config(
-    tmp_path: Path, up: FakeUpstream, port: int, grace: float = 5, timeout: float = 5
-) -> Path:
-    """A config file: listen on ``port``; the default chain is one Ollama model served by ``up``."""
+def write_config(tmp_path: Path, up: FakeUpstream, grace: float = 5, timeout: float = 5) -> Path:
+    """A config file: listen on a free port of 127.0.0.1; the default chain is one Ollama model
+    served by ``up``."""
     return config_file(
         tmp_path,
         f"""
 [server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:{free_port()}"
 grace_seconds = {grace}
 
 [chains.default]
@@ -95,12 +96,12 @@ models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = {timeout}, api_base = "
 
 
 class ServerProcess:
-    """``async with ServerProcess(config, port) as server``: the server started from
-    ``config`` (which listens on ``port``), SERVING on entry; on exit it is killed if it
-    still runs, and what it printed is in ``server.output``."""
+    """``async with ServerProcess(config) as server``: the server started from ``config``,
+    SERVING on entry at ``server.target`` (the config's ``server.listen``); on exit it is
+    killed if it still runs, and what it printed is in ``server.output``."""
 
-    def __init__(self, config: Path, port: int, within: float = 60) -> None:
-        self.target = f"127.0.0.1:{port}"
+    def __init__(self, config: Path, within: float = 60) -> None:
+        self.target: str = tomllib.loads(config.read_text())["server"]["listen"]
         self.config = config
         self.within = within
         self.output = ""

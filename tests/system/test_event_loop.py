@@ -15,7 +15,6 @@ from llm_router_server.errors import ConfigError
 from llm_router_server.event_loop import loop_factory
 from tests.support.config_files import load_text
 from tests.support.fixtures import Upstream
-from tests.support.net import free_port
 from tests.support.processes import ServerProcess, write_config
 from tests.support.server import HI
 from tests.support.upstream import Answer
@@ -59,12 +58,11 @@ async def test_server_answers_and_stops_on_either_loop(
     tmp_path: Path, upstream: Upstream, kind: str, loop_class: str
 ) -> None:
     up = upstream(Answer("hello"))
-    port = free_port()
-    config = write_config(tmp_path, up, port)
+    config = write_config(tmp_path, up)
     config.write_text(
         config.read_text().replace("[server]\n", f'[server]\nevent_loop = "{kind}"\n')
     )
-    async with ServerProcess(config, port) as server:
+    async with ServerProcess(config) as server:
         proc = server.proc
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = router_pb2_grpc.RouterStub(channel)

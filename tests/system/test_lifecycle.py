@@ -12,7 +12,6 @@ import pytest
 from llm_router.v1 import router_pb2_grpc
 from tests.support.config_files import config_file
 from tests.support.fixtures import Upstream
-from tests.support.net import free_port
 from tests.support.processes import ServerProcess, run_command, write_config
 from tests.support.server import HI
 from tests.support.upstream import Answer, Slow
@@ -25,8 +24,7 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_exits_zero(
     tmp_path: Path, upstream: Upstream
 ) -> None:
     up = upstream(Slow(1.0, Answer("finished")))
-    port = free_port()
-    async with ServerProcess(write_config(tmp_path, up, port), port) as server:
+    async with ServerProcess(write_config(tmp_path, up)) as server:
         proc = server.proc
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = router_pb2_grpc.RouterStub(channel)
@@ -44,8 +42,7 @@ async def test_server_reports_serving_and_answers_after_start(
     tmp_path: Path, upstream: Upstream
 ) -> None:
     up = upstream(Answer("hello"))
-    port = free_port()
-    async with ServerProcess(write_config(tmp_path, up, port), port) as server:
+    async with ServerProcess(write_config(tmp_path, up)) as server:
         proc = server.proc
         print(f"start-up to SERVING: {server.serving_after:.2f}s")
         proc.send_signal(signal.SIGINT)

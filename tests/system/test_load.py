@@ -18,7 +18,6 @@ from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.config import MetricsConfig
 from llm_router_server.metrics.redis_bus import STREAM_KEY, RedisMetricsBus
 from tests.support.fixtures import Upstream
-from tests.support.net import free_port
 from tests.support.processes import ServerProcess, write_config
 from tests.support.redis_server import RedisServer
 from tests.support.server import HI, Running, Serve, ollama
@@ -79,9 +78,8 @@ async def test_ten_rounds_of_a_thousand_concurrent_routes(serve: Serve, upstream
 
 
 async def sigterm_during_load(tmp_path: Path, up: FakeUpstream, n: int) -> None:
-    port = free_port()
-    config = write_config(tmp_path, up, port, timeout=10)
-    async with ServerProcess(config, port) as server:
+    config = write_config(tmp_path, up, timeout=10)
+    async with ServerProcess(config) as server:
         proc = server.proc
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = router_pb2_grpc.RouterStub(channel)

@@ -19,14 +19,14 @@ from tests.support.upstream import Answer, FakeUpstream
 pytestmark = pytest.mark.timeout(90)
 
 
-def config(tmp_path: Path, up: FakeUpstream, port: int) -> Path:
+def config(tmp_path: Path, up: FakeUpstream) -> Path:
     """Chain ``native``: an ollama_chat/ model; ``litellm``: an ollama/ one (litellm only)."""
     return config_file(
         tmp_path,
         f"""
 default_chain = "native"
 [server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:{free_port()}"
 [chains.native]
 models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = 30, api_base = "{up.url}" }}]
 [chains.litellm]
@@ -39,8 +39,7 @@ async def test_a_route_that_needs_litellm_right_after_serving_waits_for_it_and_s
     tmp_path: Path, upstream: Upstream
 ) -> None:
     up = upstream(Answer("hello"))
-    port = free_port()
-    async with ServerProcess(config(tmp_path, up, port), port) as server:
+    async with ServerProcess(config(tmp_path, up)) as server:
         proc = server.proc
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = router_pb2_grpc.RouterStub(channel)
