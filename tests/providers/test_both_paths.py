@@ -34,7 +34,6 @@ from tests.support.fixtures import ANTHROPIC_KEY, OPENAI_KEY, Upstream
 from tests.support.net import free_port
 from tests.support.providers import KINDS, PATHS, SCHEMA, fail, make_provider, question, spec
 from tests.support.upstream import (
-    REFUSAL_TEXT,
     Answer,
     Behaviour,
     Drop,
@@ -44,6 +43,7 @@ from tests.support.upstream import (
     SafetyRefusal,
     Truncated,
 )
+from tests.support.wire import REFUSAL_TEXT
 
 pytestmark = pytest.mark.usefixtures("api_keys")
 CHAT_PATH = {

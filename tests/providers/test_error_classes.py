@@ -21,7 +21,8 @@ from llm_router_server.errors import (
 from llm_router_server.providers.litellm_provider import LiteLLMProvider
 from tests.support.fixtures import Upstream
 from tests.support.providers import fail
-from tests.support.upstream import ANTHROPIC_TOO_LONG, OPENAI_POLICY, OPENAI_TOO_LONG, HttpError
+from tests.support.upstream import HttpError
+from tests.support.wire import ANTHROPIC_TOO_LONG, OPENAI_POLICY, OPENAI_TOO_LONG
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("api_keys")]
 KINDS = ("ollama_chat", "anthropic", "openai")

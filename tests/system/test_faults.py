@@ -25,8 +25,6 @@ from tests.support.checkout import ROOT
 from tests.support.fixtures import Upstream
 from tests.support.server import Running, Serve, anthropic, ollama, openai
 from tests.support.upstream import (
-    ANTHROPIC_TOO_LONG,
-    OPENAI_POLICY,
     Answer,
     Behaviour,
     Drop,
@@ -38,6 +36,7 @@ from tests.support.upstream import (
     Slow,
     Truncated,
 )
+from tests.support.wire import ANTHROPIC_TOO_LONG, OPENAI_POLICY
 
 pytestmark = pytest.mark.timeout(60)
 RESULTS = ROOT / "bench" / "out" / "fault_injection.json"
