@@ -3,6 +3,8 @@
 ``serve(models, ...)`` starts an ``App`` (real grpc.aio server, real
 LiteLLMProvider unless one is given) whose default chain is ``models``, and
 returns a ``Running`` with a stub, a typed client and the app itself.
+``ollama``, ``anthropic`` and ``openai`` build the models, each served by a
+``FakeUpstream`` at its wire protocol.
 """
 
 from __future__ import annotations
