@@ -44,10 +44,13 @@ async def burst(server: Running, n: int) -> float:
 
 
 async def run_rounds(serve: Serve, upstream: Upstream, rounds: int) -> None:
-    up = upstream(Answer("ok"))
+    # Slow answers while warming: all 1,000 calls are in flight at once, so the upstream
+    # connection pool fills up to its limit however busy the machine is.
+    up = upstream(Slow(1.0, Answer("ok")))
     server = await serve([ollama(up, timeout=60)], server={"grace_seconds": 5})
     await burst(server, 1)  # the process's first litellm call does its lazy imports
     await burst(server, 1000)  # warm: pools and caches fill up here
+    up.default = Answer("ok")
     fds, rss = open_fds(), rss_mb()
     times = [await burst(server, 1000) for _ in range(rounds)]
     await asyncio.sleep(0.5)
