@@ -2,7 +2,7 @@ package llmrouter_test
 
 // The Go tests call the real Python server, started once for the package:
 // `python -m llm_router_server serve` with a fake model provider behind it
-// (`python -m tests.fakes.serve_upstream`, whose behaviour each test picks with a
+// (`python -m tests.support.serve_upstream`, whose behaviour each test picks with a
 // marker in its prompt: [fail], [fallback], [hang], ...).
 //
 // The Python is $LLM_ROUTER_PYTHON (scripts/test sets it), else the repository's
@@ -132,7 +132,7 @@ func startServer() (stop func(), err error) {
 
 	// The fake model provider: it stops when its stdin closes, so it never outlives us.
 	upLog := &logBuffer{}
-	up := exec.Command(python, "-m", "tests.fakes.serve_upstream", "--answer", fakeAnswer, "--exit-on-stdin-eof")
+	up := exec.Command(python, "-m", "tests.support.serve_upstream", "--answer", fakeAnswer, "--exit-on-stdin-eof")
 	up.Dir, up.Env, up.Stderr = root, env, upLog
 	upIn, _ := up.StdinPipe()
 	upOut, _ := up.StdoutPipe()

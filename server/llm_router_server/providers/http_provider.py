@@ -10,7 +10,7 @@ thread hops per call. It speaks only what ``protocols.py`` lists;
 ``DispatchProvider`` (``dispatch.py``) sends everything else to litellm.
 
 Semantics are the litellm path's, pinned by the same wire-level tests
-(``tests/test_litellm_provider.py`` runs against both) and shared where they
+(``tests/providers/test_both_paths.py`` runs against both) and shared where they
 are decided (``shaping.py``, ``reasons.py``):
 
 - ``request.timeout`` bounds the whole call (``ProviderTimeoutError``); a
