@@ -3,16 +3,14 @@ cleans what providers say into one short line."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from llm_router_server.providers.litellm_provider import LiteLLMProvider, clean
-from tests.support.checkout import ROOT, child_env
 from tests.support.fixtures import ANTHROPIC_KEY, Upstream
+from tests.support.processes import run_script
 from tests.support.providers import SCHEMA, question, spec
 
 pytestmark = pytest.mark.usefixtures("api_keys")
@@ -67,17 +65,7 @@ def test_no_connection_leaves_for_anything_but_the_configured_api_base(tmp_path:
         print("PATHS", paths)
         """
     )
-    env = child_env(("server", "client", "."))
-    env.pop("LITELLM_OFFLINE_MODE", None)
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=55,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_script(script, env={"LITELLM_OFFLINE_MODE": None}, timeout=55)
     assert "FOREIGN []" in done.stdout, done.stdout
     assert "PATHS ['/v1/messages', '/api/generate', '/api/chat']" in done.stdout, done.stdout
 

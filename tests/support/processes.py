@@ -51,6 +51,30 @@ async def start_command(*args: str) -> asyncio.subprocess.Process:
     )
 
 
+def run_script(
+    script: str, *, env: dict[str, str | None] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run a Python ``script`` in a child process that imports this checkout (server, client and
+    tests); ``env`` adds variables to its environment (None removes one). Fails the test when
+    the child does not exit 0."""
+    child = child_env(("server", "client", "."))
+    for name, value in (env or {}).items():
+        if value is None:
+            child.pop(name, None)
+        else:
+            child[name] = value
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 def start_server(config: Path) -> subprocess.Popen[str]:
     """``llm-router serve --config CONFIG``; its stdout and stderr in one text pipe."""
     return subprocess.Popen(

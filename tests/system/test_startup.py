@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,11 +11,10 @@ import grpc
 import pytest
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
-from tests.support.checkout import ROOT, child_env
 from tests.support.config_files import config_file
 from tests.support.fixtures import Upstream
 from tests.support.net import free_port
-from tests.support.processes import ServerProcess
+from tests.support.processes import ServerProcess, run_script
 from tests.support.upstream import Answer, FakeUpstream
 
 pytestmark = pytest.mark.timeout(90)
@@ -111,19 +108,7 @@ def test_the_seed_chain_serves_a_schema_through_claude_without_ever_importing_li
             print("SENT", sorted(k for k in ("output_format", "tools") if k in body))
         """
     )
-    env = {
-        **child_env(("server", "client", ".")),
-        "ANTHROPIC_API_KEY": "sk-ant-api03-TESTKEY0123456789",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_script(script, env={"ANTHROPIC_API_KEY": "sk-ant-api03-TESTKEY0123456789"})
     assert "MODEL claude-haiku-4-5-20251001 {'action': 'restart'}" in done.stdout, done.stdout
     assert "LITELLM False False" in done.stdout, done.stdout
     assert "SENT ['output_format']" in done.stdout, done.stdout
