@@ -23,8 +23,10 @@ from typing import Any, TypeVar
 from llm_router_server.breaker.breaker import WHEN_ALL_OPEN, BreakerPolicy
 from llm_router_server.errors import ConfigError
 from llm_router_server.event_loop import EVENT_LOOPS
+from llm_router_server.logs import LOG_FORMATS, LogFormat
 from llm_router_server.providers.protocols import PROVIDER_CHOICES
 from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS, Limits
+from llm_router_server.tracing import TracingConfig
 from llm_router_server.types import ChainSpec, ModelSpec
 
 DEFAULT_OLLAMA_API_BASE = "http://127.0.0.1:11434"
@@ -50,6 +52,8 @@ class ServerConfig:
     """Largest request message the server accepts; larger ones get RESOURCE_EXHAUSTED."""
     event_loop: str = "uvloop"
     """The event loop of ``llm-router serve``: ``"uvloop"`` or ``"asyncio"`` (event_loop.py)."""
+    log_format: LogFormat = "text"
+    """Log lines of ``llm-router serve``: ``"text"`` or ``"json"`` (logs.py)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class Config:
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     auth: AuthConfig = field(default_factory=AuthConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     refusal_patterns: tuple[str, ...] = DEFAULT_REFUSAL_PATTERNS
     """Case-insensitive substrings that mark an answer as a refusal."""
     default_max_tokens: int = 4096
@@ -318,6 +323,43 @@ def _tls(t: _Table) -> TLSConfig:
     return tls
 
 
+def _log_format(env: Mapping[str, str], value: str) -> LogFormat:
+    value = _env_or(env, "LLM_ROUTER_LOG_FORMAT", value)
+    for known in LOG_FORMATS:
+        if value == known:
+            return known
+    raise ConfigError(f"$LLM_ROUTER_LOG_FORMAT: expected 'text' or 'json', got {value!r}")
+
+
+# -- [tracing] (tracing/__init__.py) ---------------------------------------------------
+
+
+def _tracing(t: _Table, env: Mapping[str, str]) -> TracingConfig:
+    """The ``[tracing]`` table; the standard ``OTEL_*`` variables can turn it on or off."""
+    d = TracingConfig()
+    enabled = t.take("enabled", bool, d.enabled)
+    endpoint = t.take("endpoint", str, d.endpoint)
+    service_name = t.take("service_name", str, d.service_name)
+    ratio = t.take("sample_ratio", float, d.sample_ratio)
+    t.done()
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"{t.key('endpoint')}: expected an http:// or https:// URL")
+    if not service_name:
+        raise ConfigError(f"{t.key('service_name')}: must not be empty")
+    if not 0 <= ratio <= 1:
+        raise ConfigError(f"{t.key('sample_ratio')}: must be between 0 and 1, got {ratio!r}")
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    endpoints = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
+    disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    enabled = (enabled or exporter == "otlp" or any(endpoints)) and not (
+        disabled or exporter == "none"
+    )
+    return TracingConfig(enabled, endpoint, service_name, ratio)
+
+
 def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     """Build a Config from parsed TOML (already a dict) and the environment."""
     root = _Table(_expand(dict(data), "", env), "")
@@ -329,6 +371,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         min_attempt_ms=s.take("min_attempt_ms", float, ServerConfig.min_attempt_ms),
         max_receive_bytes=s.positive("max_receive_bytes", int, ServerConfig.max_receive_bytes),
         event_loop=s.choice("event_loop", EVENT_LOOPS, ServerConfig.event_loop),
+        log_format=_log_format(env, s.choice("log_format", LOG_FORMATS, ServerConfig.log_format)),
     )
     s.done()
     m = root.table("metrics")
@@ -356,6 +399,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     lim.done()
     breaker = _breaker(root.table("breaker"))
     auth, tls = _auth(root.table("auth"), env), _tls(root.table("tls"))
+    tracing = _tracing(root.table("tracing"), env)
     patterns = root.take("refusal_patterns", list, list(DEFAULT_REFUSAL_PATTERNS))
     if not all(isinstance(p, str) and p for p in patterns):
         raise ConfigError("refusal_patterns: expected a list of non-empty strings")
@@ -377,6 +421,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         breaker=breaker,
         auth=auth,
         tls=tls,
+        tracing=tracing,
         refusal_patterns=tuple(patterns),
         default_max_tokens=default_max_tokens,
         default_chain=default_chain,

@@ -72,9 +72,12 @@ class AiohttpProvider:
             raise ProviderError(f"the native path does not serve this call to {model.model}")
         data = json.dumps(endpoint.wire.body(endpoint.body, request)).encode()
         session = self._sessions.get(endpoint.origin) or self._session(endpoint.origin)
+        headers = endpoint.headers
+        if request.headers:  # the trace context (traceparent) goes on to the provider
+            headers = {**headers, **request.headers}
         try:
             async with asyncio.timeout(request.timeout):
-                post = session.post(endpoint.url, data=data, headers=endpoint.headers)
+                post = session.post(endpoint.url, data=data, headers=headers)
                 async with post as response:
                     raw = await response.read()
                     status = response.status

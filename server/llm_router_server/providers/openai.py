@@ -68,4 +68,5 @@ class OpenAIChat:
                 counts.get("completion_tokens"),
                 counts.get("total_tokens"),
             ),
+            answer.get("model"),
         )

@@ -56,7 +56,9 @@ from llm_router_server.routing.judging import (
     judge,
 )
 from llm_router_server.routing.limiter import ConcurrencyLimiter
+from llm_router_server.routing.observer import AttemptWatch, CallObserver
 from llm_router_server.types import (
+    NO_HEADERS,
     Attempt,
     Category,
     ChainSpec,
@@ -105,6 +107,7 @@ class Router:
         limits: Limits = _DEFAULT_LIMITS,
         min_attempt_seconds: float = 0.05,
         breaker: CircuitBreaker | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         if default_chain not in chains:
             raise ValueError(f"default chain {default_chain!r} is not among the chains")
@@ -118,6 +121,8 @@ class Router:
         self.counters = ModelCounters()
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self.limiter = ConcurrencyLimiter()
+        self.observer = observer
+        """Watches each attempt and call (tracing); None: nobody (``routing/observer.py``)."""
 
     def check(self, request: RouteRequest) -> tuple[ChainSpec, Schema | None]:
         """Validate a request before any model is called; raise InvalidRequestError."""
@@ -141,7 +146,7 @@ class Router:
         """
         chain, schema = self.check(request)
         tag = f"[{request.context}] " if request.context else ""
-        call = _Call(request, chain, schema, deadline, tag)
+        call = _Call(request, chain, schema, deadline, tag, self.observer)
         start = time.monotonic()
         status = RouteStatus.CANCELLED
         model_used = "none"
@@ -208,7 +213,7 @@ class Router:
         The attempt is recorded in ``call`` in start order, also when the step is
         cancelled (by the caller, or because a hedged model answered first).
         """
-        slot = call.reserve()
+        slot = call.reserve(spec)
         left = call.deadline.remaining()
         if left < self.min_attempt_seconds:
             why = f"deadline: {max(left, 0) * 1000:.0f} ms left, not started"
@@ -224,7 +229,7 @@ class Router:
         started = time.monotonic()
         try:
             attempt, value, raw_text, error = await self._attempt(
-                spec, call.request, call.schema, left
+                spec, call.request, call.schema, left, call.headers(slot)
             )
         except asyncio.CancelledError:
             why = call.cancel_reason if call.winner is None else "another model answered first"
@@ -258,7 +263,12 @@ class Router:
         return bool(attempts) and all(a.category is Category.CIRCUIT_OPEN for a in attempts)
 
     async def _attempt(
-        self, spec: ModelSpec, request: RouteRequest, schema: Schema | None, left: float
+        self,
+        spec: ModelSpec,
+        request: RouteRequest,
+        schema: Schema | None,
+        left: float,
+        headers: Mapping[str, str],
     ) -> tuple[Attempt, object, str, ProviderError | None]:
         """Call one model and judge its answer: (attempt, parsed value, raw text, error)."""
         timeout = min(spec.timeout, left)
@@ -266,6 +276,7 @@ class Router:
             messages=request.messages,
             schema=schema.document if schema is not None and spec.structured_output else None,
             timeout=timeout,
+            headers=headers,
         )
         started = time.monotonic()
         try:
@@ -293,6 +304,7 @@ class Router:
             reason=verdict.reason,
             latency_ms=_ms(time.monotonic() - started),
             usage=completion.usage,
+            response_model=completion.model,
         )
         return attempt, verdict.value, completion.text, None
 
@@ -307,18 +319,19 @@ class Router:
     ) -> None:
         """Count the call and publish its event; runs on every exit, cancellation included."""
         self.counters.record_call(tuple(attempts))
-        self.bus.publish(
-            RouteEvent(
-                timestamp=time.time(),
-                status=status,
-                chain=chain,
-                context=request.context,
-                model_used=model_used,
-                latency_ms=_ms(time.monotonic() - start),
-                attempts=tuple(attempts),
-                metrics_snapshot=self.counters.snapshot(),
-            )
+        event = RouteEvent(
+            timestamp=time.time(),
+            status=status,
+            chain=chain,
+            context=request.context,
+            model_used=model_used,
+            latency_ms=_ms(time.monotonic() - start),
+            attempts=tuple(attempts),
+            metrics_snapshot=self.counters.snapshot(),
         )
+        if self.observer is not None:
+            self.observer.finished(event)
+        self.bus.publish(event)
 
 
 def _rejected(spec: ModelSpec, category: Category, reason: str, started: float) -> Attempt:
@@ -365,16 +378,30 @@ class _Call:
     schema: Schema | None
     deadline: Deadline
     tag: str
+    observer: CallObserver | None = None
     slots: list[Attempt | None] = field(default_factory=list)
+    watches: dict[int, AttemptWatch] = field(default_factory=dict)
+    """The observer's watch of each slot (empty without an observer)."""
     winner: _Answer | None = None
     cancel_reason: str = "cancelled by the caller"
 
-    def reserve(self) -> int:
+    def reserve(self, spec: ModelSpec) -> int:
+        slot = len(self.slots)
         self.slots.append(None)
-        return len(self.slots) - 1
+        if self.observer is not None:
+            self.watches[slot] = self.observer.attempt(spec, self.chain, slot)
+        return slot
+
+    def headers(self, slot: int) -> Mapping[str, str]:
+        """What the observer wants sent with this slot's provider request."""
+        watch = self.watches.get(slot)
+        return NO_HEADERS if watch is None else watch.headers
 
     def put(self, slot: int, attempt: Attempt, value: object = None, raw_text: str = "") -> _Answer:
         self.slots[slot] = attempt
+        watch = self.watches.get(slot)
+        if watch is not None:
+            watch.end(attempt)
         return _Answer(attempt, value, raw_text)
 
     def recorded(self) -> tuple[Attempt, ...]:
