@@ -28,12 +28,16 @@ from llm_router_server.breaker.breaker import BreakerStore, CircuitBreaker, InMe
 from llm_router_server.config import Config
 from llm_router_server.errors import ConfigError
 from llm_router_server.metrics.bus import MetricsBus
+from llm_router_server.metrics.live import LiveFeed
 from llm_router_server.metrics.memory import InMemoryMetricsBus
 from llm_router_server.metrics.prometheus import PrometheusExporter
+from llm_router_server.metrics.web import MetricsWebServer
 from llm_router_server.providers.base import Provider
+from llm_router_server.providers.identity import identify
 from llm_router_server.providers.protocols import missing_api_key
 from llm_router_server.routing.chain import Router
 from llm_router_server.routing.warmup import warm_up
+from llm_router_server.service.call_counter import CallCounter
 from llm_router_server.service.security import BearerTokenInterceptor, server_credentials
 from llm_router_server.service.servicer import RouterServicer
 
@@ -118,9 +122,15 @@ class App:
         self.tracing = (
             tracing if tracing is not None else default_tracing(config, self.bus.replica_id)
         )
+        specs = [spec for chain in config.chains.values() for spec in chain.models]
+        identities = {spec.model: identify(spec) for spec in specs}
         self.prometheus: PrometheusExporter | None = None
         if config.metrics.prometheus_listen:
-            self.prometheus = PrometheusExporter(config.metrics.prometheus_listen, self.bus)
+            self.prometheus = PrometheusExporter(
+                config.metrics.prometheus_listen,
+                self.bus,
+                {model: who.locality for model, who in identities.items()},
+            )
         self.router = Router(
             config.chains,
             self.provider,
@@ -138,8 +148,23 @@ class App:
             self.router.breaker.listeners.append(self.prometheus.circuit_changed)
         self.health = HealthServicer()
         self.auth = BearerTokenInterceptor(config.auth.tokens) if config.auth.tokens else None
-        # Outermost first: the Route span covers calls the token check turns away.
+        self.web: MetricsWebServer | None = None
+        if self.prometheus is not None:
+            feed = LiveFeed(
+                self.bus,
+                models=identities,
+                local_stats=self.router.counters.stats,
+                circuits=lambda: self.router.breaker.states(specs),
+                queue=config.metrics.watcher_queue,
+            )
+            self.web = MetricsWebServer(
+                config.metrics.prometheus_listen, self.prometheus.registry, feed
+            )
+        # Outermost first: every call is counted, and the Route span covers calls the token
+        # check turns away.
         interceptors: list[Any] = []
+        if self.prometheus is not None:
+            interceptors.append(CallCounter(self.prometheus.call_finished))
         if self.tracing is not None:
             interceptors.append(self.tracing.interceptor)
         if self.auth is not None:
@@ -186,8 +211,8 @@ class App:
             from llm_router_server.tracing.setup import current_trace_ids
 
             logs.set_trace_ids(current_trace_ids)
-        if self.prometheus is not None:
-            self.prometheus.start()
+        if self.web is not None and self.prometheus is not None:
+            self.prometheus.port = await self.web.start()
         await self.server.start()
         for service in ("", ROUTER_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -204,8 +229,8 @@ class App:
         await self.server.stop(self.config.server.grace_seconds if grace is None else grace)
         await self.provider.aclose()
         await self.bus.aclose()
-        if self.prometheus is not None:
-            await asyncio.to_thread(self.prometheus.stop)
+        if self.web is not None:
+            await self.web.stop()
         await self.router.breaker.aclose()
         if self.tracing is not None:
             logs.set_trace_ids(None)

@@ -106,7 +106,7 @@ async def test_a_call_that_fell_back_is_one_route_span_with_a_span_per_attempt(
         "server.address": "127.0.0.1",
         "server.port": int(up.url.rsplit(":", 1)[1]),
         "llm_router.model": "anthropic/claude-haiku-4-5-20251001",
-        "llm_router.locality": "local",  # the fake listens on loopback
+        "llm_router.locality": "cloud",  # Claude runs only at Anthropic
         "llm_router.chain": "default",
         "llm_router.attempt.index": 1,
         "llm_router.attempt.outcome": "success",

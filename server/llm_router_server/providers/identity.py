@@ -5,10 +5,17 @@ Metrics (the ``locality`` label, the live page) and traces (the GenAI attributes
 ``gen_ai.provider.name``, ``gen_ai.request.model``, ``server.address``) read it here,
 so they agree.
 
-Local means "runs on hardware we operate, no per-token bill": every Ollama model
-(``ollama/``, ``ollama_chat/``), and any model whose ``api_base`` points at a loopback,
-private or link-local address, ``localhost``, a single-label host name (a Kubernetes
-service such as ``vllm``) or a name under ``.local``, ``.internal`` or ``.svc``.
+Local means "runs on hardware we operate, no per-token bill":
+
+- every model of a self-hosted server's protocol (``ollama/``, ``ollama_chat/``,
+  ``hosted_vllm/``, ``vllm/``, ``llamafile/``, ``lm_studio/``);
+- never a model that only its vendor runs (Anthropic's Claude), even behind a proxy on
+  a private address;
+- any other model (``openai/`` against vLLM or llama.cpp's server, say) whose
+  ``api_base`` points at a loopback, private or link-local address, ``localhost``, a
+  single-label host name (a Kubernetes service such as ``vllm``) or a name under
+  ``.local``, ``.internal`` or ``.svc``.
+
 Everything else is cloud.
 """
 
@@ -26,7 +33,8 @@ Locality = Literal["local", "cloud"]
 
 _PROVIDER_NAMES = {"ollama_chat": "ollama", "ollama": "ollama"}
 """litellm prefixes whose GenAI provider name differs from the prefix."""
-_LOCAL_PROVIDERS = frozenset({"ollama"})
+_LOCAL_PROVIDERS = frozenset({"ollama", "hosted_vllm", "vllm", "llamafile", "lm_studio"})
+_VENDOR_ONLY = frozenset({"anthropic"})
 _LOCAL_SUFFIXES = (".local", ".internal", ".svc", ".cluster.local", ".localhost")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -66,7 +74,9 @@ def identify(spec: ModelSpec) -> ModelIdentity:
             port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
         except ValueError:
             port = 0
-    local = provider in _LOCAL_PROVIDERS or (bool(spec.api_base) and _local_host(address))
+    local = provider in _LOCAL_PROVIDERS or (
+        provider not in _VENDOR_ONLY and bool(spec.api_base) and _local_host(address)
+    )
     return ModelIdentity(provider, name, address, port, "local" if local else "cloud")
 
 
