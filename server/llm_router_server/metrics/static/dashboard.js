@@ -128,8 +128,8 @@ function drawEvent(event) {
   const row = el("tr", null, "fresh");
   row.dataset.eventId = id;
   const when = new Date(String(event.time || ""));
-  cell(row, isNaN(when) ? "" : when.toLocaleTimeString("en-GB"));
-  cell(row, event.replica_id);
+  cell(row, isNaN(when) ? "" : when.toLocaleTimeString("en-GB"), "nowrap");
+  cell(row, event.replica_id, "nowrap");
   cell(row, event.chain);
   cell(row, event.context, "context");
   const status = short(event.status, "ROUTE_STATUS_");
