@@ -9,7 +9,6 @@ import base64
 import itertools
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ class Chromium:
 
     def __init__(self) -> None:
         self._profile = tempfile.TemporaryDirectory(prefix="llm-router-chromium-")
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: asyncio.subprocess.Process | None = None
         self._session: aiohttp.ClientSession | None = None
         self._socket: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
@@ -55,15 +54,18 @@ class Chromium:
         binary = chromium_path()
         assert binary is not None, "chromium is not installed (apt-get install chromium)"
         profile = Path(self._profile.name)
-        self._process = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self._process = await asyncio.create_subprocess_exec(
+            binary,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "about:blank",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not port_file.exists() or not port_file.read_text().strip():
-            assert self._process.poll() is None, "chromium exited at start-up"
+            assert self._process.returncode is None, "chromium exited at start-up"
             assert time.monotonic() < deadline, "chromium did not open its DevTools port"
             await asyncio.sleep(0.1)
         port = int(port_file.read_text().split()[0])
@@ -93,10 +95,10 @@ class Chromium:
         if self._process is not None:
             self._process.terminate()
             try:
-                await asyncio.to_thread(self._process.wait, 10)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(self._process.wait(), 10)
+            except TimeoutError:
                 self._process.kill()
-                await asyncio.to_thread(self._process.wait, 10)
+                await self._process.wait()
         self._profile.cleanup()
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -146,6 +148,11 @@ class Chromium:
         result = await self.send(
             "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(result["data"]))
+        data = base64.b64decode(result["data"])
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+        await asyncio.to_thread(write)
         return path
