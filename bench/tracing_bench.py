@@ -78,7 +78,7 @@ async def run_row(row: str, calls: int) -> dict[str, Any]:
     if row.startswith("on"):
         from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-        from llm_router_server.tracing import TracingConfig
+        from llm_router_server.config import TracingConfig
         from llm_router_server.tracing.setup import Tracing
 
         class Drop(SpanExporter):
@@ -191,8 +191,11 @@ def main() -> None:
     }
     report = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_before": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_before": os.getloadavg(),
+        },
         "calls": calls,
         "rounds": rounds,
         "baseline_ref": args.baseline_ref,

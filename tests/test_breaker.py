@@ -9,16 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
-from llm_router_server.breaker.breaker import (
-    BreakerPolicy,
-    BreakerStoreError,
-    Circuit,
-    CircuitBreaker,
-    InMemoryBreakerStore,
-    State,
-    Transition,
-    key_of,
-)
+from llm_router_server.breaker.breaker import CircuitBreaker
+from llm_router_server.breaker.rules import Circuit, State, Transition, key_of
+from llm_router_server.breaker.store import BreakerStoreError, InMemoryBreakerStore
+from llm_router_server.config import BreakerPolicy
 from llm_router_server.errors import (
     AllModelsFailedError,
     ProviderAuthenticationError,

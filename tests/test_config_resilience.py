@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llm_router_server import config
-from llm_router_server.breaker.breaker import BreakerPolicy
+from llm_router_server.config import BreakerPolicy
 from llm_router_server.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llm_router.v1 import router_pb2
-from llm_router_server.breaker.breaker import BreakerPolicy
+from llm_router_server.config import BreakerPolicy
 from tests.fakes.upstream import (
     Answer,
     Behaviour,

@@ -21,8 +21,7 @@ from hypothesis import strategies as st
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.app import App
-from llm_router_server.config import Config, ServerConfig
-from llm_router_server.routing.judging import Limits
+from llm_router_server.config import Config, Limits, ServerConfig
 from llm_router_server.types import ChainSpec
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.server_fixtures import ollama

@@ -3,8 +3,9 @@
 Each test pins one measured litellm pitfall (see the provider module's docstring)
 or one fault's translation into the ProviderError tree. The ``provider`` fixture
 runs every test twice: on ``LiteLLMProvider`` and on the server's
-``DispatchProvider`` (the native aiohttp path, which hands ``ollama/`` models and
-structured Anthropic calls to litellm), so both paths meet the same contract.
+``DispatchProvider`` (the native aiohttp path, which hands ``ollama/`` models to
+litellm), so both paths meet the same contract. Claude's structured output on
+both paths: ``tests/test_anthropic_structured.py``.
 """
 
 from __future__ import annotations
@@ -364,6 +365,9 @@ async def test_a_schema_is_sent_as_native_structured_output(
     elif kind == "anthropic":
         assert with_schema["output_format"] == {"type": "json_schema", "schema": SCHEMA}
         assert "output_format" not in without
+        schema_call, plain_call = up.chat_requests()
+        assert schema_call.headers["anthropic-beta"] == "structured-outputs-2025-11-13"
+        assert "anthropic-beta" not in plain_call.headers
     else:
         assert with_schema["response_format"] == {
             "type": "json_schema",
@@ -484,8 +488,7 @@ async def test_the_native_path_serves_the_default_chains_protocols(
     up = upstream()
     provider = DispatchProvider()
     await provider.complete(spec(kind, up.url, temperature=0.5), ask())
-    if kind != "anthropic":
-        await provider.complete(spec(kind, up.url), ask(SCHEMA))
+    await provider.complete(spec(kind, up.url), ask(SCHEMA))
     await provider.aclose()
     assert set(agents(up)) == {USER_AGENT}
     assert not provider.litellm_ready  # never imported for these calls
@@ -495,7 +498,7 @@ async def test_the_native_path_serves_the_default_chains_protocols(
     ("model", "schema", "params"),
     [
         (spec("ollama", ""), None, {}),  # ollama/: litellm's prompt templates
-        (spec("anthropic", ""), SCHEMA, {}),  # Claude structured output: litellm's rules
+        (spec("anthropic", ""), SCHEMA, {"stop": ["x"]}),  # a param its table lacks
         (spec("openai", ""), None, {"logit_bias": {"1": 2}}),  # a param the table lacks
         (ModelSpec("ollama_chat/qwen2.5:7b", 5.0, provider="litellm"), None, {}),
     ],

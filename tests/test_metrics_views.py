@@ -16,9 +16,8 @@ from rich.console import Console
 
 from llm_router.v1 import router_pb2
 from llm_router_server import config
-from llm_router_server.breaker.breaker import BreakerPolicy
 from llm_router_server.cli.watch_view import ViewState, render
-from llm_router_server.config import MetricsConfig
+from llm_router_server.config import BreakerPolicy, MetricsConfig
 from llm_router_server.errors import ConfigError
 from llm_router_server.metrics.counters import LATENCY_BUCKETS_MS, ModelCounters, percentile
 from llm_router_server.types import Attempt, Category, Outcome, Usage

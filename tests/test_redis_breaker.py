@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis
 
-from llm_router_server.breaker.breaker import BreakerPolicy, Circuit, CircuitBreaker, State, key_of
+from llm_router_server.breaker.breaker import CircuitBreaker
 from llm_router_server.breaker.redis_store import RedisBreakerStore
+from llm_router_server.breaker.rules import Circuit, State, key_of
+from llm_router_server.config import BreakerPolicy
 from llm_router_server.errors import ProviderConnectionError
 from llm_router_server.metrics.memory import InMemoryMetricsBus
 from llm_router_server.routing.chain import Router

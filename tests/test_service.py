@@ -305,8 +305,8 @@ async def test_health_reports_serving_for_the_server_and_the_router(
 async def test_open_object_schema_through_claude_uses_the_json_tool_and_still_validates(
     serve: Serve, upstream: type[FakeUpstream]
 ) -> None:
-    """litellm sends an open-object schema to Anthropic as a forced tool call, not output_format;
-    the tool's input comes back as the answer and is validated like any other."""
+    """An open-object schema goes to Claude as a forced tool call, not output_format (on both
+    paths); the tool's input comes back as the answer and is validated like any other."""
     claude = upstream()
     claude.script(Answer('{"prime": true, "why": "no divisors"}'))
     server = await serve([anthropic(claude)])

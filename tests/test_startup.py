@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import grpc
@@ -67,3 +71,66 @@ async def test_a_route_that_needs_litellm_right_after_serving_waits_for_it_and_s
     ready = output.index("litellm ready in")
     assert output.index("ollama/qwen2.5:7b -> success") > ready
     assert sorted(r.path for r in up.chat_requests()) == ["/api/chat", "/api/generate"]
+
+
+def test_the_seed_chain_serves_a_schema_through_claude_without_ever_importing_litellm() -> None:
+    """Ollama fails, Claude Haiku answers with a schema (structured output): litellm is not
+    even imported, so the first fallback after start pays no import (issue 14, item 2)."""
+    script = textwrap.dedent(
+        """
+        import asyncio, json, os, sys, time
+        import grpc
+        from llm_router.v1 import router_pb2, router_pb2_grpc
+        from llm_router_server.app import App
+        from llm_router_server.config import Config, ServerConfig, default_chains
+        from tests.fakes.upstream import Answer, FakeUpstream, HttpError
+
+        SCHEMA = {"type": "object", "required": ["action"], "additionalProperties": False,
+                  "properties": {"action": {"enum": ["restart", "escalate"]}}}
+
+        async def main(local, cloud):
+            env = {"OLLAMA_API_BASE": local.url}
+            os.environ["ANTHROPIC_API_BASE"] = cloud.url
+            config = Config(server=ServerConfig(listen="127.0.0.1:0"), chains=default_chains(env))
+            app = App(config)
+            port = await app.start()
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = router_pb2_grpc.RouterStub(channel)
+                request = router_pb2.RouteRequest(
+                    messages=[router_pb2.Message(role="user", content="nginx is down")],
+                    schema=json.dumps(SCHEMA),
+                )
+                started = time.monotonic()
+                reply = await stub.Route(request, timeout=30)
+                print("FIRST_FALLBACK_S", round(time.monotonic() - started, 3))
+            ready = app.provider.litellm_ready
+            await app.stop(0)
+            print("MODEL", reply.model_used, json.loads(reply.raw_text))
+            print("LITELLM", ready, "litellm" in sys.modules)
+
+        with FakeUpstream() as local, FakeUpstream() as cloud:
+            local.default = HttpError(503)
+            cloud.default = Answer('{"action": "restart"}')
+            asyncio.run(main(local, cloud))
+            body = cloud.chat_requests()[0].body
+            print("SENT", sorted(k for k in ("output_format", "tools") if k in body))
+        """
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(str(root / d) for d in ("server", "client", ".")),
+        "ANTHROPIC_API_KEY": "sk-ant-api03-TESTKEY0123456789",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "MODEL claude-haiku-4-5-20251001 {'action': 'restart'}" in done.stdout, done.stdout
+    assert "LITELLM False False" in done.stdout, done.stdout
+    assert "SENT ['output_format']" in done.stdout, done.stdout

@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server import logs
-from llm_router_server.breaker.breaker import BreakerStore, CircuitBreaker, InMemoryBreakerStore
+from llm_router_server.breaker.breaker import CircuitBreaker
+from llm_router_server.breaker.store import BreakerStore, InMemoryBreakerStore
 from llm_router_server.config import Config
 from llm_router_server.errors import ConfigError
 from llm_router_server.metrics.bus import MetricsBus
@@ -146,7 +146,7 @@ class App:
         self.router.breaker.listeners.append(self.bus.notice)
         if self.prometheus is not None:
             self.router.breaker.listeners.append(self.prometheus.circuit_changed)
-        self.health = HealthServicer()
+        self.health = health.aio.HealthServicer()
         self.auth = BearerTokenInterceptor(config.auth.tokens) if config.auth.tokens else None
         self.web: MetricsWebServer | None = None
         if self.prometheus is not None:
@@ -189,7 +189,7 @@ class App:
         reflection.enable_server_reflection(
             (
                 ROUTER_SERVICE,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                health.SERVICE_NAME,
                 reflection.SERVICE_NAME,
             ),
             self.server,
@@ -214,7 +214,7 @@ class App:
         if self.web is not None and self.prometheus is not None:
             self.prometheus.port = await self.web.start()
         await self.server.start()
-        for service in ("", ROUTER_SERVICE):
+        for service in (health.OVERALL_HEALTH, ROUTER_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         # In the background: health is SERVING whatever the warm-up's outcome.
         self.warm_up = asyncio.ensure_future(warm_up(self.provider, self.config.chains.values()))

@@ -16,10 +16,9 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Literal, TextIO
+from typing import TextIO
 
-LogFormat = Literal["text", "json"]
-LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+from llm_router_server.config.model import LogFormat
 
 TraceIds = Callable[[], "tuple[str, str] | None"]
 

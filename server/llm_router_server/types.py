@@ -11,7 +11,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the option types live beside the configuration that reads them
+    from llm_router_server.config.model import ProviderChoice, RefusalPolicy
 
 ROLES = frozenset({"system", "user", "assistant"})
 
@@ -40,7 +43,7 @@ class ModelSpec:
     """Send the caller's schema to the provider as native structured output."""
     params: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the provider call (e.g. ``temperature``)."""
-    provider: str = "auto"
+    provider: ProviderChoice = "auto"
     """Which path calls the model: "auto" (native HTTP when it speaks the model's
     protocol, else litellm), "native" or "litellm" (see ``providers/dispatch.py``)."""
     max_concurrency: int = 0
@@ -58,7 +61,7 @@ class ChainSpec:
     hedge_after_ms: float = 0.0
     """When > 0: if a model has not answered after this long, start the next one in
     parallel; the first valid answer wins. 0: strictly one model at a time."""
-    refusal_policy: str = "fall_through"
+    refusal_policy: RefusalPolicy = "fall_through"
     """What a provider's safety refusal does: ``fall_through`` to the next model, or
     ``stop`` the call (PERMISSION_DENIED)."""
 

@@ -4,7 +4,12 @@
 (non-streaming only):
 
 - Ollama: ``POST /api/chat``, ``POST /api/generate``, ``POST /api/show``, ``GET /api/tags``;
-- Anthropic: ``POST /v1/messages``;
+- Anthropic: ``POST /v1/messages``, with both forms of structured output: ``output_format``
+  (refused with HTTP 400, as the real API refuses it, without the
+  ``anthropic-beta: structured-outputs-2025-11-13`` header, or with a schema the
+  constrained decoder cannot take) and a forced tool (``tool_choice: {type: tool}``; refused
+  when the tool is missing or its ``input_schema`` is not an object), answered
+  with a ``tool_use`` block whose ``input`` is the answer's JSON;
 - OpenAI-compatible: ``POST /v1/chat/completions``.
 
 It runs in its own thread with its own event loop, so a client that blocks its
@@ -40,6 +45,8 @@ class Answer:
     text: str
     prompt_tokens: int = 11
     completion_tokens: int = 7
+    stop_reason: str | None = None
+    """Anthropic's ``stop_reason`` (default ``end_turn``, or ``tool_use`` for a forced tool)."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +261,8 @@ class FakeUpstream:
                 content_type="application/json",
                 headers=behaviour.headers,
             )
+        if path == "/v1/messages" and (rejection := _anthropic_rejects(body, request.headers)):
+            return web.json_response(_anthropic_error(400, rejection), status=400)
         if isinstance(behaviour, SafetyRefusal):
             return web.json_response(_refusal(path, body))
         assert isinstance(behaviour, Answer)
@@ -292,42 +301,24 @@ def _answer(path: str, body: Any, answer: Answer, finish: str = "stop") -> Any:
             reply["context"] = [1, 2, 3]
         return reply
     if path == "/v1/messages":
-        forced = _forced_tool(body)
-        if forced is not None and answer.text:
-            # litellm turns an open-object schema into a forced tool call; the real API then
-            # answers with a tool_use block whose input is the JSON (when the text is JSON).
-            try:
-                tool_input = json.loads(answer.text)
-            except json.JSONDecodeError:
-                tool_input = None
-            if isinstance(tool_input, dict):
-                return {
-                    "id": "msg_fake01",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [
-                        {
-                            "type": "tool_use",
-                            "id": "toolu_fake01",
-                            "name": forced,
-                            "input": tool_input,
-                        }
-                    ],
-                    "stop_reason": "tool_use",
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
-                }
-        return {
+        reply = {
             "id": "msg_fake01",
             "type": "message",
             "role": "assistant",
             "model": model,
             "content": [{"type": "text", "text": answer.text}] if answer.text else [],
-            "stop_reason": "end_turn",
+            "stop_reason": answer.stop_reason or "end_turn",
             "stop_sequence": None,
             "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
         }
+        tool = _forced_tool(body)
+        tool_input = _tool_input(tool, answer.text) if tool is not None else None
+        if tool is not None and tool_input is not None:
+            # A forced tool: the real API answers with a tool_use block whose input is the JSON.
+            block = {"type": "tool_use", "id": "toolu_fake01", "name": tool["name"]}
+            reply["content"] = [{**block, "input": tool_input}]
+            reply["stop_reason"] = answer.stop_reason or "tool_use"
+        return reply
     if path == "/api/show":
         return {
             "modelfile": "FROM fake",
@@ -359,13 +350,91 @@ def _answer(path: str, body: Any, answer: Answer, finish: str = "stop") -> Any:
     }
 
 
-def _forced_tool(body: Any) -> str | None:
-    """The tool name an Anthropic request forces with ``tool_choice``, if any."""
+def _forced_tool(body: Any) -> dict[str, Any] | None:
+    """The tool an Anthropic request forces with ``tool_choice``, if any (and it is offered)."""
     choice = body.get("tool_choice") if isinstance(body, dict) else None
+    if not isinstance(choice, dict) or choice.get("type") != "tool":
+        return None
+    tools = body.get("tools")
+    offered = [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    return next((t for t in offered if t.get("name") == choice.get("name")), None)
+
+
+def _tool_input(tool: dict[str, Any], text: str) -> dict[str, Any] | None:
+    """What the model passes to the forced tool for an answer ``text`` (None: not JSON)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(value, dict):
+        return value
+    properties = tool.get("input_schema", {}).get("properties", {})
+    # A non-object answer fills the tool's one property, as a model would.
+    return {next(iter(properties)): value} if len(properties) == 1 else None
+
+
+# What output_format's constrained decoder rejects (HTTP 400), per Anthropic's documentation.
+_DECODER_REJECTS = frozenset(
+    {"minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum"}
+    | {"exclusiveMaximum", "multipleOf", "maxItems", "uniqueItems", "contains", "minContains"}
+    | {"maxContains", "prefixItems", "minProperties", "maxProperties", "patternProperties"}
+    | {"propertyNames", "dependentRequired", "dependentSchemas", "unevaluatedProperties"}
+    | {"if", "then", "else", "not", "oneOf"}
+)
+
+
+def _anthropic_rejects(body: Any, headers: Any) -> str | None:
+    """Why the real Messages API would refuse this structured-output request, if it would."""
+    if not isinstance(body, dict):
+        return None
+    if "output_format" in body:
+        betas = [b.strip() for b in headers.get("anthropic-beta", "").split(",")]
+        if "structured-outputs-2025-11-13" not in betas:
+            return "output_format: Extra inputs are not permitted"
+        output = body["output_format"]
+        if not isinstance(output, dict) or output.get("type") != "json_schema":
+            return "output_format.type: Input should be 'json_schema'"
+        if not isinstance(output.get("schema"), dict):
+            return "output_format.schema: Input should be a valid dictionary"
+        for node in _schema_nodes(output["schema"]):
+            kind = node.get("type")
+            if kind == "object" and node.get("additionalProperties") is not False:
+                return (
+                    "output_format.schema: For 'object' type, 'additionalProperties' "
+                    "must be explicitly set to false"
+                )
+            rejected = sorted(_DECODER_REJECTS.intersection(node))
+            items = node.get("minItems")
+            if isinstance(items, int) and items > 1:
+                rejected.append("minItems")
+            if rejected:
+                where = f"output_format.schema: For '{kind}' type"
+                return f"{where}, property '{rejected[0]}' is not supported"
+    choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") == "tool":
-        name = choice.get("name")
-        return name if isinstance(name, str) else None
+        tool = _forced_tool(body)
+        if tool is None:
+            return f"tool_choice: tool '{choice.get('name')}' not found in tools"
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            return "tools.0.custom.input_schema.type: Input should be 'object'"
     return None
+
+
+def _schema_nodes(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """``schema`` and every subschema in it."""
+    nodes, stack = [], [schema]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        for key, value in node.items():
+            if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+                stack.extend(v for v in value.values() if isinstance(v, dict))
+            elif key in ("anyOf", "allOf", "oneOf", "prefixItems") and isinstance(value, list):
+                stack.extend(v for v in value if isinstance(v, dict))
+            elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
+                stack.append(value)
+    return nodes
 
 
 def _refusal(path: str, body: Any) -> Any:
@@ -409,15 +478,19 @@ _OLLAMA_ERRORS = {
 }
 
 
+def _anthropic_error(status: int, message: str | None = None) -> Any:
+    kind, default = _ANTHROPIC_ERRORS.get(status, ("api_error", "Internal server error"))
+    return {
+        "type": "error",
+        "error": {"type": kind, "message": message or default},
+        "request_id": "req_fake01",
+    }
+
+
 def _error(path: str, status: int) -> Any:
     """The body the real service sends with ``status`` on ``path``."""
     if path == "/v1/messages":
-        kind, message = _ANTHROPIC_ERRORS.get(status, ("api_error", "Internal server error"))
-        return {
-            "type": "error",
-            "error": {"type": kind, "message": message},
-            "request_id": "req_fake01",
-        }
+        return _anthropic_error(status)
     if path.startswith("/api/"):
         return {"error": _OLLAMA_ERRORS.get(status, f"error {status}")}
     kind, code, message = _OPENAI_ERRORS.get(status, ("server_error", None, f"error {status}"))

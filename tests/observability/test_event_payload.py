@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from google.protobuf import json_format
 
 from llm_router.v1 import router_pb2
-from llm_router_server.breaker.breaker import State, Transition
+from llm_router_server.breaker.rules import State, Transition
 from llm_router_server.config import MetricsConfig
 from llm_router_server.metrics.proto_json import circuit_change
 from llm_router_server.metrics.redis_codec import (
@@ -24,7 +24,7 @@ from llm_router_server.metrics.redis_codec import (
     event_from_payload,
     event_payload,
 )
-from llm_router_server.service.servicer import circuit_change_to_proto, event_to_proto
+from llm_router_server.service.convert import circuit_change_to_proto, event_to_proto
 from llm_router_server.types import Attempt, Category, Outcome, RouteEvent, RouteStatus, Usage
 from tests.fakes.upstream import Answer, FakeUpstream, HttpError
 from tests.server_fixtures import Serve, anthropic, ollama

@@ -13,8 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.app import App
-from llm_router_server.config import Config, ServerConfig
-from llm_router_server.tracing import TracingConfig
+from llm_router_server.config import Config, ServerConfig, TracingConfig
 from llm_router_server.tracing.setup import Tracing
 from llm_router_server.types import ChainSpec, ModelSpec
 

@@ -18,9 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from llm_router_server import config
 from llm_router_server.app import App
-from llm_router_server.config import Config, ServerConfig
+from llm_router_server.config import Config, ServerConfig, TracingConfig
 from llm_router_server.errors import ConfigError
-from llm_router_server.tracing import TracingConfig
 from llm_router_server.types import ChainSpec
 from tests.fakes.upstream import FakeUpstream, HttpError
 from tests.server_fixtures import anthropic, ollama

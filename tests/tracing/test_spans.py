@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llm_router_server import logs
-from llm_router_server.tracing import TracingConfig
+from llm_router_server.config import TracingConfig
 from tests.fakes.upstream import Answer, FakeUpstream, HttpError
 from tests.server_fixtures import anthropic, ollama
 from tests.tracing.servers import PARENT_ID, TRACE_ID, TRACEPARENT

@@ -1,37 +1,15 @@
-"""Circuit breakers: one per model (model string + api_base), closed / open / half-open.
+"""The circuit breaker: the rules of ``rules.py`` for every model, over one ``BreakerStore``.
 
 A model whose calls keep failing is skipped for a cool-down instead of making
 every request pay its timeout; after the cool-down one probe call at a time is
 let through (half-open) and its success closes the circuit again.
 
-The rules, per circuit (``BreakerPolicy`` holds the numbers):
+State lives in a ``BreakerStore`` (``store.py``): ``InMemoryBreakerStore`` for one
+process; a shared store (Redis, ``redis_store.py``) lets replicas learn once that
+a model is down. A store that fails (its backend is down) is logged and the call
+goes through: the breaker never stops traffic on its own account.
 
-- closed: calls go through. ``failure_threshold`` consecutive failures open it;
-  a rate limit (429) or an authentication error opens it at once. A rate limit
-  stays open for the provider's ``Retry-After`` (capped by ``max_cool_down``),
-  anything else for ``cool_down``.
-- open: calls are skipped (``Category.CIRCUIT_OPEN``) until the cool-down ends.
-- half-open: one call is let through as a probe, holding a lease for the
-  model's timeout; others are skipped meanwhile. A success closes the circuit;
-  a failure opens it again for twice the last cool-down (or the new
-  Retry-After), capped. A lease that
-  is never reported (the probe's caller vanished) expires, and the next call
-  probes.
-
-What counts (``fault_of``): timeouts, connection errors, HTTP 5xx, other HTTP
-errors and malformed bodies are failures; an answer of any kind (even a refusal
-or one that fails the caller's schema) is a success; a context-window error
-says nothing about the model's health.
-
-State lives in a ``BreakerStore``: ``InMemoryBreakerStore`` for one process; a
-shared store (Redis) lets replicas learn once that a model is down. All state is
-in wall-clock seconds so replicas can share it. The decisions are pure
-functions of (circuit, event, now) below, so every store applies the same rules:
-a store only has to offer an atomic read-modify-write. A store that fails (its
-backend is down) is logged and the call goes through: the breaker never stops
-traffic on its own account.
-
-State changes go to ``listener`` (default: logged) and are counted in
+State changes go to ``listeners`` (the first logs them) and are counted in
 ``transitions`` for metrics.
 
 Reads on the Route path: a shared store's circuit is read once per model and then
@@ -46,234 +24,31 @@ always go to the store.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import enum
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol
 
-from llm_router_server.errors import (
-    LLMRouterError,
-    ProviderAuthenticationError,
-    ProviderContextWindowError,
-    ProviderError,
-    ProviderRateLimitError,
-    ProviderRefusalError,
+from llm_router_server.breaker.rules import (
+    Admission,
+    Change,
+    Circuit,
+    State,
+    Transition,
+    admit,
+    counts_as_success,
+    fail,
+    fault_of,
+    key_of,
+    release,
+    succeed,
 )
+from llm_router_server.breaker.store import BreakerStore, BreakerStoreError, InMemoryBreakerStore
+from llm_router_server.config.model import BreakerPolicy
+from llm_router_server.errors import ProviderAuthenticationError, ProviderError
 from llm_router_server.types import ModelSpec
 
 logger = logging.getLogger("llm_router.breaker")
-
-WHEN_ALL_OPEN = ("try_one", "fail")
-
-
-class BreakerStoreError(LLMRouterError):
-    """The breaker's store could not be read or written (e.g. Redis is down)."""
-
-
-class State(enum.Enum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
-@dataclass(frozen=True)
-class BreakerPolicy:
-    """The numbers of the breaker (``[breaker]`` in the configuration)."""
-
-    enabled: bool = True
-    failure_threshold: int = 3
-    """Consecutive failures that open a closed circuit."""
-    cool_down_seconds: float = 30.0
-    """How long a circuit stays open before a probe (unless a Retry-After says otherwise)."""
-    max_cool_down_seconds: float = 300.0
-    """Cap on any cool-down: a Retry-After, the back-off after failed probes, auth errors."""
-    when_all_open: str = "try_one"
-    """When every model of a chain is skipped as open: ``try_one`` calls the model whose
-    circuit opened longest ago (the least recently failed); ``fail`` answers UNAVAILABLE."""
-    shared: bool = True
-    """Keep circuits in Redis (``metrics.redis_url``) when one is configured, shared by all
-    replicas; False keeps them per process."""
-
-
-@dataclass(frozen=True)
-class Circuit:
-    """The state of one model's circuit. Times are Unix seconds."""
-
-    state: State = State.CLOSED
-    failures: int = 0
-    """Consecutive failures so far."""
-    open_until: float = 0.0
-    opened_at: float = 0.0
-    probe_until: float = 0.0
-    """While half-open: a probe holds the circuit until this time."""
-    cool_down: float = 0.0
-    """The last cool-down used (doubled after a failed probe)."""
-    reason: str = ""
-    """The failure that opened the circuit (already a clean, bounded line)."""
-
-    def to_json(self) -> dict[str, object]:
-        data = dataclasses.asdict(self)
-        data["state"] = self.state.value
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> Circuit:
-        try:
-            return cls(
-                state=State(data["state"]),
-                failures=int(data["failures"]),  # type: ignore[call-overload]
-                open_until=float(data["open_until"]),  # type: ignore[arg-type]
-                opened_at=float(data["opened_at"]),  # type: ignore[arg-type]
-                probe_until=float(data["probe_until"]),  # type: ignore[arg-type]
-                cool_down=float(data["cool_down"]),  # type: ignore[arg-type]
-                reason=str(data["reason"]),
-            )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise BreakerStoreError(f"unreadable circuit state: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A failed call as the breaker sees it."""
-
-    reason: str
-    opens_now: bool = False
-    cool_down: float | None = None
-    """Seconds to stay open (a Retry-After); None: the policy's cool-down."""
-
-
-@dataclass(frozen=True)
-class Admission:
-    """Whether a call to a model may go ahead."""
-
-    allowed: bool
-    probe: bool = False
-    reason: str = ""
-    """Why it may not (for the skipped attempt)."""
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A circuit changed state."""
-
-    model: str
-    api_base: str
-    old: State
-    new: State
-    reason: str
-    cool_down: float = 0.0
-    time: float = 0.0
-    """Unix time of the change."""
-
-
-Change = Callable[[Circuit], Circuit]
-"""A pure update of one circuit."""
-
-
-class BreakerStore(Protocol):
-    """Where circuits live. ``update`` must be atomic per key across everyone sharing
-    the store; both methods raise ``BreakerStoreError`` when the backend fails."""
-
-    async def load(self, key: str) -> Circuit:
-        """The circuit for ``key`` (closed when unknown)."""
-
-    async def update(self, key: str, change: Change) -> tuple[Circuit, Circuit]:
-        """Replace the circuit by ``change(current)`` atomically; return (old, new)."""
-
-    async def aclose(self) -> None:
-        """Release connections."""
-
-
-class InMemoryBreakerStore:
-    """Circuits in this process only (the default, and the fake of the seam)."""
-
-    def __init__(self) -> None:
-        self.circuits: dict[str, Circuit] = {}
-
-    async def load(self, key: str) -> Circuit:
-        return self.circuits.get(key, Circuit())
-
-    async def update(self, key: str, change: Change) -> tuple[Circuit, Circuit]:
-        old = self.circuits.get(key, Circuit())
-        new = change(old)
-        self.circuits[key] = new
-        return old, new
-
-    async def aclose(self) -> None:
-        return None
-
-
-def fault_of(exc: ProviderError | None) -> Fault | None:
-    """How a call's outcome counts: a Fault, or None for "the model is up" / "says nothing"."""
-    if exc is None or isinstance(exc, ProviderRefusalError | ProviderContextWindowError):
-        return None
-    if isinstance(exc, ProviderRateLimitError):
-        return Fault(str(exc), opens_now=True, cool_down=exc.retry_after)
-    if isinstance(exc, ProviderAuthenticationError):
-        return Fault(str(exc), opens_now=True, cool_down=float("inf"))  # capped by the policy
-    return Fault(str(exc))
-
-
-# -- the rules: pure functions of (circuit, event, now) ------------------------------------
-
-
-def admit(circuit: Circuit, now: float, lease: float) -> tuple[Circuit, Admission]:
-    """May a call go ahead now? Returns the new circuit and the answer."""
-    if circuit.state is State.CLOSED:
-        return circuit, Admission(True)
-    if circuit.state is State.OPEN and now < circuit.open_until:
-        left = circuit.open_until - now
-        return circuit, Admission(
-            False, reason=f"circuit open for {left:.3g}s more after: {circuit.reason}"
-        )
-    if circuit.state is State.HALF_OPEN and now < circuit.probe_until:
-        return circuit, Admission(False, reason="circuit half-open: a probe call is in flight")
-    probing = dataclasses.replace(circuit, state=State.HALF_OPEN, probe_until=now + lease)
-    return probing, Admission(True, probe=True)
-
-
-def succeed(circuit: Circuit) -> Circuit:
-    return Circuit() if circuit != Circuit() else circuit
-
-
-def release(circuit: Circuit) -> Circuit:
-    """A probe ended without saying anything about health: let the next call probe."""
-    if circuit.state is State.HALF_OPEN:
-        return dataclasses.replace(circuit, probe_until=0.0)
-    return circuit
-
-
-def fail(circuit: Circuit, fault: Fault, now: float, policy: BreakerPolicy) -> Circuit:
-    failures = circuit.failures + 1
-    if circuit.state is State.HALF_OPEN:  # the probe failed: back off, unless told how long
-        doubled = max(circuit.cool_down, policy.cool_down_seconds) * 2
-        cool_down = doubled if fault.cool_down is None else fault.cool_down
-    elif fault.opens_now or failures >= policy.failure_threshold:
-        cool_down = policy.cool_down_seconds if fault.cool_down is None else fault.cool_down
-    elif circuit.state is State.OPEN:  # a forced (last-resort) call failed: stay open
-        cool_down = circuit.cool_down
-    else:
-        return dataclasses.replace(circuit, failures=failures)
-    cool_down = min(cool_down, policy.max_cool_down_seconds)
-    return Circuit(
-        state=State.OPEN,
-        failures=failures,
-        open_until=now + cool_down,
-        opened_at=now,
-        cool_down=cool_down,
-        reason=fault.reason,
-    )
-
-
-# -- the breaker ----------------------------------------------------------------------------
-
-
-def key_of(spec: ModelSpec) -> str:
-    return f"{spec.model}|{spec.api_base or ''}"
 
 
 class CircuitBreaker:
@@ -332,6 +107,7 @@ class CircuitBreaker:
         """Report how a call ended: ``healthy`` (the model answered), or ``error``."""
         if not self.policy.enabled:
             return
+        healthy = healthy or counts_as_success(error)
         fault = None if healthy else fault_of(error)
         if isinstance(error, ProviderAuthenticationError):
             logger.error(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from llm_router_server.breaker.breaker import Transition
+from llm_router_server.breaker.rules import Transition
 from llm_router_server.metrics.counters import ModelStats
 from llm_router_server.types import RouteEvent
 

@@ -26,7 +26,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
-from llm_router_server.breaker.breaker import Circuit, State, Transition
+from llm_router_server.breaker.rules import Circuit, State, Transition
 from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.counters import ModelStats
 from llm_router_server.metrics.proto_json import circuit_change, circuit_state, proto_event, rfc3339

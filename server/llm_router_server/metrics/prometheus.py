@@ -32,7 +32,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from llm_router_server.breaker.breaker import State, Transition
+from llm_router_server.breaker.rules import State, Transition
 from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.counters import classify
 from llm_router_server.types import Outcome, RouteEvent

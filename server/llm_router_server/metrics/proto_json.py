@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from llm_router_server.breaker.breaker import State, Transition
+from llm_router_server.breaker.rules import State, Transition
 from llm_router_server.metrics.counters import TOKEN_KINDS, event_usage
 from llm_router_server.types import Attempt, Category, Outcome, RouteEvent, RouteStatus, Usage
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from llm_router_server.breaker.breaker import Transition
+from llm_router_server.breaker.rules import Transition
 from llm_router_server.metrics.bus import BusStats, EventFilter, Notice
 from llm_router_server.types import RouteEvent
 

@@ -62,6 +62,11 @@ class WireProtocol(Protocol):
     def headers(self, key: str) -> dict[str, str]:
         """The headers beyond ``Content-Type``, given the API key ("" when none is set)."""
 
+    def call_headers(
+        self, headers: Mapping[str, str], body: Mapping[str, Any]
+    ) -> Mapping[str, str]:
+        """One call's headers: the endpoint's, plus any its body needs (a beta flag)."""
+
     def fixed_body(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         """The part of every body for upstream model ``name``; ``options`` are translated params."""
 
@@ -77,7 +82,6 @@ WIRES: Mapping[str, WireProtocol] = {
 }
 """The native path's wire protocols by litellm model prefix."""
 
-PROVIDER_CHOICES = ("auto", "native", "litellm")
 """Values of a model's ``provider`` key (``ModelSpec.provider``)."""
 
 

@@ -2,10 +2,12 @@
 
 Plain asyncio over the dataclasses in ``types.py``. It imports neither grpc
 nor litellm nor redis: the provider and the metrics bus come in through their
-seams (``providers/base.py``, ``metrics.py``).
+seams (``providers/base.py``, ``metrics/``). Requests are checked against the
+limits first (``limits.py``); answers are judged by ``judging.py``; what a
+provider error means (its category) is carried by its class (``errors.py``).
 
 Resilience (each in its own module): a circuit breaker per model skips models
-that keep failing (``breaker.py``); a per-model concurrency limit skips a model
+that keep failing (``breaker/``); a per-model concurrency limit skips a model
 that is full (``limiter.py``); a chain with ``hedge_after_ms`` starts the next
 model early when the current one is slow (``hedging.py``). When every model of
 a chain was skipped as open, the least recently failed one is tried anyway
@@ -17,6 +19,9 @@ Budget: one outer deadline (the caller's) wraps the loop; each attempt gets
 ``min_attempt_seconds`` is left. A provider timeout is just another provider
 error. When the caller cancels, the in-flight provider call is cancelled with
 it, and the call's event is still published.
+
+An optional observer (``observer.py``; tracing is one) is told of each attempt as it
+starts and ends and of the call's end; without one the chain makes no observer call.
 """
 
 from __future__ import annotations
@@ -27,18 +32,14 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from llm_router_server.breaker.breaker import CircuitBreaker
+from llm_router_server.config.model import Limits
 from llm_router_server.errors import (
     AllModelsFailedError,
+    ChainFailedError,
     DeadlineExceededError,
-    ProviderAuthenticationError,
-    ProviderConnectionError,
-    ProviderContextWindowError,
     ProviderError,
-    ProviderRateLimitError,
-    ProviderRefusalError,
     ProviderTimeoutError,
     RefusedError,
     UnknownChainError,
@@ -46,19 +47,13 @@ from llm_router_server.errors import (
 from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.counters import ModelCounters
 from llm_router_server.providers.base import Provider
+from llm_router_server.routing.call import Answer, Call, ends_call, ms, rejected, skipped
 from llm_router_server.routing.hedging import staggered
-from llm_router_server.routing.judging import (
-    Limits,
-    RefusalDetector,
-    Schema,
-    check_messages,
-    check_schema_text,
-    judge,
-)
+from llm_router_server.routing.judging import RefusalDetector, Schema, judge
 from llm_router_server.routing.limiter import ConcurrencyLimiter
-from llm_router_server.routing.observer import AttemptWatch, CallObserver
+from llm_router_server.routing.limits import check_messages, check_schema_text
+from llm_router_server.routing.observer import CallObserver
 from llm_router_server.types import (
-    NO_HEADERS,
     Attempt,
     Category,
     ChainSpec,
@@ -74,23 +69,8 @@ from llm_router_server.types import (
 
 logger = logging.getLogger("llm_router")
 
-_PROVIDER_CATEGORIES: tuple[tuple[type[ProviderError], Category], ...] = (
-    (ProviderTimeoutError, Category.TIMEOUT),
-    (ProviderRefusalError, Category.SAFETY_REFUSAL),
-    (ProviderRateLimitError, Category.RATE_LIMITED),
-    (ProviderAuthenticationError, Category.AUTHENTICATION),
-    (ProviderContextWindowError, Category.CONTEXT_WINDOW),
-    (ProviderConnectionError, Category.PROVIDER_ERROR),
-    (ProviderError, Category.PROVIDER_ERROR),
-)
-
-
 _DEFAULT_LIMITS = Limits()
 _NO_DEADLINE = Deadline()
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
 
 
 class Router:
@@ -146,14 +126,14 @@ class Router:
         """
         chain, schema = self.check(request)
         tag = f"[{request.context}] " if request.context else ""
-        call = _Call(request, chain, schema, deadline, tag, self.observer)
+        call = Call(request, chain, schema, deadline, tag, self.observer)
         start = time.monotonic()
         status = RouteStatus.CANCELLED
         model_used = "none"
         try:
             delay = chain.hedge_after_ms / 1000 if chain.hedge_after_ms > 0 else math.inf
             steps = [functools.partial(self._step, call, spec) for spec in chain.models]
-            won = await staggered(steps, delay, _ends_call)
+            won = await staggered(steps, delay, ends_call)
             last_resort = self.breaker.policy.when_all_open == "try_one"
             if won is None and last_resort and self._all_open(call) and deadline.remaining() > 0:
                 last = await self.breaker.least_recently_failed(chain.models)
@@ -165,9 +145,9 @@ class Router:
                         last.model,
                     )
                     answer = await self._step(call, last, forced=True)
-                    won = answer if _ends_call(answer) else None
+                    won = answer if ends_call(answer) else None
             attempts = call.recorded()
-            latency_ms = _ms(time.monotonic() - start)
+            latency_ms = ms(time.monotonic() - start)
             if won is not None and won.attempt.outcome is Outcome.SUCCESS:
                 model_used = won.attempt.model
                 status = RouteStatus.OK
@@ -179,35 +159,12 @@ class Router:
                     latency_ms=latency_ms,
                     chain=chain.name,
                 )
-            summary = "; ".join(f"{a.model}: {a.outcome.value}: {a.reason}" for a in attempts)
-            if won is not None:  # a safety refusal under refusal_policy = "stop"
-                status = RouteStatus.REFUSED
-                raise RefusedError(
-                    f"{won.attempt.model} refused for safety and chain {chain.name!r} has "
-                    f"refusal_policy 'stop': {won.attempt.reason}",
-                    chain=chain.name,
-                    attempts=attempts,
-                    latency_ms=latency_ms,
-                )
-            if deadline.expired or any(a.category is Category.SKIPPED for a in attempts):
-                status = RouteStatus.DEADLINE_EXCEEDED
-                raise DeadlineExceededError(
-                    f"deadline exceeded after {len(attempts)} attempt(s): {summary}",
-                    chain=chain.name,
-                    attempts=attempts,
-                    latency_ms=latency_ms,
-                )
-            status = RouteStatus.ALL_FAILED
-            raise AllModelsFailedError(
-                f"all {len(chain.models)} models of chain {chain.name!r} failed: {summary}",
-                chain=chain.name,
-                attempts=attempts,
-                latency_ms=latency_ms,
-            )
+            status, error = _failure(chain, won, attempts, deadline, latency_ms)
+            raise error
         finally:
             self._finish(request, chain.name, status, model_used, list(call.recorded()), start)
 
-    async def _step(self, call: _Call, spec: ModelSpec, *, forced: bool = False) -> _Answer:
+    async def _step(self, call: Call, spec: ModelSpec, *, forced: bool = False) -> Answer:
         """One model's turn: admission (deadline, breaker, concurrency), the call, the verdict.
 
         The attempt is recorded in ``call`` in start order, also when the step is
@@ -217,14 +174,14 @@ class Router:
         left = call.deadline.remaining()
         if left < self.min_attempt_seconds:
             why = f"deadline: {max(left, 0) * 1000:.0f} ms left, not started"
-            return call.put(slot, _skipped(spec, why))
+            return call.put(slot, skipped(spec, why))
         if not forced:
             admission = await self.breaker.admit(spec, lease=min(spec.timeout, left) + 1)
             if not admission.allowed:
-                return call.put(slot, _skipped(spec, admission.reason, Category.CIRCUIT_OPEN))
+                return call.put(slot, skipped(spec, admission.reason, Category.CIRCUIT_OPEN))
         if not self.limiter.try_acquire(spec):
             why = f"saturated: {spec.max_concurrency} call(s) already in flight"
-            return call.put(slot, _skipped(spec, why, Category.SATURATED))
+            return call.put(slot, skipped(spec, why, Category.SATURATED))
         logger.debug("%sattempt: %s (timeout %.3gs)", call.tag, spec.model, min(spec.timeout, left))
         started = time.monotonic()
         try:
@@ -233,17 +190,16 @@ class Router:
             )
         except asyncio.CancelledError:
             why = call.cancel_reason if call.winner is None else "another model answered first"
-            call.put(slot, _rejected(spec, Category.CANCELLED, why, started))
+            call.put(slot, rejected(spec, Category.CANCELLED, why, started))
             raise
         finally:
             self.limiter.release(spec)
         answer = call.put(slot, attempt, value, raw_text)
         if attempt.category is Category.SAFETY_REFUSAL:
             answer.stop = call.chain.refusal_policy == "stop"
-        if _ends_call(answer) and call.winner is None:
+        if ends_call(answer) and call.winner is None:
             call.winner = answer
-        healthy = error is None or attempt.category is Category.SAFETY_REFUSAL
-        await self.breaker.record(spec, error, healthy=healthy)
+        await self.breaker.record(spec, error, healthy=error is None)
         if attempt.outcome is Outcome.SUCCESS:
             logger.info("%s%s -> success [%.0f ms]", call.tag, spec.model, attempt.latency_ms)
         else:
@@ -258,7 +214,7 @@ class Router:
         return answer
 
     @staticmethod
-    def _all_open(call: _Call) -> bool:
+    def _all_open(call: Call) -> bool:
         attempts = call.recorded()
         return bool(attempts) and all(a.category is Category.CIRCUIT_OPEN for a in attempts)
 
@@ -286,10 +242,9 @@ class Router:
             why = "caller's deadline" if timeout < spec.timeout else "timeout"
             reason = f"no answer within {timeout:.3g}s ({why})"
             error = ProviderTimeoutError(reason)
-            return _rejected(spec, Category.TIMEOUT, reason, started), None, "", error
+            return rejected(spec, error.category, reason, started), None, "", error
         except ProviderError as exc:
-            category = next(c for t, c in _PROVIDER_CATEGORIES if isinstance(exc, t))
-            return _rejected(spec, category, str(exc), started), None, "", exc
+            return rejected(spec, exc.category, str(exc), started), None, "", exc
         verdict = judge(completion.text, schema, self.refusals)
         if verdict.accepted:
             outcome = Outcome.SUCCESS
@@ -302,7 +257,7 @@ class Router:
             outcome=outcome,
             category=verdict.category,
             reason=verdict.reason,
-            latency_ms=_ms(time.monotonic() - started),
+            latency_ms=ms(time.monotonic() - started),
             usage=completion.usage,
             response_model=completion.model,
         )
@@ -325,7 +280,7 @@ class Router:
             chain=chain,
             context=request.context,
             model_used=model_used,
-            latency_ms=_ms(time.monotonic() - start),
+            latency_ms=ms(time.monotonic() - start),
             attempts=tuple(attempts),
             metrics_snapshot=self.counters.snapshot(),
         )
@@ -334,75 +289,26 @@ class Router:
         self.bus.publish(event)
 
 
-def _rejected(spec: ModelSpec, category: Category, reason: str, started: float) -> Attempt:
-    return Attempt(
-        model=spec.model,
-        outcome=Outcome.REJECTED,
-        category=category,
-        reason=reason,
-        latency_ms=_ms(time.monotonic() - started),
-    )
-
-
-def _skipped(spec: ModelSpec, reason: str, category: Category = Category.SKIPPED) -> Attempt:
-    return Attempt(
-        model=spec.model,
-        outcome=Outcome.SKIPPED,
-        category=category,
-        reason=reason,
-        latency_ms=0.0,
-    )
-
-
-@dataclass
-class _Answer:
-    """What one step ended with."""
-
-    attempt: Attempt
-    value: object = None
-    raw_text: str = ""
-    stop: bool = False
-    """A safety refusal that ends the call (refusal_policy = "stop")."""
-
-
-def _ends_call(answer: _Answer) -> bool:
-    return answer.attempt.outcome is Outcome.SUCCESS or answer.stop
-
-
-@dataclass
-class _Call:
-    """One Route call's shared state: its request and its attempts, in start order."""
-
-    request: RouteRequest
-    chain: ChainSpec
-    schema: Schema | None
-    deadline: Deadline
-    tag: str
-    observer: CallObserver | None = None
-    slots: list[Attempt | None] = field(default_factory=list)
-    watches: dict[int, AttemptWatch] = field(default_factory=dict)
-    """The observer's watch of each slot (empty without an observer)."""
-    winner: _Answer | None = None
-    cancel_reason: str = "cancelled by the caller"
-
-    def reserve(self, spec: ModelSpec) -> int:
-        slot = len(self.slots)
-        self.slots.append(None)
-        if self.observer is not None:
-            self.watches[slot] = self.observer.attempt(spec, self.chain, slot)
-        return slot
-
-    def headers(self, slot: int) -> Mapping[str, str]:
-        """What the observer wants sent with this slot's provider request."""
-        watch = self.watches.get(slot)
-        return NO_HEADERS if watch is None else watch.headers
-
-    def put(self, slot: int, attempt: Attempt, value: object = None, raw_text: str = "") -> _Answer:
-        self.slots[slot] = attempt
-        watch = self.watches.get(slot)
-        if watch is not None:
-            watch.end(attempt)
-        return _Answer(attempt, value, raw_text)
-
-    def recorded(self) -> tuple[Attempt, ...]:
-        return tuple(a for a in self.slots if a is not None)
+def _failure(
+    chain: ChainSpec,
+    won: Answer | None,
+    attempts: tuple[Attempt, ...],
+    deadline: Deadline,
+    latency_ms: float,
+) -> tuple[RouteStatus, ChainFailedError]:
+    """How a call without an answer ended: its status and the error that carries its attempts."""
+    summary = "; ".join(f"{a.model}: {a.outcome.value}: {a.reason}" for a in attempts)
+    kind: type[ChainFailedError]
+    if won is not None:  # a safety refusal under refusal_policy = "stop"
+        status, kind = RouteStatus.REFUSED, RefusedError
+        message = (
+            f"{won.attempt.model} refused for safety and chain {chain.name!r} has "
+            f"refusal_policy 'stop': {won.attempt.reason}"
+        )
+    elif deadline.expired or any(a.category is Category.SKIPPED for a in attempts):
+        status, kind = RouteStatus.DEADLINE_EXCEEDED, DeadlineExceededError
+        message = f"deadline exceeded after {len(attempts)} attempt(s): {summary}"
+    else:
+        status, kind = RouteStatus.ALL_FAILED, AllModelsFailedError
+        message = f"all {len(chain.models)} models of chain {chain.name!r} failed: {summary}"
+    return status, kind(message, chain=chain.name, attempts=attempts, latency_ms=latency_ms)

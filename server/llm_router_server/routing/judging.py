@@ -1,4 +1,4 @@
-"""Judging a model's answer, and checking a request before any model is called.
+"""Judging a model's answer.
 
 A free-text answer is rejected when it contains a refusal pattern. With a
 schema, an answer is accepted when it is JSON (a fenced ```json block counts)
@@ -23,7 +23,7 @@ import referencing
 import referencing.exceptions
 
 from llm_router_server.errors import InvalidRequestError
-from llm_router_server.types import ROLES, Category, Message
+from llm_router_server.types import Category
 
 # The seed's list: any case-insensitive substring match is a refusal.
 DEFAULT_REFUSAL_PATTERNS: tuple[str, ...] = (
@@ -178,78 +178,3 @@ def judge(text: str, schema: Schema | None, refusals: RefusalDetector) -> Verdic
     if not ok:
         return Verdict(Category.INVALID_JSON, parse_error if text.strip() else "empty answer")
     return Verdict(Category.SCHEMA_MISMATCH, f"schema mismatch {schema_error}")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on a Route request, checked before any model is called."""
-
-    max_messages: int = 200
-    """Most messages one request may carry."""
-    max_message_chars: int = 200_000
-    """Longest content of one message, in characters."""
-    max_schema_chars: int = 100_000
-    """Longest schema text, in characters."""
-    max_schema_depth: int = 32
-    """Deepest nesting of objects and arrays in the schema."""
-
-
-def check_messages(messages: Sequence[Message], limits: Limits) -> None:
-    """Raise InvalidRequestError naming the first problem with the messages."""
-    if not messages:
-        raise InvalidRequestError("messages is empty: at least one message is required")
-    if len(messages) > limits.max_messages:
-        raise InvalidRequestError(f"too many messages: {len(messages)} > {limits.max_messages}")
-    for i, message in enumerate(messages):
-        if message.role not in ROLES:
-            raise InvalidRequestError(
-                f"messages[{i}].role is {message.role!r}; expected one of: "
-                + ", ".join(sorted(ROLES))
-            )
-        if not message.content.strip():
-            raise InvalidRequestError(f"messages[{i}].content is empty")
-        if len(message.content) > limits.max_message_chars:
-            raise InvalidRequestError(
-                f"messages[{i}].content has {len(message.content)} characters; "
-                f"the limit is {limits.max_message_chars}"
-            )
-
-
-def check_schema_text(text: str, limits: Limits) -> Schema | None:
-    """Compile the request's schema text, or return None for free text."""
-    if not text.strip():
-        return None
-    if len(text) > limits.max_schema_chars:
-        raise InvalidRequestError(
-            f"schema has {len(text)} characters; the limit is {limits.max_schema_chars}"
-        )
-    depth = nesting_depth(text)
-    if depth > limits.max_schema_depth:
-        raise InvalidRequestError(
-            f"schema nests {depth} levels deep; the limit is {limits.max_schema_depth}"
-        )
-    return compile_schema(text)
-
-
-@functools.lru_cache(maxsize=256)
-def nesting_depth(text: str) -> int:
-    """Deepest ``{``/``[`` nesting of a JSON text, outside strings; counted before parsing,
-    so a hostile schema cannot exhaust the parser's recursion."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest

@@ -15,30 +15,6 @@ Spans are exported with OTLP over HTTP/protobuf in the background (a batch proce
 log lines carry the trace id (``logs.py``). Off, none of this is imported: the chain has
 no observer and the server no tracing interceptor.
 
-This module holds only what the configuration needs (it imports no OpenTelemetry);
-``setup.py`` builds the tracer when tracing is on.
+The settings are ``config.TracingConfig`` (``[tracing]``); ``setup.py`` builds the
+tracer when tracing is on. This package's ``__init__`` imports nothing.
 """
-
-from __future__ import annotations
-
-from dataclasses import dataclass
-
-DEFAULT_SERVICE_NAME = "llm-router"
-
-
-@dataclass(frozen=True)
-class TracingConfig:
-    """Where and how traces are exported (``[tracing]``)."""
-
-    enabled: bool = False
-    """Export traces. Also on when ``OTEL_TRACES_EXPORTER=otlp`` or an OTLP endpoint
-    variable is set; off whatever the file says with ``OTEL_SDK_DISABLED=true`` or
-    ``OTEL_TRACES_EXPORTER=none``."""
-    endpoint: str = ""
-    """OTLP/HTTP traces URL (``http://collector:4318/v1/traces``); empty: the exporter's
-    own default (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_EXPORTER_OTLP_ENDPOINT``,
-    else ``http://localhost:4318/v1/traces``)."""
-    service_name: str = DEFAULT_SERVICE_NAME
-    """``service.name`` of the spans; ``OTEL_SERVICE_NAME`` wins when set."""
-    sample_ratio: float = 1.0
-    """Share of new traces recorded (0..1); a caller's sampled flag is followed."""

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from llm_router_server.tracing import TracingConfig
+from llm_router_server.config.model import TracingConfig
 from llm_router_server.tracing.interceptor import TracingInterceptor
 from llm_router_server.tracing.spans import AttemptTracer
 

@@ -1,0 +1,166 @@
+"""The circuit breaker's rules: pure functions of (circuit, event, now), one circuit per
+model (model string + api_base), closed / open / half-open.
+
+The rules, per circuit (``BreakerPolicy`` holds the numbers):
+
+- closed: calls go through. ``failure_threshold`` consecutive failures open it;
+  an error whose ``breaker_effect`` is OPENS (a rate limit, an authentication
+  error) opens it at once. A rate limit stays open for the provider's
+  ``Retry-After`` (capped by ``max_cool_down``), anything else for ``cool_down``.
+- open: calls are skipped (``Category.CIRCUIT_OPEN``) until the cool-down ends.
+- half-open: one call is let through as a probe, holding a lease for the
+  model's timeout; others are skipped meanwhile. A success closes the circuit;
+  a failure opens it again for twice the last cool-down (or the new
+  Retry-After), capped. A lease that is never reported (the probe's caller
+  vanished) expires, and the next call probes.
+
+What counts (``fault_of``) is what each error class says it means
+(``ProviderError.breaker_effect``, drawn in ``errors.py``); a call that returned
+an answer of any kind (even one that fails the caller's schema) is a success. All times are
+wall-clock seconds, so replicas sharing a store can share circuits. Nothing here
+does I/O: ``breaker.py`` applies these rules over a store's atomic
+read-modify-write (``store.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from llm_router_server.config.model import BreakerPolicy
+from llm_router_server.errors import BreakerEffect, ProviderError
+from llm_router_server.types import ModelSpec
+
+
+class State(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """The state of one model's circuit. Times are Unix seconds."""
+
+    state: State = State.CLOSED
+    failures: int = 0
+    """Consecutive failures so far."""
+    open_until: float = 0.0
+    opened_at: float = 0.0
+    probe_until: float = 0.0
+    """While half-open: a probe holds the circuit until this time."""
+    cool_down: float = 0.0
+    """The last cool-down used (doubled after a failed probe)."""
+    reason: str = ""
+    """The failure that opened the circuit (already a clean, bounded line)."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A failed call as the breaker sees it."""
+
+    reason: str
+    opens_now: bool = False
+    cool_down: float | None = None
+    """Seconds to stay open (a Retry-After); None: the policy's cool-down."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Whether a call to a model may go ahead."""
+
+    allowed: bool
+    probe: bool = False
+    reason: str = ""
+    """Why it may not (for the skipped attempt)."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A circuit changed state."""
+
+    model: str
+    api_base: str
+    old: State
+    new: State
+    reason: str
+    cool_down: float = 0.0
+    time: float = 0.0
+    """Unix time of the change."""
+
+
+Change = Callable[[Circuit], Circuit]
+"""A pure update of one circuit."""
+
+
+def key_of(spec: ModelSpec) -> str:
+    """The circuit of a model: its model string and api_base."""
+    return f"{spec.model}|{spec.api_base or ''}"
+
+
+def counts_as_success(exc: ProviderError | None) -> bool:
+    """Whether a call that ended in ``exc`` still shows the model answering (a refusal)."""
+    return exc is not None and exc.breaker_effect is BreakerEffect.SUCCESS
+
+
+def fault_of(exc: ProviderError | None) -> Fault | None:
+    """How a call's outcome counts: a Fault, or None for "the model is up" / "says nothing"."""
+    if exc is None:
+        return None
+    if exc.breaker_effect is BreakerEffect.FAILURE:
+        return Fault(str(exc))
+    if exc.breaker_effect is BreakerEffect.OPENS:
+        return Fault(str(exc), opens_now=True, cool_down=exc.open_for)
+    return None
+
+
+def admit(circuit: Circuit, now: float, lease: float) -> tuple[Circuit, Admission]:
+    """May a call go ahead now? Returns the new circuit and the answer."""
+    if circuit.state is State.CLOSED:
+        return circuit, Admission(True)
+    if circuit.state is State.OPEN and now < circuit.open_until:
+        left = circuit.open_until - now
+        return circuit, Admission(
+            False, reason=f"circuit open for {left:.3g}s more after: {circuit.reason}"
+        )
+    if circuit.state is State.HALF_OPEN and now < circuit.probe_until:
+        return circuit, Admission(False, reason="circuit half-open: a probe call is in flight")
+    probing = dataclasses.replace(circuit, state=State.HALF_OPEN, probe_until=now + lease)
+    return probing, Admission(True, probe=True)
+
+
+def succeed(circuit: Circuit) -> Circuit:
+    """The model answered: the circuit closes."""
+    return Circuit() if circuit != Circuit() else circuit
+
+
+def release(circuit: Circuit) -> Circuit:
+    """A probe ended without saying anything about health: let the next call probe."""
+    if circuit.state is State.HALF_OPEN:
+        return dataclasses.replace(circuit, probe_until=0.0)
+    return circuit
+
+
+def fail(circuit: Circuit, fault: Fault, now: float, policy: BreakerPolicy) -> Circuit:
+    """A call failed: count it, and open (or reopen) the circuit when the rules say so."""
+    failures = circuit.failures + 1
+    if circuit.state is State.HALF_OPEN:  # the probe failed: back off, unless told how long
+        doubled = max(circuit.cool_down, policy.cool_down_seconds) * 2
+        cool_down = doubled if fault.cool_down is None else fault.cool_down
+    elif fault.opens_now or failures >= policy.failure_threshold:
+        cool_down = policy.cool_down_seconds if fault.cool_down is None else fault.cool_down
+    elif circuit.state is State.OPEN:  # a forced (last-resort) call failed: stay open
+        cool_down = circuit.cool_down
+    else:
+        return dataclasses.replace(circuit, failures=failures)
+    cool_down = min(cool_down, policy.max_cool_down_seconds)
+    return Circuit(
+        state=State.OPEN,
+        failures=failures,
+        open_until=now + cool_down,
+        opened_at=now,
+        cool_down=cool_down,
+        reason=fault.reason,
+    )
