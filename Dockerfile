@@ -14,7 +14,7 @@ COPY pyproject.toml README.md ./
 COPY server ./server
 COPY client ./client
 RUN ${PYTHON} -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check .
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check ".[tracing]"
 
 FROM ${BASE_IMAGE}
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin router

@@ -15,25 +15,35 @@ import signal
 import socket
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
+from llm_router_server import logs
 from llm_router_server.breaker.breaker import CircuitBreaker
 from llm_router_server.breaker.store import BreakerStore, InMemoryBreakerStore
 from llm_router_server.config import Config
 from llm_router_server.embedded.process import attach
+from llm_router_server.errors import ConfigError
 from llm_router_server.metrics.bus import MetricsBus
+from llm_router_server.metrics.live import LiveFeed
 from llm_router_server.metrics.memory import InMemoryMetricsBus
 from llm_router_server.metrics.prometheus import PrometheusExporter
+from llm_router_server.metrics.web import MetricsWebServer
 from llm_router_server.providers.base import Provider
+from llm_router_server.providers.identity import identify
 from llm_router_server.providers.protocols import missing_api_key
 from llm_router_server.routing.chain import Router
 from llm_router_server.routing.warmup import warm_up
+from llm_router_server.service.call_counter import CallCounter
 from llm_router_server.service.security import BearerTokenInterceptor, server_credentials
 from llm_router_server.service.servicer import RouterServicer
+
+if TYPE_CHECKING:
+    from llm_router_server.tracing.setup import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +92,21 @@ def default_breaker_store(config: Config) -> BreakerStore:
     return InMemoryBreakerStore()
 
 
+def default_tracing(config: Config, replica_id: str) -> Tracing | None:
+    """OpenTelemetry when ``[tracing]`` (or ``OTEL_*``) turned it on, else None (nothing
+    of it is imported then)."""
+    if not config.tracing.enabled:
+        return None
+    try:
+        from llm_router_server.tracing.setup import Tracing
+    except ImportError as exc:
+        raise ConfigError(
+            f"tracing is on but OpenTelemetry is not installed ({exc.name} is missing): "
+            "pip install 'llm-router[tracing]', or turn tracing off"
+        ) from exc
+    return Tracing(config.tracing, replica_id=replica_id)
+
+
 class App:
     """One running server: the gRPC server plus what it owns."""
 
@@ -90,15 +115,25 @@ class App:
         config: Config,
         provider: Provider | None = None,
         bus: MetricsBus | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         # The embedded model's URL is known now; its process starts in start().
         config, self.embedded = attach(config)
         self.config = config
         self.provider = provider if provider is not None else default_provider(config)
         self.bus = bus if bus is not None else default_bus(config)
+        self.tracing = (
+            tracing if tracing is not None else default_tracing(config, self.bus.replica_id)
+        )
+        specs = [spec for chain in config.chains.values() for spec in chain.models]
+        identities = {spec.model: identify(spec) for spec in specs}
         self.prometheus: PrometheusExporter | None = None
         if config.metrics.prometheus_listen:
-            self.prometheus = PrometheusExporter(config.metrics.prometheus_listen, self.bus)
+            self.prometheus = PrometheusExporter(
+                config.metrics.prometheus_listen,
+                self.bus,
+                {model: who.locality for model, who in identities.items()},
+            )
         self.router = Router(
             config.chains,
             self.provider,
@@ -108,6 +143,7 @@ class App:
             limits=config.limits,
             min_attempt_seconds=config.server.min_attempt_ms / 1000,
             breaker=CircuitBreaker(default_breaker_store(config), config.breaker),
+            observer=self.tracing.observer if self.tracing is not None else None,
         )
         # Circuit changes go to this replica's watchers and to Prometheus as they happen.
         self.router.breaker.listeners.append(self.bus.notice)
@@ -115,8 +151,29 @@ class App:
             self.router.breaker.listeners.append(self.prometheus.circuit_changed)
         self.health = health.aio.HealthServicer()
         self.auth = BearerTokenInterceptor(config.auth.tokens) if config.auth.tokens else None
+        self.web: MetricsWebServer | None = None
+        if self.prometheus is not None:
+            feed = LiveFeed(
+                self.bus,
+                models=identities,
+                local_stats=self.router.counters.stats,
+                circuits=lambda: self.router.breaker.states(specs),
+                queue=config.metrics.watcher_queue,
+            )
+            self.web = MetricsWebServer(
+                config.metrics.prometheus_listen, self.prometheus.registry, feed
+            )
+        # Outermost first: every call is counted, and the Route span covers calls the token
+        # check turns away.
+        interceptors: list[Any] = []
+        if self.prometheus is not None:
+            interceptors.append(CallCounter(self.prometheus.call_finished))
+        if self.tracing is not None:
+            interceptors.append(self.tracing.interceptor)
+        if self.auth is not None:
+            interceptors.append(self.auth)
         self.server = grpc.aio.server(
-            interceptors=[self.auth] if self.auth is not None else None,
+            interceptors=interceptors or None,
             options=[
                 *KEEPALIVE_OPTIONS,
                 ("grpc.max_receive_message_length", config.server.max_receive_bytes),
@@ -155,8 +212,12 @@ class App:
             await self.embedded.start()  # healthy before the server reports SERVING
         await self.provider.start()
         await self.bus.start()
-        if self.prometheus is not None:
-            self.prometheus.start()
+        if self.tracing is not None:
+            from llm_router_server.tracing.setup import current_trace_ids
+
+            logs.set_trace_ids(current_trace_ids)
+        if self.web is not None and self.prometheus is not None:
+            self.prometheus.port = await self.web.start()
         await self.server.start()
         for service in (health.OVERALL_HEALTH, ROUTER_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -175,9 +236,12 @@ class App:
         if self.embedded is not None:
             await self.embedded.stop()
         await self.bus.aclose()
-        if self.prometheus is not None:
-            await asyncio.to_thread(self.prometheus.stop)
+        if self.web is not None:
+            await self.web.stop()
         await self.router.breaker.aclose()
+        if self.tracing is not None:
+            logs.set_trace_ids(None)
+            await asyncio.to_thread(self.tracing.shutdown)
 
 
 def warn_missing_api_keys(config: Config, env: Mapping[str, str]) -> list[str]:

@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the option types live beside the configuration that reads them
@@ -80,6 +81,12 @@ class Completion:
 
     text: str
     usage: Usage | None = None
+    model: str = ""
+    """The model name the provider says answered (empty when it did not say)."""
+
+
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+"""No extra headers (shared, read-only)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,8 @@ class CompletionRequest:
     """The caller's JSON Schema, or None for free text."""
     timeout: float
     """Seconds the provider may take; the chain enforces it as well."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra HTTP headers for the provider request (the W3C ``traceparent`` when tracing)."""
 
 
 class Outcome(enum.Enum):
@@ -132,6 +141,8 @@ class Attempt:
     """One human-readable line; empty on success."""
     latency_ms: float
     usage: Usage | None = None
+    response_model: str = ""
+    """The model name the provider reported in its answer; empty when there was none."""
 
 
 @dataclass(frozen=True)

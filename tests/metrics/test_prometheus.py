@@ -41,11 +41,13 @@ async def test_prometheus_endpoint_serves_the_counters(serve: Serve, upstream: U
     stream.cancel()
     haiku = "anthropic/claude-haiku-4-5-20251001"
     for line in (
-        f'llm_router_requests_total{{chain="default",model="{haiku}",status="ok"}} 2.0',
+        f'llm_router_requests_total{{chain="default",locality="cloud",model="{haiku}",'
+        'status="ok"} 2.0',
         'llm_router_fallbacks_total{chain="default",model="ollama_chat/qwen2.5:7b"} 2.0',
-        'llm_router_attempts_total{chain="default",model="ollama_chat/qwen2.5:7b",'
-        'outcome="rejected",reason="provider_error"} 2.0',
-        f'llm_router_tokens_total{{chain="default",kind="prompt",model="{haiku}"}} 14.0',
+        'llm_router_attempts_total{chain="default",locality="local",'
+        'model="ollama_chat/qwen2.5:7b",outcome="rejected",reason="provider_error"} 2.0',
+        f'llm_router_tokens_total{{chain="default",kind="prompt",locality="cloud",'
+        f'model="{haiku}"}} 14.0',
         f'llm_router_attempt_latency_seconds_count{{chain="default",model="{haiku}",'
         'outcome="success"} 2.0',
         "llm_router_metrics_events_dropped_total 0.0",

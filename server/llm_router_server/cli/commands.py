@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Must precede any litellm import: otherwise litellm fetches a cost map from the internet.
     os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
     from llm_router_server import config as config_module
-    from llm_router_server import event_loop
+    from llm_router_server import event_loop, logs
     from llm_router_server.app import serve
     from llm_router_server.errors import ConfigError
 
@@ -33,8 +32,12 @@ def _serve(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         config = replace(config, server=replace(config.server, listen=args.listen))
+    logs.configure(config.server.log_format, verbose=args.verbose)
     try:
         event_loop.run(serve(config), config.server.event_loop)
+    except ConfigError as exc:
+        print(f"llm-router: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except OSError as exc:
         print(f"llm-router: cannot serve: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -192,10 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from llm_router_server import logs
+
+    logs.configure("text", verbose=args.verbose)
     code: int = args.func(args)
     return code
 

@@ -14,7 +14,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 from llm_router_server.config.model import (
     DEFAULT_CHAIN,
@@ -23,11 +23,13 @@ from llm_router_server.config.model import (
     Config,
     EventLoop,
     Limits,
+    LogFormat,
     MetricsConfig,
     ProviderChoice,
     RefusalPolicy,
     ServerConfig,
     TLSConfig,
+    TracingConfig,
     WhenAllOpen,
 )
 from llm_router_server.config.table import Table, expand_env
@@ -117,9 +119,48 @@ def _server(s: Table, env: Mapping[str, str]) -> ServerConfig:
         min_attempt_ms=s.take("min_attempt_ms", float, d.min_attempt_ms),
         max_receive_bytes=s.positive("max_receive_bytes", int, d.max_receive_bytes),
         event_loop=s.choice("event_loop", EventLoop, d.event_loop),
+        log_format=_log_format(env, s.choice("log_format", LogFormat, d.log_format)),
     )
     s.done()
     return server
+
+
+def _log_format(env: Mapping[str, str], value: LogFormat) -> LogFormat:
+    """``$LLM_ROUTER_LOG_FORMAT`` over the file's ``server.log_format``."""
+    override = env.get("LLM_ROUTER_LOG_FORMAT") or value
+    for known in get_args(LogFormat):
+        if override == known:
+            return cast(LogFormat, known)
+    raise ConfigError(f"$LLM_ROUTER_LOG_FORMAT: expected 'text' or 'json', got {override!r}")
+
+
+# -- [tracing] (tracing/) ------------------------------------------------------------
+
+
+def _tracing(t: Table, env: Mapping[str, str]) -> TracingConfig:
+    """The ``[tracing]`` table; the standard ``OTEL_*`` variables can turn it on or off."""
+    d = TracingConfig()
+    enabled = t.take("enabled", bool, d.enabled)
+    endpoint = t.take("endpoint", str, d.endpoint)
+    service_name = t.take("service_name", str, d.service_name)
+    ratio = t.take("sample_ratio", float, d.sample_ratio)
+    t.done()
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"{t.key('endpoint')}: expected an http:// or https:// URL")
+    if not service_name:
+        raise ConfigError(f"{t.key('service_name')}: must not be empty")
+    if not 0 <= ratio <= 1:
+        raise ConfigError(f"{t.key('sample_ratio')}: must be between 0 and 1, got {ratio!r}")
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    endpoints = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
+    disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    enabled = (enabled or exporter == "otlp" or any(endpoints)) and not (
+        disabled or exporter == "none"
+    )
+    return TracingConfig(enabled, endpoint, service_name, ratio)
 
 
 def _metrics(m: Table, env: Mapping[str, str]) -> MetricsConfig:
@@ -221,6 +262,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     limits = _limits(root.table("limits"))
     breaker = _breaker(root.table("breaker"))
     auth, tls = _auth(root.table("auth"), env), _tls(root.table("tls"))
+    tracing = _tracing(root.table("tracing"), env)
     patterns = root.take("refusal_patterns", list, list(DEFAULT_REFUSAL_PATTERNS))
     if not all(isinstance(p, str) and p for p in patterns):
         raise ConfigError("refusal_patterns: expected a list of non-empty strings")
@@ -247,6 +289,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         auth=auth,
         tls=tls,
         embedded=embedded,
+        tracing=tracing,
         refusal_patterns=tuple(patterns),
         default_max_tokens=default_max_tokens,
         default_chain=default_chain,

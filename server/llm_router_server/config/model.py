@@ -29,6 +29,10 @@ RefusalPolicy = Literal["fall_through", "stop"]
 """``chains.NAME.refusal_policy`` (``ChainSpec.refusal_policy``): what a provider's safety
 refusal does, ``fall_through`` to the next model or ``stop`` the call (PERMISSION_DENIED)."""
 
+LogFormat = Literal["text", "json"]
+"""``server.log_format``: log lines of ``llm-router serve`` as text or one JSON object each
+(``logs.py``)."""
+
 WhenAllOpen = Literal["try_one", "fail"]
 """``breaker.when_all_open``: when every model of a chain is skipped as open, ``try_one``
 calls the model whose circuit opened longest ago; ``fail`` answers UNAVAILABLE."""
@@ -51,6 +55,8 @@ class ServerConfig:
     """Largest request message the server accepts; larger ones get RESOURCE_EXHAUSTED."""
     event_loop: EventLoop = "uvloop"
     """The event loop of ``llm-router serve``: ``"uvloop"`` or ``"asyncio"`` (event_loop.py)."""
+    log_format: LogFormat = "text"
+    """Log lines of ``llm-router serve``: ``"text"`` or ``"json"`` (logs.py)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,24 @@ class TLSConfig:
 
 
 @dataclass(frozen=True)
+class TracingConfig:
+    """OpenTelemetry traces (``tracing/``): where and how they are exported."""
+
+    enabled: bool = False
+    """Export traces. Also on when ``OTEL_TRACES_EXPORTER=otlp`` or an OTLP endpoint
+    variable is set; off whatever the file says with ``OTEL_SDK_DISABLED=true`` or
+    ``OTEL_TRACES_EXPORTER=none``."""
+    endpoint: str = ""
+    """OTLP/HTTP traces URL (``http://collector:4318/v1/traces``); empty: the exporter's
+    own default (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+    else ``http://localhost:4318/v1/traces``)."""
+    service_name: str = "llm-router"
+    """``service.name`` of the spans; ``OTEL_SERVICE_NAME`` wins when set."""
+    sample_ratio: float = 1.0
+    """Share of new traces recorded (0..1); a caller's sampled flag is followed."""
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the server needs, validated."""
 
@@ -147,6 +171,8 @@ class Config:
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
     """The embedded local model (embedded/settings.py)."""
     """``[tls]``."""
+    tracing: TracingConfig = field(default_factory=TracingConfig)
+    """``[tracing]``."""
     refusal_patterns: tuple[str, ...] = DEFAULT_REFUSAL_PATTERNS
     """Case-insensitive substrings that mark an answer as a refusal."""
     default_max_tokens: int = 4096

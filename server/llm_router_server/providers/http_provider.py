@@ -77,6 +77,8 @@ class AiohttpProvider:
         sent = endpoint.wire.call_headers(endpoint.headers, body)
         data = json.dumps(body).encode()
         session = self._sessions.get(endpoint.origin) or self._session(endpoint.origin)
+        if request.headers:  # the trace context (traceparent) goes on to the provider
+            sent = {**sent, **request.headers}
         try:
             async with asyncio.timeout(request.timeout):
                 async with session.post(endpoint.url, data=data, headers=sent) as response:

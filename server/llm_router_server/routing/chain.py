@@ -19,6 +19,9 @@ Budget: one outer deadline (the caller's) wraps the loop; each attempt gets
 ``min_attempt_seconds`` is left. A provider timeout is just another provider
 error. When the caller cancels, the in-flight provider call is cancelled with
 it, and the call's event is still published.
+
+An optional observer (``observer.py``; tracing is one) is told of each attempt as it
+starts and ends and of the call's end; without one the chain makes no observer call.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from llm_router_server.routing.hedging import staggered
 from llm_router_server.routing.judging import RefusalDetector, Schema, judge
 from llm_router_server.routing.limiter import ConcurrencyLimiter
 from llm_router_server.routing.limits import check_messages, check_schema_text
+from llm_router_server.routing.observer import CallObserver
 from llm_router_server.types import (
     Attempt,
     Category,
@@ -83,6 +87,7 @@ class Router:
         limits: Limits = _DEFAULT_LIMITS,
         min_attempt_seconds: float = 0.05,
         breaker: CircuitBreaker | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         if default_chain not in chains:
             raise ValueError(f"default chain {default_chain!r} is not among the chains")
@@ -96,6 +101,8 @@ class Router:
         self.counters = ModelCounters()
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self.limiter = ConcurrencyLimiter()
+        self.observer = observer
+        """Watches each attempt and call (tracing); None: nobody (``routing/observer.py``)."""
 
     def check(self, request: RouteRequest) -> tuple[ChainSpec, Schema | None]:
         """Validate a request before any model is called; raise InvalidRequestError."""
@@ -119,7 +126,7 @@ class Router:
         """
         chain, schema = self.check(request)
         tag = f"[{request.context}] " if request.context else ""
-        call = Call(request, chain, schema, deadline, tag)
+        call = Call(request, chain, schema, deadline, tag, self.observer)
         start = time.monotonic()
         status = RouteStatus.CANCELLED
         model_used = "none"
@@ -163,7 +170,7 @@ class Router:
         The attempt is recorded in ``call`` in start order, also when the step is
         cancelled (by the caller, or because a hedged model answered first).
         """
-        slot = call.reserve()
+        slot = call.reserve(spec)
         left = call.deadline.remaining()
         if left < self.min_attempt_seconds:
             why = f"deadline: {max(left, 0) * 1000:.0f} ms left, not started"
@@ -179,7 +186,7 @@ class Router:
         started = time.monotonic()
         try:
             attempt, value, raw_text, error = await self._attempt(
-                spec, call.request, call.schema, left
+                spec, call.request, call.schema, left, call.headers(slot)
             )
         except asyncio.CancelledError:
             why = call.cancel_reason if call.winner is None else "another model answered first"
@@ -212,7 +219,12 @@ class Router:
         return bool(attempts) and all(a.category is Category.CIRCUIT_OPEN for a in attempts)
 
     async def _attempt(
-        self, spec: ModelSpec, request: RouteRequest, schema: Schema | None, left: float
+        self,
+        spec: ModelSpec,
+        request: RouteRequest,
+        schema: Schema | None,
+        left: float,
+        headers: Mapping[str, str],
     ) -> tuple[Attempt, object, str, ProviderError | None]:
         """Call one model and judge its answer: (attempt, parsed value, raw text, error)."""
         timeout = min(spec.timeout, left)
@@ -220,6 +232,7 @@ class Router:
             messages=request.messages,
             schema=schema.document if schema is not None and spec.structured_output else None,
             timeout=timeout,
+            headers=headers,
         )
         started = time.monotonic()
         try:
@@ -246,6 +259,7 @@ class Router:
             reason=verdict.reason,
             latency_ms=ms(time.monotonic() - started),
             usage=completion.usage,
+            response_model=completion.model,
         )
         return attempt, verdict.value, completion.text, None
 
@@ -260,18 +274,19 @@ class Router:
     ) -> None:
         """Count the call and publish its event; runs on every exit, cancellation included."""
         self.counters.record_call(tuple(attempts))
-        self.bus.publish(
-            RouteEvent(
-                timestamp=time.time(),
-                status=status,
-                chain=chain,
-                context=request.context,
-                model_used=model_used,
-                latency_ms=ms(time.monotonic() - start),
-                attempts=tuple(attempts),
-                metrics_snapshot=self.counters.snapshot(),
-            )
+        event = RouteEvent(
+            timestamp=time.time(),
+            status=status,
+            chain=chain,
+            context=request.context,
+            model_used=model_used,
+            latency_ms=ms(time.monotonic() - start),
+            attempts=tuple(attempts),
+            metrics_snapshot=self.counters.snapshot(),
         )
+        if self.observer is not None:
+            self.observer.finished(event)
+        self.bus.publish(event)
 
 
 def _failure(
