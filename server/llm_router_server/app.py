@@ -29,6 +29,7 @@ from llm_router_server.metrics.prometheus import PrometheusExporter
 from llm_router_server.providers.base import Provider
 from llm_router_server.providers.protocols import missing_api_key
 from llm_router_server.routing.chain import Router
+from llm_router_server.routing.validation.offload import Validation
 from llm_router_server.routing.warmup import warm_up
 from llm_router_server.service.security import BearerTokenInterceptor, server_credentials
 from llm_router_server.service.servicer import RouterServicer
@@ -104,6 +105,7 @@ class App:
             limits=config.limits,
             min_attempt_seconds=config.server.min_attempt_ms / 1000,
             breaker=CircuitBreaker(default_breaker_store(config), config.breaker),
+            validation=Validation(config.validation),
         )
         # Circuit changes go to this replica's watchers and to Prometheus as they happen.
         self.router.breaker.listeners.append(self.bus.notice)
@@ -152,6 +154,7 @@ class App:
         if self.prometheus is not None:
             self.prometheus.start()
         await self.server.start()
+        self.router.validation.start()  # a validation worker, in the background
         for service in ("", ROUTER_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         # In the background: health is SERVING whatever the warm-up's outcome.

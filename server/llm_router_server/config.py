@@ -12,6 +12,7 @@ See ``config.example.toml`` for every key with its meaning.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -25,6 +26,7 @@ from llm_router_server.errors import ConfigError
 from llm_router_server.event_loop import EVENT_LOOPS
 from llm_router_server.providers.protocols import PROVIDER_CHOICES
 from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS, Limits
+from llm_router_server.routing.validation.offload import ValidationPolicy
 from llm_router_server.types import ChainSpec, ModelSpec
 
 DEFAULT_OLLAMA_API_BASE = "http://127.0.0.1:11434"
@@ -107,6 +109,7 @@ class Config:
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     auth: AuthConfig = field(default_factory=AuthConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    validation: ValidationPolicy = field(default_factory=ValidationPolicy)
     refusal_patterns: tuple[str, ...] = DEFAULT_REFUSAL_PATTERNS
     """Case-insensitive substrings that mark an answer as a refusal."""
     default_max_tokens: int = 4096
@@ -318,6 +321,27 @@ def _tls(t: _Table) -> TLSConfig:
     return tls
 
 
+# -- [validation]: schema checks and answer judging (routing/validation/offload.py) ----------
+
+
+def _validation(t: _Table) -> ValidationPolicy:
+    d = ValidationPolicy()
+    policy = ValidationPolicy(
+        answer_budget_ms=t.positive("answer_budget_ms", float, d.answer_budget_ms),
+        schema_budget_ms=t.positive("schema_budget_ms", float, d.schema_budget_ms),
+        workers=t.positive("workers", int, d.workers),
+        schema_cache_mb=t.positive("schema_cache_mb", float, d.schema_cache_mb),
+    )
+    for name in ("answer_budget_ms", "schema_budget_ms", "schema_cache_mb"):
+        if not math.isfinite(getattr(policy, name)):
+            raise ConfigError(f"{t.key(name)}: must be finite, got {getattr(policy, name)!r}")
+    t.done()
+    return policy
+
+
+# -- end [validation] -----------------------------------------------------------------------
+
+
 def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     """Build a Config from parsed TOML (already a dict) and the environment."""
     root = _Table(_expand(dict(data), "", env), "")
@@ -356,6 +380,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     lim.done()
     breaker = _breaker(root.table("breaker"))
     auth, tls = _auth(root.table("auth"), env), _tls(root.table("tls"))
+    validation = _validation(root.table("validation"))
     patterns = root.take("refusal_patterns", list, list(DEFAULT_REFUSAL_PATTERNS))
     if not all(isinstance(p, str) and p for p in patterns):
         raise ConfigError("refusal_patterns: expected a list of non-empty strings")
@@ -377,6 +402,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         breaker=breaker,
         auth=auth,
         tls=tls,
+        validation=validation,
         refusal_patterns=tuple(patterns),
         default_max_tokens=default_max_tokens,
         default_chain=default_chain,

@@ -49,12 +49,15 @@ from llm_router_server.routing.hedging import staggered
 from llm_router_server.routing.judging import (
     Limits,
     RefusalDetector,
-    Schema,
     check_messages,
     check_schema_text,
-    judge,
 )
 from llm_router_server.routing.limiter import ConcurrencyLimiter
+from llm_router_server.routing.validation.offload import (
+    CheckedSchema,
+    Validation,
+    ValidationPolicy,
+)
 from llm_router_server.types import (
     Attempt,
     Category,
@@ -82,6 +85,7 @@ _PROVIDER_CATEGORIES: tuple[tuple[type[ProviderError], Category], ...] = (
 )
 
 
+_INVALID = frozenset({Category.INVALID_JSON, Category.SCHEMA_MISMATCH, Category.VALIDATION_TIMEOUT})
 _DEFAULT_LIMITS = Limits()
 _NO_DEADLINE = Deadline()
 
@@ -104,6 +108,7 @@ class Router:
         limits: Limits = _DEFAULT_LIMITS,
         min_attempt_seconds: float = 0.05,
         breaker: CircuitBreaker | None = None,
+        validation: Validation | None = None,
     ) -> None:
         if default_chain not in chains:
             raise ValueError(f"default chain {default_chain!r} is not among the chains")
@@ -117,18 +122,25 @@ class Router:
         self.counters = ModelCounters()
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self.limiter = ConcurrencyLimiter()
+        self.validation = validation if validation is not None else Validation(ValidationPolicy())
 
-    def check(self, request: RouteRequest) -> tuple[ChainSpec, Schema | None]:
-        """Validate a request before any model is called; raise InvalidRequestError."""
+    async def check(self, request: RouteRequest) -> tuple[ChainSpec, CheckedSchema | None]:
+        """Validate a request before any model is called; raise InvalidRequestError.
+
+        A new schema is checked in a validation worker (``validation/offload.py``)."""
         check_messages(request.messages, self.limits)
-        schema = check_schema_text(request.schema, self.limits)
+        has_schema = bool(request.schema.strip())
+        if has_schema:
+            check_schema_text(request.schema, self.limits)
         name = request.chain or self.default_chain
         chain = self.chains.get(name)
         if chain is None:
             raise UnknownChainError(
                 f"unknown chain {name!r}; configured chains: " + ", ".join(sorted(self.chains))
             )
-        return chain, schema
+        if not has_schema:
+            return chain, None
+        return chain, await self.validation.check_schema(request.schema)
 
     async def route(self, request: RouteRequest, deadline: Deadline = _NO_DEADLINE) -> RouteResult:
         """Return the first valid answer of the request's chain.
@@ -138,7 +150,7 @@ class Router:
         out first, RefusedError when a safety refusal ends the call (refusal_policy
         "stop").
         """
-        chain, schema = self.check(request)
+        chain, schema = await self.check(request)
         tag = f"[{request.context}] " if request.context else ""
         call = _Call(request, chain, schema, deadline, tag)
         start = time.monotonic()
@@ -223,7 +235,7 @@ class Router:
         started = time.monotonic()
         try:
             attempt, value, raw_text, error = await self._attempt(
-                spec, call.request, call.schema, left
+                spec, call.request, call.schema, left, call.deadline
             )
         except asyncio.CancelledError:
             why = call.cancel_reason if call.winner is None else "another model answered first"
@@ -257,13 +269,20 @@ class Router:
         return bool(attempts) and all(a.category is Category.CIRCUIT_OPEN for a in attempts)
 
     async def _attempt(
-        self, spec: ModelSpec, request: RouteRequest, schema: Schema | None, left: float
+        self,
+        spec: ModelSpec,
+        request: RouteRequest,
+        schema: CheckedSchema | None,
+        left: float,
+        deadline: Deadline,
     ) -> tuple[Attempt, object, str, ProviderError | None]:
         """Call one model and judge its answer: (attempt, parsed value, raw text, error)."""
         timeout = min(spec.timeout, left)
         call = CompletionRequest(
             messages=request.messages,
-            schema=schema.document if schema is not None and spec.structured_output else None,
+            schema=schema.provider_schema
+            if schema is not None and spec.structured_output
+            else None,
             timeout=timeout,
         )
         started = time.monotonic()
@@ -278,10 +297,11 @@ class Router:
         except ProviderError as exc:
             category = next(c for t, c in _PROVIDER_CATEGORIES if isinstance(exc, t))
             return _rejected(spec, category, str(exc), started), None, "", exc
-        verdict = judge(completion.text, schema, self.refusals)
+        wait = None if math.isinf(deadline.expires_at) else max(deadline.remaining(), 0.0)
+        verdict = await self.validation.judge(completion.text, schema, self.refusals, wait=wait)
         if verdict.accepted:
             outcome = Outcome.SUCCESS
-        elif verdict.category in (Category.INVALID_JSON, Category.SCHEMA_MISMATCH):
+        elif verdict.category in _INVALID:
             outcome = Outcome.INVALID
         else:
             outcome = Outcome.REJECTED
@@ -361,7 +381,7 @@ class _Call:
 
     request: RouteRequest
     chain: ChainSpec
-    schema: Schema | None
+    schema: CheckedSchema | None
     deadline: Deadline
     tag: str
     slots: list[Attempt | None] = field(default_factory=list)
