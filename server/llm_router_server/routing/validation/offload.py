@@ -154,11 +154,15 @@ class Validation:
             return judge(text, None if schema is None else schema.local, refusals)
         task = JudgeAnswer(text, None if schema is None else schema.text, refusals.patterns)
         budget = self.policy.answer_budget_ms / 1000
-        key = None if schema is None else schema.key
-        cold = self.policy.schema_budget_ms / 1000
+        key, prepare = None, None
+        if schema is not None:  # a worker that has not seen the schema checks it first
+            key, prepare = (
+                schema.key,
+                (CheckSchema(schema.text), self.policy.schema_budget_ms / 1000),
+            )
         try:
             async with asyncio.timeout(wait):
-                result = await self.pool.run(task, budget, key=key, cold_budget=cold)
+                result = await self.pool.run(task, budget, key=key, prepare=prepare)
         except TimeoutError:
             why = "the caller's deadline ran out while the answer was being judged"
             return Verdict(Category.VALIDATION_TIMEOUT, why)

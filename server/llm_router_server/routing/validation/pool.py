@@ -128,30 +128,54 @@ class WorkerPool:
         """Workers killed for running out of budget (for tests and logs)."""
 
     async def run(
-        self, task: Any, budget: float, *, key: int | None = None, cold_budget: float = 0.0
+        self,
+        task: Any,
+        budget: float,
+        *,
+        key: int | None = None,
+        prepare: tuple[Any, float] | None = None,
     ) -> Any:
-        """Run ``task`` in a worker and return its result.
+        """Run ``task`` in a worker within ``budget`` seconds and return its result.
 
         ``key`` names what the task needs compiled in the worker (a schema): a worker that
-        has it is preferred, and one that has not gets ``cold_budget`` more. Raises
-        BudgetExceededError or WorkerFailedError.
+        has it is preferred; on one that has not, ``prepare`` (a task and its own budget,
+        e.g. checking the schema) runs first, so the task's budget is the task's alone.
+        Raises BudgetExceededError or WorkerFailedError.
         """
         worker = await self._acquire(key)
-        budget += 0.0 if key is None or key in worker.known else cold_budget
-        execution = asyncio.ensure_future(self._execute(worker, task, budget, key))
+        steps = [(task, budget)]
+        if prepare is not None and key is not None and key not in worker.known:
+            steps.insert(0, prepare)
+        execution = asyncio.ensure_future(self._execute(worker, steps, key))
         execution.add_done_callback(_retrieve)
         # Shielded: a cancelled caller leaves the task to finish (or be killed) on its own.
         return await asyncio.shield(execution)
 
-    async def _execute(self, worker: _Worker, task: Any, budget: float, key: int | None) -> Any:
-        started = time.monotonic()
+    async def _execute(
+        self, worker: _Worker, steps: list[tuple[Any, float]], key: int | None
+    ) -> Any:
         healthy = False
+        result: Any = None
+        try:
+            for task, budget in steps:
+                result = await self._step(worker, task, budget)
+            healthy = True
+        finally:
+            if healthy:
+                if key is not None:
+                    worker.known.add(key)
+                self._release(worker)
+            else:  # killed, dead, or cancelled with the loop: never reuse its socket
+                self._discard(worker)
+        return result
+
+    async def _step(self, worker: _Worker, task: Any, budget: float) -> Any:
+        started = time.monotonic()
         try:
             async with asyncio.timeout(budget):
                 await _send(worker.sock, pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
                 reply = await _receive(worker.sock)
-            result = pickle.loads(reply)
-            healthy = True
+            return pickle.loads(reply)
         except TimeoutError:
             self.kills += 1
             logger.warning(
@@ -164,14 +188,7 @@ class WorkerPool:
             logger.warning("validation worker %d failed: %s", worker.pid, exc)
             raise WorkerFailedError(f"the validation worker failed: {exc}") from exc
         finally:
-            if healthy:
-                if key is not None:
-                    worker.known.add(key)
-                self._release(worker)
-            else:  # killed, dead, or cancelled with the loop: never reuse its socket
-                self._discard(worker)
             logger.debug("validation task took %.1f ms", (time.monotonic() - started) * 1000)
-        return result
 
     async def _acquire(self, key: int | None) -> _Worker:
         while True:
@@ -218,7 +235,8 @@ class WorkerPool:
             self._starting -= 1
             if worker is not None:
                 worker.kill()
-            logger.error("a validation worker did not start: %r", exc)
+            if not isinstance(exc, asyncio.CancelledError):  # else: its loop is closing
+                logger.error("a validation worker did not start: %r", exc)
             failure = WorkerFailedError(f"a validation worker did not start: {exc!r}")
             for waiter in self._waiters:
                 if not waiter.done() and not waiter.get_loop().is_closed():
