@@ -60,9 +60,7 @@ class Hostile:
         """The models the upstream was asked, in order."""
         return [r.body["model"] for r in self.up.chat_requests() if isinstance(r.body, dict)]
 
-    async def route(
-        self, schema: Any, main: str = "{}", normal: str = "{}", *, timeout: float = 30
-    ) -> Outcome:
+    async def route(self, schema: Any, main: str = "{}", normal: str = "{}") -> Outcome:
         """Route with ``schema`` (a str as is, else JSON) on chain default, where ``main``
         answers ``main`` and ``normal`` answers ``normal``."""
         self.answers.update({"main": main, "normal": normal})
@@ -88,7 +86,7 @@ class Hostile:
         started = time.perf_counter()
         reply, failure, details, code = None, None, "", grpc.StatusCode.OK
         try:
-            reply = await self.running.stub.Route(request, timeout=timeout)
+            reply = await self.running.stub.Route(request, timeout=30)
         except grpc.aio.AioRpcError as exc:
             code, details = exc.code(), exc.details() or ""
             failure = _failure(exc)

@@ -20,6 +20,7 @@ from llm_router.v1 import router_pb2
 from llm_router_server.routing.validation.offload import ValidationPolicy
 from llm_router_server.types import RouteStatus
 from tests.hostile.conftest import BYSTANDER_LIMIT_S, Outcome, StartHostile
+from tests.waiting import eventually
 
 REDOS = "^(a+)+$"
 EVIL = "a" * 29 + "!"
@@ -128,7 +129,7 @@ async def test_a_moderate_ref_fan_out_is_cut_off_by_the_budget(hostile: StartHos
 
 async def test_a_large_new_schema_is_checked_off_the_loop(hostile: StartHostile) -> None:
     """Before: a distinct 100 KB schema cost 0.4-0.5 s of loop time to check and compile."""
-    h = await hostile()
+    h = await hostile(validation=ValidationPolicy(schema_budget_ms=30_000))
     schema = big_schema(99_000, str(time.time_ns()))
     assert 90_000 < len(json.dumps(schema)) < 100_000
     outcome = await h.route(schema, "{}")
@@ -147,7 +148,7 @@ async def test_a_schema_check_out_of_budget_is_invalid_argument(hostile: StartHo
 
 async def test_the_schema_cache_is_bounded_by_bytes(hostile: StartHostile) -> None:
     """Before: 256 cached 100 KB schemas held about 200 MB, whatever their size."""
-    h = await hostile(validation=ValidationPolicy(schema_cache_mb=2))
+    h = await hostile(validation=ValidationPolicy(schema_cache_mb=2, schema_budget_ms=30_000))
     cache = h.running.app.router.validation.schemas
     for k in range(6):
         outcome = await h.route(big_schema(60_000, f"{k}-{time.time_ns()}"), "{}")
@@ -181,8 +182,7 @@ async def test_shutdown_is_prompt_while_a_hostile_answer_is_judged(hostile: Star
         messages=[router_pb2.Message(role="user", content="go")], schema=json.dumps(schema)
     )
     call = asyncio.ensure_future(h.running.stub.Route(request, timeout=60))
-    while "main" not in h.chat_models():
-        await asyncio.sleep(0.01)
+    await eventually(lambda: "main" in h.chat_models(), 10)
     await asyncio.sleep(0.2)
     started = time.perf_counter()
     await h.running.app.stop(0.5)

@@ -116,8 +116,14 @@ def serve(inbox: BinaryIO, outbox: BinaryIO, handler: Any) -> None:
         _write(outbox, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+WORKER_NICENESS = 10
+"""Workers yield the CPU to the server's event loop: on a busy machine a worker burning
+its budget must not slow the health checks and the other calls down."""
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(WORKER_NICENESS)
     # The protocol owns the socket on fd 0/1; stray prints go to stderr instead.
     inbox = os.fdopen(os.dup(0), "rb", buffering=0)
     outbox = os.fdopen(os.dup(1), "wb")
