@@ -13,6 +13,7 @@ import pytest
 
 from llm_router import AsyncRouterClient
 from llm_router.v1 import router_pb2
+from llm_router_server.routing.validation.offload import ValidationPolicy
 from llm_router_server.types import Category, Outcome, RouteStatus
 from tests.hostile.conftest import StartHostile
 
@@ -100,7 +101,7 @@ async def test_content_32_objects_deep_reaches_a_python_client(hostile: StartHos
 
 
 async def test_a_large_answer_is_judged_in_a_worker_and_delivered(hostile: StartHostile) -> None:
-    h = await hostile()
+    h = await hostile(validation=ValidationPolicy(answer_budget_ms=30_000))
     items = [{"id": i, "name": f"item {i}", "tags": ["a", "b"]} for i in range(3000)]
     schema = {"type": "array", "items": {"type": "object", "required": ["id"]}}
     outcome = await h.route(schema, json.dumps(items))

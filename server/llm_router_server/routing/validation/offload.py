@@ -53,7 +53,7 @@ class ValidationPolicy:
     answer_budget_ms: float = 1000.0
     """Most time judging one answer (parsing, validating) may take in a worker; past it the
     answer is rejected (``VALIDATION_TIMEOUT``) and the next model is tried."""
-    schema_budget_ms: float = 2000.0
+    schema_budget_ms: float = 5000.0
     """Most time checking a new schema may take; past it the call is INVALID_ARGUMENT."""
     workers: int = 2
     """Validation worker processes (killed and replaced when they run out of budget)."""
