@@ -6,9 +6,10 @@ idle worker, and a worker that has not answered within the task's budget is kill
 (SIGKILL) and replaced on demand. Waiting for a worker is not part of the budget (the
 caller's deadline bounds it); starting one is not either.
 
-The workers are plain processes (``worker.py``) talking over a socket pair with
-length-prefixed pickles, driven with the running loop's ``sock_*`` calls: a worker belongs
-to no event loop, so one pool can serve several loops in turn (tests) and never blocks one.
+The workers are processes forked by a fork server (``worker.py``), each talking over a
+socket pair with length-prefixed pickles, driven with the running loop's ``sock_*`` calls: a
+worker belongs to no event loop, so one pool can serve several loops in turn (tests) and
+never blocks one.
 A task keeps running when the coroutine that awaits it is cancelled (its budget still
 ends it), so a cancelled call never costs a worker restart.
 """
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import pickle
+import signal
 import socket
 import struct
 import subprocess
@@ -46,41 +49,66 @@ class WorkerFailedError(Exception):
     """The worker died, could not start, or answered something unreadable."""
 
 
-class _Worker:
-    """One worker process and the parent's end of its socket."""
+class _ForkServer:
+    """One small process, started once, that forks the workers (``worker.py --fork-server``).
+
+    Starting a worker from the server process would fork it, holding the GIL until the
+    child has exec'd: tens to hundreds of milliseconds on a busy machine, and a worker is
+    started each time one is killed. The fork server has the validation modules imported,
+    so a worker it forks is ready in about a millisecond. It reaps its children itself.
+    """
 
     def __init__(self, cache_bytes: int) -> None:
         parent, child = socket.socketpair()
         env = dict(os.environ)
         env[CACHE_ENV] = str(cache_bytes)
-        # The worker imports this package as the parent did, whatever set its path.
+        # The fork server imports this package as the parent did, whatever set its path.
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE],
+                [sys.executable, "-m", WORKER_MODULE, "--fork-server"],
                 stdin=child.fileno(),
-                stdout=child.fileno(),
                 env=env,
                 close_fds=True,
             )
         finally:
             child.close()
-        parent.setblocking(False)
         self.sock = parent
+        self.lock = threading.Lock()
+
+    def fork(self) -> tuple[int, socket.socket]:
+        """A new worker: its pid and the parent's end of its socket (blocking: a thread)."""
+        with self.lock:
+            self.sock.sendall(b"f")
+            message, fds, _, _ = socket.recv_fds(self.sock, 64, 1)
+        if not message or len(fds) != 1:
+            raise WorkerFailedError("the validation fork server exited")
+        return int(message), socket.socket(fileno=fds[0])
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        self.sock.close()  # it exits when its input closes
+        if self.proc.poll() is None:
+            self.proc.kill()
+            threading.Thread(target=self.proc.wait, name="reap-fork-server").start()
+
+
+class _Worker:
+    """One worker process and the parent's end of its socket."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.pid = pid
+        self.sock = sock
         self.known: set[int] = set()
         """Hashes of the schema texts this worker has compiled (see ``Pool.run``'s ``key``)."""
 
-    @property
-    def pid(self) -> int:
-        pid: int = self.proc.pid
-        return pid
-
     def kill(self) -> None:
-        """SIGKILL the worker; it is reaped in a thread (a dying process that held much
-        memory can take tens of milliseconds to go, on a busy machine more)."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            threading.Thread(target=self.proc.wait, name="reap-validation-worker").start()
+        """SIGKILL the worker (the fork server reaps it) and close its socket."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
         self.sock.close()
 
 
@@ -124,6 +152,8 @@ class WorkerPool:
         self._starts: set[asyncio.Future[None]] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
+        self._fork_server: _ForkServer | None = None
+        self._fork_lock = threading.Lock()
         self.kills = 0
         """Workers killed for running out of budget (for tests and logs)."""
 
@@ -226,7 +256,7 @@ class WorkerPool:
     async def _start(self) -> None:
         worker: _Worker | None = None
         try:
-            worker = await asyncio.to_thread(_Worker, self.cache_bytes)  # fork+exec off the loop
+            worker = _Worker(*await asyncio.to_thread(self._fork))
             async with asyncio.timeout(self.start_timeout):
                 hello = await _receive(worker.sock)
             if hello != READY:
@@ -246,6 +276,18 @@ class WorkerPool:
         self._live.add(worker)
         logger.debug("validation worker %d started", worker.pid)
         self._release(worker)
+
+    def _fork(self) -> tuple[int, socket.socket]:
+        """Fork a worker through the fork server, starting that first if need be (runs in
+        a thread)."""
+        with self._fork_lock:
+            if self._closed:
+                raise WorkerFailedError("the validation pool is closed")
+            if self._fork_server is None or not self._fork_server.alive():
+                if self._fork_server is not None:
+                    self._fork_server.close()
+                self._fork_server = _ForkServer(self.cache_bytes)
+            return self._fork_server.fork()
 
     def _release(self, worker: _Worker) -> None:
         if self._closed:
@@ -273,6 +315,9 @@ class WorkerPool:
         self._idle.clear()
         for worker in list(self._live):
             self._discard(worker)
+        with self._fork_lock:
+            if self._fork_server is not None:
+                self._fork_server.close()
         for waiter in self._waiters:
             if not waiter.done() and not waiter.get_loop().is_closed():
                 waiter.set_result(None)  # they see the pool closed

@@ -1,14 +1,16 @@
-"""A validation worker process: ``python -m llm_router_server.routing.validation.worker``.
+"""Validation workers: ``python -m llm_router_server.routing.validation.worker --fork-server``.
 
-Started by ``pool.py`` with a socket as its standard input and output; it greets with
-``ready``, then answers one task at a time, each a length-prefixed pickle:
+``pool.py`` starts one fork server, which forks a worker for each request and hands back
+its socket. A worker greets with ``ready``, then answers one task at a time, each a
+length-prefixed pickle:
 
 - ``CheckSchema(text)`` -> ``SchemaFacts``, or ``InvalidSchema(message)``;
 - ``JudgeAnswer(text, schema, patterns)`` -> a ``Verdict`` (for a free-text answer that is
   accepted, without the text: the parent has it), or ``InvalidSchema``.
 
-Compiled schemas are kept in a cache bounded by bytes. The worker exits when its input
-closes (the parent went away) and ignores SIGINT (the parent decides when it ends).
+Compiled schemas are kept in a cache bounded by bytes. A worker exits when its socket
+closes (the parent went away); workers and the fork server ignore SIGINT (the parent
+decides when they end) and run at a lower priority than the server.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import socket
 import struct
 import sys
 from dataclasses import dataclass, replace
@@ -121,15 +124,43 @@ WORKER_NICENESS = 10
 its budget must not slow the health checks and the other calls down."""
 
 
-def main() -> None:
+def fork_server() -> None:
+    """Fork a worker for each byte read on fd 0 (a socket); send back its pid and the
+    parent's end of its socket. Exits when fd 0 closes; its children are reaped by the
+    kernel (SIGCHLD ignored)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(WORKER_NICENESS)
-    # The protocol owns the socket on fd 0/1; stray prints go to stderr instead.
-    inbox = os.fdopen(os.dup(0), "rb", buffering=0)
-    outbox = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    os.nice(WORKER_NICENESS)  # inherited by every worker
+    os.dup2(2, 1)  # stray prints go to stderr
     sys.stdout = sys.stderr
-    serve(inbox, outbox, Handler(int(os.environ.get(CACHE_ENV, str(32 << 20)))))
+    cache_bytes = int(os.environ.get(CACHE_ENV, str(32 << 20)))
+    control = socket.socket(fileno=os.dup(0))
+    os.close(0)
+    while control.recv(1):
+        parent, child = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            control.close()
+            parent.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            try:
+                inbox = child.makefile("rb", buffering=0)
+                outbox = child.makefile("wb")
+                serve(inbox, outbox, Handler(cache_bytes))  # type: ignore[arg-type]
+            finally:
+                os._exit(0)
+        child.close()
+        socket.send_fds(control, [str(pid).encode()], [parent.fileno()])
+        parent.close()
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--fork-server"]:
+        fork_server()
+    else:
+        raise SystemExit(
+            "usage: python -m llm_router_server.routing.validation.worker --fork-server"
+        )
 
 
 if __name__ == "__main__":
