@@ -142,7 +142,8 @@ async def hostile(
         def model(name: str) -> ModelSpec:
             return ModelSpec(f"ollama_chat/{name}", timeout=20, api_base=up.url)
 
-        config.setdefault("validation", ValidationPolicy(answer_budget_ms=500))
+        # Generous by default (a loaded machine is slow); tests of the budget set their own.
+        config.setdefault("validation", ValidationPolicy(answer_budget_ms=10_000))
         running = await serve([model("main"), model("normal")], chains={"other": [model("other")]},
                               **config)  # fmt: skip
         found = Hostile(running, up, answers)

@@ -22,6 +22,7 @@ from llm_router_server.types import RouteStatus
 from tests.hostile.conftest import BYSTANDER_LIMIT_S, Outcome, StartHostile
 from tests.waiting import eventually
 
+BUDGET = ValidationPolicy(answer_budget_ms=500)
 REDOS = "^(a+)+$"
 EVIL = "a" * 29 + "!"
 
@@ -89,7 +90,7 @@ async def test_a_backtracking_regex_is_cut_off_by_the_budget_and_the_next_model_
     hostile: StartHostile, schema: Any, main: Any, normal: Any
 ) -> None:
     """Before: the loop was frozen 17.8 s (29 a's), doubling per character."""
-    h = await hostile()
+    h = await hostile(validation=BUDGET)
     outcome = await h.route(schema, json.dumps(main), json.dumps(normal))
     assert_fell_through_for_budget(outcome)
     assert_bystanders_answered(outcome)
@@ -98,7 +99,7 @@ async def test_a_backtracking_regex_is_cut_off_by_the_budget_and_the_next_model_
 
 async def test_quadratic_unique_items_is_cut_off_by_the_budget(hostile: StartHostile) -> None:
     """Before: 5,000 distinct objects held the loop 20.8 s."""
-    h = await hostile()
+    h = await hostile(validation=BUDGET)
     schema = {"type": "array", "uniqueItems": True, "items": {"type": "object"}}
     outcome = await h.route(schema, json.dumps([{"i": i} for i in range(5000)]), "[]")
     assert_fell_through_for_budget(outcome)
@@ -162,7 +163,7 @@ async def test_healthy_models_keep_their_circuits_while_answers_are_judged(
 ) -> None:
     """Before: during a freeze, healthy models' in-flight calls were counted as timeouts and
     their circuits opened."""
-    h = await hostile()
+    h = await hostile(validation=BUDGET)
     schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": REDOS}}}
     slow = [h.route(schema, json.dumps({"s": EVIL}), json.dumps({"s": "a"})) for _ in range(3)]
     outcomes = await asyncio.gather(*slow)
