@@ -37,6 +37,7 @@ from llm_router_server.providers.base import Provider
 from llm_router_server.providers.identity import identify
 from llm_router_server.providers.protocols import missing_api_key
 from llm_router_server.routing.chain import Router
+from llm_router_server.routing.validation.offload import Validation
 from llm_router_server.routing.warmup import warm_up
 from llm_router_server.service.call_counter import CallCounter
 from llm_router_server.service.security import BearerTokenInterceptor, server_credentials
@@ -144,6 +145,7 @@ class App:
             min_attempt_seconds=config.server.min_attempt_ms / 1000,
             breaker=CircuitBreaker(default_breaker_store(config), config.breaker),
             observer=self.tracing.observer if self.tracing is not None else None,
+            validation=Validation(config.validation),
         )
         # Circuit changes go to this replica's watchers and to Prometheus as they happen.
         self.router.breaker.listeners.append(self.bus.notice)
@@ -219,6 +221,7 @@ class App:
         if self.web is not None and self.prometheus is not None:
             self.prometheus.port = await self.web.start()
         await self.server.start()
+        self.router.validation.start()  # a validation worker, in the background
         for service in (health.OVERALL_HEALTH, ROUTER_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         # In the background: health is SERVING whatever the warm-up's outcome.

@@ -128,6 +128,7 @@ class Category(enum.Enum):
     CONTEXT_WINDOW = "context_window"
     AUTHENTICATION = "authentication"
     RATE_LIMITED = "rate_limited"
+    VALIDATION_TIMEOUT = "validation_timeout"
 
 
 @dataclass(frozen=True)

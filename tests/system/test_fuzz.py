@@ -7,11 +7,8 @@ FakeUpstream answering), so that hypothesis can drive it with a plain synchronou
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import grpc
 import pytest
@@ -20,51 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
-from llm_router_server.app import App
 from llm_router_server.config import Config, Limits, ServerConfig
 from llm_router_server.types import ChainSpec
 from tests.support.server import ollama
+from tests.support.threaded import CLEAR, ThreadedServer
 from tests.support.upstream import Answer, FakeUpstream
 
 pytestmark = pytest.mark.timeout(120)
-
-CLEAR = {
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
-
-
-class ThreadedServer:
-    """An App serving on its own event loop in a thread."""
-
-    def __init__(self, config: Config) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.app = self._run(self._make(config))
-        self.port = self._run(self.app.start())
-
-    async def _make(self, config: Config) -> App:
-        return App(config)
-
-    @staticmethod
-    async def _cancel_the_rest() -> None:
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _run(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(60)
-
-    def close(self) -> None:
-        self._run(self.app.stop(0))
-        self._run(self._cancel_the_rest())  # e.g. litellm's logging worker on this loop
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ than running on a silent default.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from llm_router_server.config.model import (
     ServerConfig,
     TLSConfig,
     TracingConfig,
+    ValidationPolicy,
     WhenAllOpen,
 )
 from llm_router_server.config.table import Table, expand_env
@@ -254,6 +256,21 @@ def _tls(t: Table) -> TLSConfig:
     return tls
 
 
+def _validation(t: Table) -> ValidationPolicy:
+    d = ValidationPolicy()
+    policy = ValidationPolicy(
+        answer_budget_ms=t.positive("answer_budget_ms", float, d.answer_budget_ms),
+        schema_budget_ms=t.positive("schema_budget_ms", float, d.schema_budget_ms),
+        workers=t.positive("workers", int, d.workers),
+        schema_cache_mb=t.positive("schema_cache_mb", float, d.schema_cache_mb),
+    )
+    for name in ("answer_budget_ms", "schema_budget_ms", "schema_cache_mb"):
+        if not math.isfinite(getattr(policy, name)):
+            raise ConfigError(f"{t.key(name)}: must be finite, got {getattr(policy, name)!r}")
+    t.done()
+    return policy
+
+
 def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     """Build a Config from parsed TOML (already a dict) and the environment."""
     root = Table(expand_env(dict(data), "", env), "")
@@ -262,6 +279,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     limits = _limits(root.table("limits"))
     breaker = _breaker(root.table("breaker"))
     auth, tls = _auth(root.table("auth"), env), _tls(root.table("tls"))
+    validation = _validation(root.table("validation"))
     tracing = _tracing(root.table("tracing"), env)
     patterns = root.take("refusal_patterns", list, list(DEFAULT_REFUSAL_PATTERNS))
     if not all(isinstance(p, str) and p for p in patterns):
@@ -288,6 +306,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         breaker=breaker,
         auth=auth,
         tls=tls,
+        validation=validation,
         embedded=embedded,
         tracing=tracing,
         refusal_patterns=tuple(patterns),

@@ -95,6 +95,21 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class ValidationPolicy:
+    """``[validation]``: the budgets and the workers of schema checks and answer judging."""
+
+    answer_budget_ms: float = 1000.0
+    """Most time judging one answer (parsing, validating) may take in a worker; past it the
+    answer is rejected (``VALIDATION_TIMEOUT``) and the next model is tried."""
+    schema_budget_ms: float = 5000.0
+    """Most time checking a new schema may take; past it the call is INVALID_ARGUMENT."""
+    workers: int = 2
+    """Validation worker processes (killed and replaced when they run out of budget)."""
+    schema_cache_mb: float = 32.0
+    """Memory for checked schemas, estimated (in the server and in each worker)."""
+
+
+@dataclass(frozen=True)
 class BreakerPolicy:
     """The numbers of the circuit breaker (``breaker/rules.py``)."""
 
@@ -168,6 +183,8 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     """``[auth]``."""
     tls: TLSConfig = field(default_factory=TLSConfig)
+    validation: ValidationPolicy = field(default_factory=ValidationPolicy)
+    """Schema checks and answer judging off the event loop (``routing/validation/``)."""
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
     """The embedded local model (embedded/settings.py)."""
     """``[tls]``."""

@@ -8,8 +8,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from llm_router_server.routing.judging import Schema
 from llm_router_server.routing.observer import AttemptWatch, CallObserver
+from llm_router_server.routing.validation.offload import CheckedSchema
 from llm_router_server.types import (
     NO_HEADERS,
     Attempt,
@@ -71,7 +71,7 @@ class Call:
 
     request: RouteRequest
     chain: ChainSpec
-    schema: Schema | None
+    schema: CheckedSchema | None
     deadline: Deadline
     tag: str
     observer: CallObserver | None = None

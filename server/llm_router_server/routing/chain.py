@@ -34,7 +34,7 @@ import time
 from collections.abc import Mapping
 
 from llm_router_server.breaker.breaker import CircuitBreaker
-from llm_router_server.config.model import Limits
+from llm_router_server.config.model import Limits, ValidationPolicy
 from llm_router_server.errors import (
     AllModelsFailedError,
     ChainFailedError,
@@ -49,10 +49,11 @@ from llm_router_server.metrics.counters import ModelCounters
 from llm_router_server.providers.base import Provider
 from llm_router_server.routing.call import Answer, Call, ends_call, ms, rejected, skipped
 from llm_router_server.routing.hedging import staggered
-from llm_router_server.routing.judging import RefusalDetector, Schema, judge
+from llm_router_server.routing.judging import RefusalDetector
 from llm_router_server.routing.limiter import ConcurrencyLimiter
 from llm_router_server.routing.limits import check_messages, check_schema_text
 from llm_router_server.routing.observer import CallObserver
+from llm_router_server.routing.validation.offload import CheckedSchema, Validation
 from llm_router_server.types import (
     Attempt,
     Category,
@@ -69,6 +70,7 @@ from llm_router_server.types import (
 
 logger = logging.getLogger("llm_router")
 
+_INVALID = frozenset({Category.INVALID_JSON, Category.SCHEMA_MISMATCH, Category.VALIDATION_TIMEOUT})
 _DEFAULT_LIMITS = Limits()
 _NO_DEADLINE = Deadline()
 
@@ -88,6 +90,7 @@ class Router:
         min_attempt_seconds: float = 0.05,
         breaker: CircuitBreaker | None = None,
         observer: CallObserver | None = None,
+        validation: Validation | None = None,
     ) -> None:
         if default_chain not in chains:
             raise ValueError(f"default chain {default_chain!r} is not among the chains")
@@ -103,18 +106,25 @@ class Router:
         self.limiter = ConcurrencyLimiter()
         self.observer = observer
         """Watches each attempt and call (tracing); None: nobody (``routing/observer.py``)."""
+        self.validation = validation if validation is not None else Validation(ValidationPolicy())
 
-    def check(self, request: RouteRequest) -> tuple[ChainSpec, Schema | None]:
-        """Validate a request before any model is called; raise InvalidRequestError."""
+    async def check(self, request: RouteRequest) -> tuple[ChainSpec, CheckedSchema | None]:
+        """Validate a request before any model is called; raise InvalidRequestError.
+
+        A new schema is checked in a validation worker (``validation/offload.py``)."""
         check_messages(request.messages, self.limits)
-        schema = check_schema_text(request.schema, self.limits)
+        has_schema = bool(request.schema.strip())
+        if has_schema:
+            check_schema_text(request.schema, self.limits)
         name = request.chain or self.default_chain
         chain = self.chains.get(name)
         if chain is None:
             raise UnknownChainError(
                 f"unknown chain {name!r}; configured chains: " + ", ".join(sorted(self.chains))
             )
-        return chain, schema
+        if not has_schema:
+            return chain, None
+        return chain, await self.validation.check_schema(request.schema)
 
     async def route(self, request: RouteRequest, deadline: Deadline = _NO_DEADLINE) -> RouteResult:
         """Return the first valid answer of the request's chain.
@@ -124,7 +134,7 @@ class Router:
         out first, RefusedError when a safety refusal ends the call (refusal_policy
         "stop").
         """
-        chain, schema = self.check(request)
+        chain, schema = await self.check(request)
         tag = f"[{request.context}] " if request.context else ""
         call = Call(request, chain, schema, deadline, tag, self.observer)
         start = time.monotonic()
@@ -186,7 +196,7 @@ class Router:
         started = time.monotonic()
         try:
             attempt, value, raw_text, error = await self._attempt(
-                spec, call.request, call.schema, left, call.headers(slot)
+                spec, call.request, call.schema, left, call.headers(slot), call.deadline
             )
         except asyncio.CancelledError:
             why = call.cancel_reason if call.winner is None else "another model answered first"
@@ -222,15 +232,18 @@ class Router:
         self,
         spec: ModelSpec,
         request: RouteRequest,
-        schema: Schema | None,
+        schema: CheckedSchema | None,
         left: float,
         headers: Mapping[str, str],
+        deadline: Deadline,
     ) -> tuple[Attempt, object, str, ProviderError | None]:
         """Call one model and judge its answer: (attempt, parsed value, raw text, error)."""
         timeout = min(spec.timeout, left)
         call = CompletionRequest(
             messages=request.messages,
-            schema=schema.document if schema is not None and spec.structured_output else None,
+            schema=schema.provider_schema
+            if schema is not None and spec.structured_output
+            else None,
             timeout=timeout,
             headers=headers,
         )
@@ -245,10 +258,11 @@ class Router:
             return rejected(spec, error.category, reason, started), None, "", error
         except ProviderError as exc:
             return rejected(spec, exc.category, str(exc), started), None, "", exc
-        verdict = judge(completion.text, schema, self.refusals)
+        wait = None if math.isinf(deadline.expires_at) else max(deadline.remaining(), 0.0)
+        verdict = await self.validation.judge(completion.text, schema, self.refusals, wait=wait)
         if verdict.accepted:
             outcome = Outcome.SUCCESS
-        elif verdict.category in (Category.INVALID_JSON, Category.SCHEMA_MISMATCH):
+        elif verdict.category in _INVALID:
             outcome = Outcome.INVALID
         else:
             outcome = Outcome.REJECTED

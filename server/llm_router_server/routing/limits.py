@@ -2,7 +2,7 @@
 
 Every bound on untrusted input lives here: message count and size, schema size and
 nesting depth (counted before the schema is parsed); the schema itself is then
-compiled by ``judging.compile_schema``.
+checked and compiled off the event loop by ``validation/offload.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from llm_router_server.config.model import Limits
 from llm_router_server.errors import InvalidRequestError
-from llm_router_server.routing.judging import Schema, compile_schema
 from llm_router_server.types import ROLES, Message
 
 
@@ -37,10 +36,8 @@ def check_messages(messages: Sequence[Message], limits: Limits) -> None:
             )
 
 
-def check_schema_text(text: str, limits: Limits) -> Schema | None:
-    """Compile the request's schema text, or return None for free text."""
-    if not text.strip():
-        return None
+def check_schema_text(text: str, limits: Limits) -> None:
+    """Check a (non-empty) schema text against the limits; ``validation/`` compiles it."""
     if len(text) > limits.max_schema_chars:
         raise InvalidRequestError(
             f"schema has {len(text)} characters; the limit is {limits.max_schema_chars}"
@@ -50,7 +47,6 @@ def check_schema_text(text: str, limits: Limits) -> Schema | None:
         raise InvalidRequestError(
             f"schema nests {depth} levels deep; the limit is {limits.max_schema_depth}"
         )
-    return compile_schema(text)
 
 
 @functools.lru_cache(maxsize=256)
