@@ -21,7 +21,7 @@ name (``"dns:///router.internal:50051"``) spread the calls round-robin over ever
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -146,9 +146,9 @@ class RouterClient:
         contexts: Sequence[str] = (),
         resume_after: str = "",
         reconnect: bool = True,
-    ) -> Iterator[WatchMessage]:
+    ) -> Generator[WatchMessage, None, None]:
         """WatchMetrics as typed messages (see ``llm_router.watch``); runs until the caller
-        stops iterating."""
+        stops iterating (``close()`` ends the call at once)."""
         request = watch_request(
             interval=interval,
             chains=chains,
@@ -225,8 +225,9 @@ class AsyncRouterClient:
         contexts: Sequence[str] = (),
         resume_after: str = "",
         reconnect: bool = True,
-    ) -> AsyncIterator[WatchMessage]:
-        """WatchMetrics as typed messages (see ``llm_router.watch``): ``async for``."""
+    ) -> AsyncGenerator[WatchMessage, None]:
+        """WatchMetrics as typed messages (see ``llm_router.watch``): ``async for``;
+        ``await aclose()`` ends the call at once."""
         request = watch_request(
             interval=interval,
             chains=chains,

@@ -136,7 +136,7 @@ def translate(exc: grpc.RpcError, connection: Connection | None = None) -> Route
 
 def connection_hint(message: str, connection: Connection | None) -> str:
     """What the transport error text of an UNAVAILABLE call says to change, or ""."""
-    tls = connection is not None and connection.tls is not None
+    tls = connection.tls if connection is not None else None
     text = message.lower()
     if "connection refused" in text:
         return "nothing listens at that address: is the server running, is the target right?"
@@ -153,11 +153,17 @@ def connection_hint(message: str, connection: Connection | None) -> str:
             "it carries, or set the name to expect (TLS(server_name=...), --server-name / "
             "LLM_ROUTER_SERVER_NAME)"
         )
-    if "certificate required" in text or "handshake_failure" in text:
-        return (
-            "the server requires a client certificate (mTLS): give one "
-            "(TLS(cert=..., key=...), --cert/--key, LLM_ROUTER_CERT/LLM_ROUTER_KEY)"
-        )
-    if not tls and ("socket closed" in text or "connection reset" in text):
+    if not ("socket closed" in text or "connection reset" in text):
+        return ""
+    if tls is None:
         return f"the server closed the connection at once: it probably serves TLS ({TLS_HOW})"
-    return ""
+    if not tls.cert:
+        return (
+            "the server closed the connection in the TLS handshake: it probably requires a "
+            "client certificate (mTLS): give one (TLS(cert=..., key=...), --cert/--key, "
+            "LLM_ROUTER_CERT/LLM_ROUTER_KEY)"
+        )
+    return (
+        "the server closed the connection in the TLS handshake: it probably does not accept "
+        "this client certificate (not signed by its tls.client_ca_file)"
+    )

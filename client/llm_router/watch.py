@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -229,7 +229,7 @@ def watch_blocking(
     request: router_pb2.WatchMetricsRequest,
     reconnect: bool,
     sleep: Callable[[float], None] = time.sleep,
-) -> Iterator[WatchMessage]:
+) -> Generator[WatchMessage, None, None]:
     state = _Resume(request, reconnect)
     while True:
         call: Any = stub.WatchMetrics(state.request, metadata=connection.metadata)
@@ -251,7 +251,7 @@ async def watch_async(
     connection: Connection,
     request: router_pb2.WatchMetricsRequest,
     reconnect: bool,
-) -> AsyncIterator[WatchMessage]:
+) -> AsyncGenerator[WatchMessage, None]:
     state = _Resume(request, reconnect)
     while True:
         call: Any = stub.WatchMetrics(state.request, metadata=connection.metadata)

@@ -182,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
             return 1
         except KeyboardInterrupt:
             return 0
+        finally:
+            watched.close()
     return 0
 
 
