@@ -11,9 +11,9 @@ import pytest
 
 from llm_router import AsyncRouterClient, ChainFailedError, RefusedError, RouterClient
 from llm_router_server.config import Config
-from tests.client.conftest import StartApp, chain
 from tests.fakes.upstream import Answer, FakeUpstream, SafetyRefusal
 from tests.server_fixtures import anthropic, ollama
+from tests.support.apps import StartApp, chain
 from tests.support.processes import run_cli
 
 pytestmark = pytest.mark.timeout(60)

@@ -17,10 +17,10 @@ from llm_router import (
     RouterClient,
     UnauthenticatedError,
 )
-from tests.client.conftest import TOKEN, SecureServe
 from tests.fakes.net import free_port
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.server_fixtures import Serve, ollama
+from tests.support.apps import TOKEN, SecureServe
 from tests.support.certs import PKI, make_pki
 
 pytestmark = pytest.mark.timeout(60)

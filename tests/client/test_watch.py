@@ -21,11 +21,11 @@ from llm_router import (
 )
 from llm_router_server.breaker.breaker import BreakerPolicy
 from llm_router_server.config import Config, MetricsConfig, ServerConfig
-from tests.client.conftest import StartApp, chain
 from tests.fakes.net import free_port
 from tests.fakes.upstream import Answer, FakeUpstream, HttpError
 from tests.redis_fixtures import RedisServer
 from tests.server_fixtures import anthropic, ollama
+from tests.support.apps import StartApp, chain
 
 pytestmark = pytest.mark.timeout(90)
 LOCAL, CLAUDE = "ollama_chat/qwen2.5:7b", "anthropic/claude-haiku-4-5-20251001"
