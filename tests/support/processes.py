@@ -48,13 +48,25 @@ def start_router(
     config: Path, log: Path, env: Mapping[str, str] | None = None, within: float = 90
 ) -> RouterProcess:
     """Start ``llm-router serve --config config``; return once it logs its address."""
+    return wait_serving(launch_router(config, log, env), log, within)
+
+
+def launch_router(
+    config: Path, log: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``llm-router serve --config config`` without waiting (see ``wait_serving``),
+    so that several replicas start side by side."""
     with log.open("wb") as out:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "llm_router_server", "serve", "--config", str(config)],
             env=child_env(env),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def wait_serving(process: subprocess.Popen[bytes], log: Path, within: float = 90) -> RouterProcess:
+    """Wait until the server logs its address."""
     give_up = time.monotonic() + within
     while time.monotonic() < give_up:
         found = SERVING.search(log.read_text(errors="replace"))
