@@ -246,6 +246,25 @@ def test_doc_block_works_against_a_real_server(name: str, servers: Servers) -> N
     CHECKS[name](servers)
 
 
+def test_the_python_snippets_pass_mypy_strict(tmp_path: Path) -> None:
+    """With the client and the stubs its ``typing`` extra names, as a user has them."""
+    files = []
+    for name, (language, text) in blocks().items():
+        if language == "python":
+            files.append(tmp_path / f"{name.replace('-', '_')}.py")
+            files[-1].write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *map(str, files)],
+        cwd=tmp_path,
+        env={**child_env(), "MYPYPATH": str(ROOT / "client")},
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_doc_excerpts_are_verbatim_from_their_files() -> None:
     excerpts = EXCERPT.findall(DOC.read_text(encoding="utf-8"))
     assert excerpts
