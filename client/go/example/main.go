@@ -59,6 +59,9 @@ func main() {
 	switch {
 	case errors.As(err, &failed):
 		fmt.Fprintf(os.Stderr, "%s: %s\n", failed.Code, failed.Message)
+		if failed.Hint != "" { // what to change: a token, TLS, a certificate
+			fmt.Fprintf(os.Stderr, "hint: %s\n", failed.Hint)
+		}
 		for _, a := range failed.Attempts() {
 			fmt.Fprintf(os.Stderr, "  %s: %s %s %.0f ms: %s\n",
 				a.GetModel(), a.GetOutcome(), a.GetReasonCategory(), a.GetLatencyMs(), a.GetReason())
