@@ -280,10 +280,9 @@ def test_the_doc_names_the_go_module_of_go_mod() -> None:
 
 
 def test_no_shipped_text_says_the_service_has_no_authentication() -> None:
-    """The example config, the compose file and both clients' docs describe tokens and TLS,
-    not a service without authentication."""
+    """The compose file and both clients' docs describe tokens and TLS, not a service
+    without authentication."""
     for path in [
-        "config.example.toml",
         "compose.yaml",
         "client/go/llmrouter/client.go",
         "client/llm_router/client.py",

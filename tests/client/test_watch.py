@@ -19,8 +19,7 @@ from llm_router import (
     RouterClient,
     WatchMessage,
 )
-from llm_router_server.breaker.breaker import BreakerPolicy
-from llm_router_server.config import Config, MetricsConfig, ServerConfig
+from llm_router_server.config import BreakerPolicy, Config, MetricsConfig, ServerConfig
 from tests.fakes.net import free_port
 from tests.fakes.upstream import Answer, FakeUpstream, HttpError
 from tests.redis_fixtures import RedisServer

@@ -13,8 +13,7 @@ from typing import Any
 import yaml
 
 from llm_router import AsyncRouterClient
-from llm_router_server.breaker.breaker import BreakerPolicy
-from llm_router_server.config import Config, MetricsConfig
+from llm_router_server.config import BreakerPolicy, Config, MetricsConfig
 from tests.fakes.upstream import Answer, FakeUpstream, HttpError
 from tests.server_fixtures import anthropic, ollama
 from tests.support.apps import StartApp, chain
