@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.apps import TOKEN, SecureServe
 from tests.support.certs import PKI
-from tests.support.processes import child_env, run_cli
+from tests.support.router_processes import child_env, run_cli
 
 pytestmark = pytest.mark.timeout(90)
 

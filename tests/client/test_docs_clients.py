@@ -23,7 +23,7 @@ import pytest
 from tests.fakes.serve_upstream import chooser
 from tests.fakes.upstream import FakeUpstream
 from tests.support.certs import make_pki
-from tests.support.processes import ROOT, RouterProcess, child_env, start_router
+from tests.support.router_processes import ROOT, RouterProcess, child_env, start_router
 
 DOC = ROOT / "docs" / "clients.md"
 BIN = Path(sys.executable).parent

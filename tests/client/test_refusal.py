@@ -14,7 +14,7 @@ from llm_router_server.config import Config
 from tests.fakes.upstream import Answer, FakeUpstream, SafetyRefusal
 from tests.server_fixtures import anthropic, ollama
 from tests.support.apps import StartApp, chain
-from tests.support.processes import run_cli
+from tests.support.router_processes import run_cli
 
 pytestmark = pytest.mark.timeout(60)
 HI = [{"role": "user", "content": "hi"}]

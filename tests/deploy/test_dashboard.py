@@ -17,7 +17,7 @@ from llm_router_server.config import BreakerPolicy, Config, MetricsConfig
 from tests.fakes.upstream import Answer, FakeUpstream, HttpError
 from tests.server_fixtures import anthropic, ollama
 from tests.support.apps import StartApp, chain
-from tests.support.processes import ROOT
+from tests.support.router_processes import ROOT
 
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "llm-router.json"

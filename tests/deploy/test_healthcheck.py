@@ -23,7 +23,7 @@ from tests.fakes.net import free_port
 from tests.fakes.upstream import FakeUpstream
 from tests.support.apps import StartApp
 from tests.support.certs import PKI, make_pki
-from tests.support.processes import ROOT, child_env
+from tests.support.router_processes import ROOT, child_env
 
 pytestmark = pytest.mark.timeout(90)
 TOKEN = "tok-0123456789abcdef-secret"

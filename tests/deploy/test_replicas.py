@@ -17,7 +17,7 @@ from llm_router import AsyncRouterClient, RouteEvent
 from tests.fakes.serve_upstream import chooser
 from tests.fakes.upstream import Behaviour, FakeUpstream, HttpError
 from tests.redis_fixtures import RedisServer
-from tests.support.processes import RouterProcess, launch_router, wait_serving
+from tests.support.router_processes import RouterProcess, launch_router, wait_serving
 
 pytestmark = pytest.mark.timeout(180)
 LOCAL, CLAUDE = "ollama_chat/qwen2.5:7b", "anthropic/claude-haiku-4-5-20251001"
