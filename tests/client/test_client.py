@@ -58,9 +58,16 @@ def test_client_package_needs_only_grpcio_and_protobuf(tmp_path: Path) -> None:
     requires = sorted(
         line.split(":", 1)[1].split(">")[0].strip()
         for line in metadata.splitlines()
-        if line.startswith("Requires-Dist:")
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
     )
     assert requires == ["grpcio", "protobuf"]
+    # Only type stubs are optional (pip install "llm-router-client[typing]").
+    extras = sorted(
+        line.split(":", 1)[1].split(";")[0].strip()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:") and "extra == 'typing'" in line.replace('"', "'")
+    )
+    assert extras == ["types-grpcio", "types-protobuf"]
 
 
 def test_client_imports_nothing_from_the_server_side() -> None:

@@ -1575,7 +1575,7 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x17CIRCUIT_STATE_HALF_OPEN\x10\x032\xa7\x01\n" +
 	"\x06Router\x12B\n" +
 	"\x05Route\x12\x1b.llm_router.v1.RouteRequest\x1a\x1c.llm_router.v1.RouteResponse\x12Y\n" +
-	"\fWatchMetrics\x12\".llm_router.v1.WatchMetricsRequest\x1a#.llm_router.v1.WatchMetricsResponse0\x01B.Z,llm-router/client/go/llmrouterv1;llmrouterv1b\x06proto3"
+	"\fWatchMetrics\x12\".llm_router.v1.WatchMetricsRequest\x1a#.llm_router.v1.WatchMetricsResponse0\x01b\x06proto3"
 
 var (
 	file_llm_router_v1_router_proto_rawDescOnce sync.Once
