@@ -22,7 +22,9 @@ from grpc_reflection.v1alpha import reflection
 
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.breaker.breaker import CircuitBreaker
+from llm_router_server.breaker.prober import Prober
 from llm_router_server.breaker.store import BreakerStore, InMemoryBreakerStore
+from llm_router_server.breaker.watch import WatchedProvider, cuttable
 from llm_router_server.config import Config
 from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.memory import InMemoryMetricsBus
@@ -96,16 +98,21 @@ class App:
         self.prometheus: PrometheusExporter | None = None
         if config.metrics.prometheus_listen:
             self.prometheus = PrometheusExporter(config.metrics.prometheus_listen, self.bus)
+        breaker = CircuitBreaker(default_breaker_store(config), config.breaker)
+        chains = config.chains.values()
         self.router = Router(
             config.chains,
-            self.provider,
+            # The breaker watches the chain's calls (slow ones, cut short when it opens).
+            WatchedProvider(self.provider, breaker, cuttable(chains)),
             self.bus,
             default_chain=config.default_chain,
             refusal_patterns=config.refusal_patterns,
             limits=config.limits,
             min_attempt_seconds=config.server.min_attempt_ms / 1000,
-            breaker=CircuitBreaker(default_breaker_store(config), config.breaker),
+            breaker=breaker,
         )
+        # Open circuits are probed in the background, with the provider itself.
+        self.prober = Prober(breaker, self.provider, (m for c in chains for m in c.models))
         # Circuit changes go to this replica's watchers and to Prometheus as they happen.
         self.router.breaker.listeners.append(self.bus.notice)
         if self.prometheus is not None:
@@ -153,6 +160,7 @@ class App:
         if self.prometheus is not None:
             self.prometheus.start()
         await self.server.start()
+        self.prober.start()
         for service in (health.OVERALL_HEALTH, ROUTER_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         # In the background: health is SERVING whatever the warm-up's outcome.
@@ -166,6 +174,7 @@ class App:
             self.warm_up.cancel()
             await asyncio.gather(self.warm_up, return_exceptions=True)
         await self.server.stop(self.config.server.grace_seconds if grace is None else grace)
+        await self.prober.aclose()
         await self.provider.aclose()
         await self.bus.aclose()
         if self.prometheus is not None:
