@@ -167,9 +167,9 @@ class CircuitBreaker:
             return
         self._changed(spec, old, new, fault.reason)
 
-    def is_open(self, spec: ModelSpec) -> bool:
-        """Whether this replica last saw ``spec``'s circuit open (no I/O)."""
-        return key_of(spec) in self._open
+    def is_open(self, key: str) -> bool:
+        """Whether this replica last saw the circuit ``key`` open (no I/O)."""
+        return key in self._open
 
     async def current(self, spec: ModelSpec) -> Circuit:
         """The circuit as the store has it now (raises ``BreakerStoreError``)."""

@@ -68,31 +68,38 @@ class WatchedProvider:
 
     async def complete(self, model: ModelSpec, request: CompletionRequest) -> Completion:
         breaker = self.breaker
-        if not breaker.policy.enabled or breaker.is_open(model):
+        key = key_of(model)
+        if not breaker.policy.enabled or breaker.is_open(key):
             return await self.inner.complete(model, request)
         loop = asyncio.get_running_loop()
-        call = _Waiting(loop.time())
         after = breaker.policy.hang_fraction * model.timeout
         timer = None
         if after < request.timeout:
             timer = loop.call_later(after, breaker.slow_call, model, after)
-        key = key_of(model)
-        waiting = self._waiting.setdefault(key, set()) if key in self.cuttable else None
+        try:
+            if key not in self.cuttable:
+                return await self.inner.complete(model, request)
+            return await self._cuttable(key, model, request, loop.time())
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def _cuttable(
+        self, key: str, model: ModelSpec, request: CompletionRequest, started: float
+    ) -> Completion:
+        call = _Waiting(started)
+        waiting = self._waiting.setdefault(key, set())
         try:
             async with asyncio.timeout(None) as limit:
                 call.limit = limit
-                if waiting is not None:
-                    waiting.add(call)
+                waiting.add(call)
                 return await self.inner.complete(model, request)
         except TimeoutError:
             if call.cut:
                 raise ProviderCutShortError(call.cut) from None
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
-            if waiting is not None:
-                waiting.discard(call)
+            waiting.discard(call)
 
     def _cut(self, key: str) -> None:
         """The circuit ``key`` is open: the calls still waiting on it stop waiting."""
