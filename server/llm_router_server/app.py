@@ -24,7 +24,9 @@ from grpc_reflection.v1alpha import reflection
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server import logs
 from llm_router_server.breaker.breaker import CircuitBreaker
+from llm_router_server.breaker.prober import Prober
 from llm_router_server.breaker.store import BreakerStore, InMemoryBreakerStore
+from llm_router_server.breaker.watch import WatchedProvider, cuttable
 from llm_router_server.config import Config
 from llm_router_server.embedded.process import attach
 from llm_router_server.errors import ConfigError
@@ -135,18 +137,23 @@ class App:
                 self.bus,
                 {model: who.locality for model, who in identities.items()},
             )
+        breaker = CircuitBreaker(default_breaker_store(config), config.breaker)
+        chains = config.chains.values()
         self.router = Router(
             config.chains,
-            self.provider,
+            # The breaker watches the chain's calls (slow ones, cut short when it opens).
+            WatchedProvider(self.provider, breaker, cuttable(chains)),
             self.bus,
             default_chain=config.default_chain,
             refusal_patterns=config.refusal_patterns,
             limits=config.limits,
             min_attempt_seconds=config.server.min_attempt_ms / 1000,
-            breaker=CircuitBreaker(default_breaker_store(config), config.breaker),
+            breaker=breaker,
             observer=self.tracing.observer if self.tracing is not None else None,
             validation=Validation(config.validation),
         )
+        # Open circuits are probed in the background, with the provider itself.
+        self.prober = Prober(breaker, self.provider, (m for c in chains for m in c.models))
         # Circuit changes go to this replica's watchers and to Prometheus as they happen.
         self.router.breaker.listeners.append(self.bus.notice)
         if self.prometheus is not None:
@@ -222,6 +229,7 @@ class App:
             self.prometheus.port = await self.web.start()
         await self.server.start()
         self.router.validation.start()  # a validation worker, in the background
+        self.prober.start()
         for service in (health.OVERALL_HEALTH, ROUTER_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         # In the background: health is SERVING whatever the warm-up's outcome.
@@ -235,6 +243,7 @@ class App:
             self.warm_up.cancel()
             await asyncio.gather(self.warm_up, return_exceptions=True)
         await self.server.stop(self.config.server.grace_seconds if grace is None else grace)
+        await self.prober.aclose()
         await self.provider.aclose()
         if self.embedded is not None:
             await self.embedded.stop()

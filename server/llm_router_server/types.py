@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the option types live beside the configuration that reads them
-    from llm_router_server.config.model import ProviderChoice, RefusalPolicy
+    from llm_router_server.config.model import ProbeMode, ProviderChoice, RefusalPolicy
 
 ROLES = frozenset({"system", "user", "assistant"})
 
@@ -50,6 +50,9 @@ class ModelSpec:
     """Most calls in flight to this model at once; when full the chain skips it. 0: no limit."""
     warm_up: bool = False
     """Send one tiny call at start-up, in the background, so the model is loaded."""
+    probe: ProbeMode = "auto"
+    """How its open circuit learns that it answers again: "background" one-token probes,
+    a "live" call after the cool-down, or "auto" (see ``config.model.ProbeMode``)."""
 
 
 @dataclass(frozen=True)

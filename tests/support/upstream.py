@@ -19,7 +19,8 @@ path; ``choose``, when set, picks a behaviour from the request itself (first of 
 Every request is recorded.
 
 Behaviours: ``Answer``, ``SafetyRefusal``, ``HttpError``, ``Hang``, ``Slow``,
-``Drop``, ``Malformed``, ``Truncated``. What each protocol's replies look like is in
+``Drop``, ``Malformed``, ``Truncated``, and ``Outage`` (one of them for a while, then another:
+``outage()`` starts one). What each protocol's replies look like is in
 ``wire.py``.
 """
 
@@ -108,7 +109,18 @@ class Truncated:
     """HTTP 200 announcing more bytes (Content-Length) than it sends, then close."""
 
 
-Behaviour = Answer | SafetyRefusal | HttpError | Hang | Slow | Drop | Malformed | Truncated
+@dataclass(frozen=True)
+class Outage:
+    """``fault`` until ``until`` (a ``time.monotonic()`` time), then ``then``: a model that
+    fails for a while and recovers. With ``Hang()`` as the fault, a request that came during
+    the outage is never answered, even after it (it is held until the client goes away)."""
+
+    until: float
+    fault: Behaviour
+    then: Behaviour
+
+
+Behaviour = Answer | SafetyRefusal | HttpError | Hang | Slow | Drop | Malformed | Truncated | Outage
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,8 @@ class Recorded:
     body: Any
     """Parsed JSON, or None when the body was empty or not JSON."""
     headers: dict[str, str]
+    at: float = 0.0
+    """When it arrived (``time.monotonic()``)."""
 
 
 class FakeUpstream:
@@ -150,6 +164,14 @@ class FakeUpstream:
         """Queue behaviours for the next model calls (chat, generate, messages, completions)."""
         with self._lock:
             self._queue.extend(behaviours)
+
+    def outage(self, fault: Behaviour, seconds: float) -> float:
+        """From now on, ``fault`` for ``seconds``, then ``default`` as it was; returns the
+        ``time.monotonic()`` time of the recovery."""
+        until = time.monotonic() + seconds
+        with self._lock:
+            self.default = Outage(until, fault, self.default)
+        return until
 
     def on_path(self, path: str, behaviour: Behaviour) -> None:
         """Give every request to ``path`` this behaviour (it takes precedence over the queue)."""
@@ -222,7 +244,8 @@ class FakeUpstream:
         except ValueError:
             body = None
         with self._lock:
-            self.requests.append(Recorded(request.path, body, dict(request.headers)))
+            recorded = Recorded(request.path, body, dict(request.headers), time.monotonic())
+            self.requests.append(recorded)
         behaviour = self._next(request.path, body)
         closing = [False]  # set when the fake itself closes the connection
         try:
@@ -236,7 +259,11 @@ class FakeUpstream:
     async def _perform(
         self, request: web.Request, body: Any, behaviour: Behaviour, closing: list[bool]
     ) -> web.StreamResponse:
-        while isinstance(behaviour, Slow):
+        while isinstance(behaviour, Slow | Outage):
+            if isinstance(behaviour, Outage):
+                now = time.monotonic()
+                behaviour = behaviour.fault if now < behaviour.until else behaviour.then
+                continue
             await asyncio.sleep(behaviour.seconds)
             behaviour = behaviour.then
         path = request.path

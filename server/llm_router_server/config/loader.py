@@ -26,6 +26,7 @@ from llm_router_server.config.model import (
     Limits,
     LogFormat,
     MetricsConfig,
+    ProbeMode,
     ProviderChoice,
     RefusalPolicy,
     ServerConfig,
@@ -72,6 +73,7 @@ def _model(raw: Any, path: str) -> ModelSpec:
         provider=t.choice("provider", ProviderChoice, ModelSpec.provider),
         max_concurrency=t.take("max_concurrency", int, 0),
         warm_up=t.take("warm_up", bool, False),
+        probe=t.choice("probe", ProbeMode, ModelSpec.probe),
     )
     if spec.max_concurrency < 0:
         raise ConfigError(f"{t.key('max_concurrency')}: must be >= 0, got {spec.max_concurrency}")
@@ -217,9 +219,15 @@ def _breaker(t: Table) -> BreakerPolicy:
         max_cool_down_seconds=t.positive("max_cool_down_seconds", float, d.max_cool_down_seconds),
         when_all_open=t.choice("when_all_open", WhenAllOpen, d.when_all_open),
         shared=t.take("shared", bool, d.shared),
+        probe_interval_seconds=t.positive(
+            "probe_interval_seconds", float, d.probe_interval_seconds
+        ),
+        hang_fraction=t.positive("hang_fraction", float, d.hang_fraction),
     )
     if policy.max_cool_down_seconds < policy.cool_down_seconds:
         raise ConfigError(f"{t.key('max_cool_down_seconds')}: must be >= cool_down_seconds")
+    if policy.hang_fraction > 1:
+        raise ConfigError(f"{t.key('hang_fraction')}: must be <= 1, got {policy.hang_fraction!r}")
     t.done()
     return policy
 

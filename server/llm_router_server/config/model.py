@@ -32,6 +32,14 @@ refusal does, ``fall_through`` to the next model or ``stop`` the call (PERMISSIO
 LogFormat = Literal["text", "json"]
 """``server.log_format``: log lines of ``llm-router serve`` as text or one JSON object each
 (``logs.py``)."""
+ProbeMode = Literal["auto", "background", "live"]
+"""``chains.NAME.models[i].probe`` (``ModelSpec.probe``): how an open circuit finds out that
+its model answers again (``breaker/rules.py``). ``background``: the router sends a one-token
+probe every ``breaker.probe_interval_seconds`` and closes the circuit at the first answer;
+calls skip the model meanwhile. ``live``: after the cool-down one caller's call goes through
+as the probe (half-open), and a failure doubles the cool-down. ``auto``: ``background``,
+except after the provider's own word (a rate limit, a refused key): then ``live``, once the
+time the provider asked for has passed."""
 
 WhenAllOpen = Literal["try_one", "fail"]
 """``breaker.when_all_open``: when every model of a chain is skipped as open, ``try_one``
@@ -118,15 +126,24 @@ class BreakerPolicy:
     failure_threshold: int = 3
     """Consecutive failures that open a closed circuit."""
     cool_down_seconds: float = 30.0
-    """How long a circuit stays open before a probe (unless a Retry-After says otherwise)."""
+    """How long a circuit stays open before a live probe call (models probed ``live``, or
+    after a rate limit without Retry-After); background probes do not wait for it."""
     max_cool_down_seconds: float = 300.0
-    """Cap on any cool-down: a Retry-After, the back-off after failed probes, auth errors."""
+    """Cap on any cool-down: a Retry-After, the back-off after failed live probes, auth errors."""
     when_all_open: WhenAllOpen = "try_one"
     """When every model of a chain is skipped as open: ``try_one`` calls the model whose
     circuit opened longest ago (the least recently failed); ``fail`` answers UNAVAILABLE."""
     shared: bool = True
     """Keep circuits in Redis (``metrics.redis_url``) when one is configured, shared by all
     replicas; False keeps them per process."""
+    probe_interval_seconds: float = 1.0
+    """While a circuit is open (and its model is probed in the background), how often a
+    one-token probe is sent: once per interval for all replicas sharing the breaker."""
+    hang_fraction: float = 0.5
+    """A call that got no answer after this fraction of its model's timeout counts as one
+    failure at once (a silent model opens its circuit after ``failure_threshold`` such calls,
+    and the calls still waiting on it move on); 1: none counts before its end. A whole
+    timeout without an answer opens the circuit at once either way (a hang)."""
 
 
 @dataclass(frozen=True)

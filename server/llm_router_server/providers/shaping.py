@@ -12,7 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from llm_router_server.errors import ProviderRefusalError, ProviderResponseError
+from llm_router_server.errors import (
+    ProviderEmptyAnswerError,
+    ProviderRefusalError,
+    ProviderResponseError,
+)
 from llm_router_server.types import Completion, Message, Usage
 
 
@@ -68,7 +72,7 @@ def completion(
     if finish == "content_filter":
         raise ProviderRefusalError("the provider refused to answer (content_filter)")
     if not isinstance(text, str) or not text:
-        raise ProviderResponseError(f"empty answer from provider (finish_reason {finish})")
+        raise ProviderEmptyAnswerError(f"empty answer from provider (finish_reason {finish})")
     name = model[:MAX_MODEL_NAME] if isinstance(model, str) else ""
     return Completion(text=text, usage=counts, model=name)
 

@@ -40,9 +40,9 @@ from llm_router_server.errors import (
     ChainFailedError,
     DeadlineExceededError,
     ProviderError,
-    ProviderTimeoutError,
     RefusedError,
     UnknownChainError,
+    timeout_error,
 )
 from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.counters import ModelCounters
@@ -252,10 +252,8 @@ class Router:
             async with asyncio.timeout(timeout):
                 completion = await self.provider.complete(spec, call)
         except TimeoutError:
-            why = "caller's deadline" if timeout < spec.timeout else "timeout"
-            reason = f"no answer within {timeout:.3g}s ({why})"
-            error = ProviderTimeoutError(reason)
-            return rejected(spec, error.category, reason, started), None, "", error
+            error = timeout_error(timeout, spec.timeout)
+            return rejected(spec, error.category, str(error), started), None, "", error
         except ProviderError as exc:
             return rejected(spec, exc.category, str(exc), started), None, "", exc
         wait = None if math.isinf(deadline.expires_at) else max(deadline.remaining(), 0.0)
