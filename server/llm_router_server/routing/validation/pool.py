@@ -107,9 +107,15 @@ class _Worker:
 
     def kill(self) -> None:
         """SIGKILL the worker (the fork server reaps it) and close its socket."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        self.sock.close()
+        if self.sock.fileno() != -1:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self.sock.close()
+
+    def __del__(self) -> None:
+        # A worker dropped unkilled (its start was cancelled, as when a loop closes): its
+        # process exits when its socket closes.
+        self.kill()
 
 
 async def _send(sock: socket.socket, payload: bytes) -> None:
@@ -256,7 +262,7 @@ class WorkerPool:
     async def _start(self) -> None:
         worker: _Worker | None = None
         try:
-            worker = _Worker(*await asyncio.to_thread(self._fork))
+            worker = await asyncio.to_thread(self._fork)
             async with asyncio.timeout(self.start_timeout):
                 hello = await _receive(worker.sock)
             if hello != READY:
@@ -277,9 +283,9 @@ class WorkerPool:
         logger.debug("validation worker %d started", worker.pid)
         self._release(worker)
 
-    def _fork(self) -> tuple[int, socket.socket]:
-        """Fork a worker through the fork server, starting that first if need be (runs in
-        a thread)."""
+    def _fork(self) -> _Worker:
+        """A new worker, forked by the fork server, started first if need be (runs in a
+        thread; a worker whose start is cancelled meanwhile closes itself when dropped)."""
         with self._fork_lock:
             if self._closed:
                 raise WorkerFailedError("the validation pool is closed")
@@ -287,7 +293,7 @@ class WorkerPool:
                 if self._fork_server is not None:
                     self._fork_server.close()
                 self._fork_server = _ForkServer(self.cache_bytes)
-            return self._fork_server.fork()
+            return _Worker(*self._fork_server.fork())
 
     def _release(self, worker: _Worker) -> None:
         if self._closed:
