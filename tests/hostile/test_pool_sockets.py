@@ -50,6 +50,7 @@ def unclosed(caught: list[warnings.WarningMessage]) -> list[str]:
 def test_a_pool_whose_loops_end_mid_start_closes_every_socket(
     resource_warnings: list[warnings.WarningMessage],
 ) -> None:
+    gc.collect()  # what earlier tests left is not counted as this pool's
     fds = open_fds()
     pool = WorkerPool(2)
 
@@ -67,7 +68,7 @@ def test_a_pool_whose_loops_end_mid_start_closes_every_socket(
         pool.close()
     settle()
     assert unclosed(resource_warnings) == []
-    assert open_fds() == fds
+    assert open_fds() <= fds  # none of the pool's sockets is left open
 
 
 def test_apps_started_and_stopped_on_fresh_loops_leave_no_socket_unclosed(
