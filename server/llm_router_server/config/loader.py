@@ -160,6 +160,8 @@ def _limits(t: Table) -> Limits:
         max_message_chars=t.positive("max_message_chars", int, d.max_message_chars),
         max_schema_chars=t.positive("max_schema_chars", int, d.max_schema_chars),
         max_schema_depth=t.positive("max_schema_depth", int, d.max_schema_depth),
+        max_context_chars=t.positive("max_context_chars", int, d.max_context_chars),
+        max_answer_chars=t.positive("max_answer_chars", int, d.max_answer_chars),
     )
     t.done()
     return limits

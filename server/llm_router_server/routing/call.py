@@ -1,13 +1,18 @@
 """One Route call as the chain runs it: its attempts in start order, and the answers
 its steps end with. Plain data and the attempt builders; the decisions are in ``chain.py``.
+
+Every attempt is recorded through ``Call.put``, which bounds its reason to
+``MAX_REASON_CHARS`` and redacts it (a schema mismatch can quote a whole answer): reasons
+go to the caller, into the status's trailing metadata, into events and logs.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from llm_router_server.routing.judging import Schema
+from llm_router_server.safe_text import redact, shorten
 from llm_router_server.types import (
     Attempt,
     Category,
@@ -17,6 +22,9 @@ from llm_router_server.types import (
     Outcome,
     RouteRequest,
 )
+
+MAX_REASON_CHARS = 500
+"""The longest reason an attempt keeps, in characters."""
 
 
 def ms(seconds: float) -> float:
@@ -80,6 +88,10 @@ class Call:
         return len(self.slots) - 1
 
     def put(self, slot: int, attempt: Attempt, value: object = None, raw_text: str = "") -> Answer:
+        if attempt.reason:
+            reason = shorten(redact(attempt.reason), MAX_REASON_CHARS)
+            if reason != attempt.reason:
+                attempt = replace(attempt, reason=reason)
         self.slots[slot] = attempt
         return Answer(attempt, value, raw_text)
 
