@@ -32,6 +32,8 @@ from llm_router_server.providers.base import Provider
 from llm_router_server.providers.protocols import missing_api_key
 from llm_router_server.routing.chain import Router
 from llm_router_server.routing.warmup import warm_up
+from llm_router_server.safe_text import add_secrets, environment_secrets
+from llm_router_server.service.decoding import TolerantServer
 from llm_router_server.service.security import BearerTokenInterceptor, server_credentials
 from llm_router_server.service.servicer import RouterServicer
 
@@ -120,18 +122,22 @@ class App:
             options=[
                 *KEEPALIVE_OPTIONS,
                 ("grpc.max_receive_message_length", config.server.max_receive_bytes),
+                # A second server on a busy port fails instead of sharing it silently.
+                ("grpc.so_reuseport", 0),
             ],
         )
         self.warm_up: asyncio.Task[None] | None = None
+        # Requests that do not decode are INVALID_ARGUMENT, not UNKNOWN (service/decoding.py).
+        tolerant = TolerantServer(self.server)
         router_pb2_grpc.add_RouterServicer_to_server(
             RouterServicer(
                 self.router,
                 deadline_margin_ms=config.server.deadline_margin_ms,
                 watcher_queue=config.metrics.watcher_queue,
             ),
-            self.server,
+            tolerant,
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, tolerant)
         reflection.enable_server_reflection(
             (
                 ROUTER_SERVICE,
