@@ -149,26 +149,49 @@ class App:
         self.port = 0
 
     async def start(self) -> int:
-        """Bind, warm the provider up, start serving; returns the bound port."""
-        if self.config.tls.cert_file:
-            credentials = server_credentials(self.config.tls)
-            self.port = self.server.add_secure_port(self.config.server.listen, credentials)
-        else:
-            self.port = self.server.add_insecure_port(self.config.server.listen)
-        if self.port == 0:
-            raise OSError(f"could not listen on {self.config.server.listen}")
-        if self.embedded is not None:
-            await self.embedded.start()  # healthy before the server reports SERVING
-        await self.provider.start()
-        await self.bus.start()
+        """Bind, warm the provider up, start serving; returns the bound port.
+
+        A port that cannot be bound raises ``OSError`` naming its key, before anything
+        else starts; whatever fails later stops what had started."""
+        self.port = self._bind()
         if self.prometheus is not None:
-            self.prometheus.start()
-        await self.server.start()
+            listen = self.config.metrics.prometheus_listen
+            try:
+                self.prometheus.start()
+            except OSError as exc:
+                await self.server.stop(0)
+                why = exc.strerror or str(exc)
+                raise OSError(
+                    f"metrics.prometheus_listen: cannot listen on {listen}: {why}"
+                ) from exc
+        try:
+            if self.embedded is not None:
+                await self.embedded.start()  # healthy before the server reports SERVING
+            await self.provider.start()
+            await self.bus.start()
+            await self.server.start()
+        except BaseException:
+            await self.stop(0)
+            raise
         for service in (health.OVERALL_HEALTH, ROUTER_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         # In the background: health is SERVING whatever the warm-up's outcome.
         self.warm_up = asyncio.ensure_future(warm_up(self.provider, self.config.chains.values()))
         return self.port
+
+    def _bind(self) -> int:
+        listen = self.config.server.listen
+        try:
+            if self.config.tls.cert_file:
+                credentials = server_credentials(self.config.tls)
+                port = self.server.add_secure_port(listen, credentials)
+            else:
+                port = self.server.add_insecure_port(listen)
+        except RuntimeError:  # grpc: "Failed to bind to address ..."
+            port = 0
+        if port == 0:
+            raise OSError(f"server.listen: cannot listen on {listen}: {_bind_error(listen)}")
+        return port
 
     async def stop(self, grace: float | None = None) -> None:
         """Go NOT_SERVING, let in-flight calls finish within the grace period, release all."""
@@ -184,6 +207,20 @@ class App:
         if self.prometheus is not None:
             await asyncio.to_thread(self.prometheus.stop)
         await self.router.breaker.aclose()
+
+
+def _bind_error(address: str) -> str:
+    """Why ``address`` cannot be bound, as the OS says it (gRPC does not say)."""
+    host, _, port = address.rpartition(":")
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(
+            host.strip("[]"), int(port), type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(where)
+    except (OSError, ValueError) as exc:
+        return getattr(exc, "strerror", None) or str(exc)
+    return "gRPC could not bind it"
 
 
 def warn_missing_api_keys(config: Config, env: Mapping[str, str]) -> list[str]:

@@ -20,12 +20,12 @@ def _serve(args: argparse.Namespace) -> int:
     # Must precede any litellm import: otherwise litellm fetches a cost map from the internet.
     os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
     from llm_router_server import config as config_module
-    from llm_router_server import event_loop
-    from llm_router_server.app import serve
     from llm_router_server.errors import ConfigError
 
     try:
         config = config_module.load(args.config)
+        if args.listen:
+            config_module.check_listen(args.listen, "--listen")
     except ConfigError as exc:
         print(f"llm-router: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -33,8 +33,15 @@ def _serve(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         config = replace(config, server=replace(config.server, listen=args.listen))
+    # Imported once the configuration is known good: a bad one is reported at once.
+    from llm_router_server import event_loop
+    from llm_router_server.app import serve
+
     try:
         event_loop.run(serve(config), config.server.event_loop)
+    except ConfigError as exc:  # found at start-up: a TLS file that does not load
+        print(f"llm-router: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except OSError as exc:
         print(f"llm-router: cannot serve: {exc}", file=sys.stderr)
         return EXIT_FAILED
