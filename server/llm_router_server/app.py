@@ -24,6 +24,7 @@ from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.breaker.breaker import CircuitBreaker
 from llm_router_server.breaker.store import BreakerStore, InMemoryBreakerStore
 from llm_router_server.config import Config
+from llm_router_server.config.secrets import secrets_of
 from llm_router_server.embedded.process import attach
 from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.memory import InMemoryMetricsBus
@@ -95,6 +96,8 @@ class App:
     ) -> None:
         # The embedded model's URL is known now; its process starts in start().
         config, self.embedded = attach(config)
+        # Redacted by value from now on: every key, token and URL credential there is.
+        add_secrets([*secrets_of(config), *environment_secrets(os.environ)])
         self.config = config
         self.provider = provider if provider is not None else default_provider(config)
         self.bus = bus if bus is not None else default_bus(config)

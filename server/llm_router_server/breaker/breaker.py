@@ -41,6 +41,7 @@ from llm_router_server.breaker.rules import (
     fault_of,
     key_of,
     release,
+    shown_base,
     succeed,
 )
 from llm_router_server.breaker.store import BreakerStore, BreakerStoreError, InMemoryBreakerStore
@@ -210,7 +211,7 @@ class CircuitBreaker:
             return
         transition = Transition(
             model=spec.model,
-            api_base=spec.api_base or "",
+            api_base=shown_base(spec),
             old=old.state,
             new=new.state,
             reason=why,
