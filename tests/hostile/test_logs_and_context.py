@@ -20,8 +20,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from rich.console import Console
 
 from llm_router.v1 import router_pb2
+from llm_router_server.cli.watch_view import ViewState, render
 from llm_router_server.config import Limits
 from llm_router_server.logs import SafeFormatter
 from llm_router_server.types import RouteEvent
@@ -169,3 +171,16 @@ def test_a_traceback_is_indented_under_its_line_and_escaped() -> None:
     assert all(line.startswith("    ") for line in lines[1:]), lines
     assert f"    {FORGED}\\x1b[0m" in lines
     assert not any(re.match(r"\d{4}-", line) for line in lines)
+
+
+def test_the_live_watch_view_shows_a_hostile_context_escaped_and_without_markup() -> None:
+    """``llm-router watch`` draws contexts in a terminal: no markup, no control characters."""
+    state = ViewState()
+    event = router_pb2.RouteEvent(
+        status=router_pb2.ROUTE_STATUS_OK, chain="default", context="[bold]x\x1b[31m\ny"
+    )
+    state.update(router_pb2.WatchMetricsResponse(event=event))
+    console = Console(record=True, width=200)
+    console.print(render(state, "127.0.0.1:50051"))
+    screen = console.export_text()
+    assert r"[bold]x\x1b[31m\ny" in screen and "\x1b" not in screen
