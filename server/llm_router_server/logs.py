@@ -6,7 +6,8 @@ the handler's formatter does it to every line whoever logged it: ``SafeFormatter
 each record as exactly one line, its control characters escaped (``safe_text.escape``:
 a newline is ``\\n``, NUL ``\\x00``, an ANSI escape ``\\x1b``) and its secrets redacted
 (``safe_text.redact``); a traceback follows indented, so no line of it can pass for a
-record of its own. ``configure`` installs it for the ``llm-router`` command.
+record of its own. ``configure`` installs it for the ``llm-router`` command; a program that
+runs the ``App`` itself gives its handlers a ``SafeFormatter`` the same way.
 """
 
 from __future__ import annotations

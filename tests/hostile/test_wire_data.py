@@ -123,6 +123,19 @@ async def test_an_error_echoes_at_most_200_characters_of_a_huge_value(
     assert len(details) < 400
 
 
+async def test_a_huge_resume_id_is_echoed_shortened(
+    serve: Serve, upstream: Callable[[], FakeUpstream]
+) -> None:
+    server = await serve([ollama(upstream())])
+    request = router_pb2.WatchMetricsRequest(resume_after_event_id="9-x" * 300_000)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for _ in server.stub.WatchMetrics(request, timeout=10):
+            pass
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = info.value.details() or ""
+    assert details.startswith("resume_after_event_id: not an event id") and len(details) < 400
+
+
 async def test_an_oversized_answer_is_rejected_as_such_and_the_chain_goes_on(
     serve: Serve, upstream: Callable[[], FakeUpstream]
 ) -> None:
