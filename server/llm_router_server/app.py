@@ -215,6 +215,8 @@ class App:
 def _bind_error(address: str) -> str:
     """Why ``address`` cannot be bound, as the OS says it (gRPC does not say)."""
     host, _, port = address.rpartition(":")
+    if address.startswith(("unix:", "unix-abstract:")):
+        return "gRPC could not bind the socket"
     try:
         family, kind, proto, _, where = socket.getaddrinfo(
             host.strip("[]"), int(port), type=socket.SOCK_STREAM

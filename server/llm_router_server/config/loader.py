@@ -126,8 +126,16 @@ def _check_credentials(spec: ModelSpec, key: str) -> None:
             raise ConfigError(f"{key}: user:password@ in the URL cannot work here: {why}")
 
 
-def check_listen(address: str, key: str, example: str = "127.0.0.1:50051") -> None:
-    """A listening address: host:port with a port from 0 to 65535 (0: any free port)."""
+_UNIX_FORMS = ("unix:", "unix-abstract:")
+
+
+def check_listen(
+    address: str, key: str, example: str = "127.0.0.1:50051", *, unix: bool = True
+) -> None:
+    """A listening address: host:port with a port from 0 to 65535 (0: any free port), or
+    with ``unix`` one of gRPC's Unix socket forms (``unix:PATH``, ``unix-abstract:NAME``)."""
+    if unix and address.startswith(_UNIX_FORMS) and address.partition(":")[2]:
+        return
     host, sep, port = address.rpartition(":")
     if not (sep and host and port.isdigit() and int(port) <= 65535):
         raise ConfigError(
@@ -205,7 +213,8 @@ def _metrics(m: Table, env: Mapping[str, str]) -> MetricsConfig:
             f"got {without_credentials(url)!r}"
         )
     if metrics.prometheus_listen:
-        check_listen(metrics.prometheus_listen, m.key("prometheus_listen"), "127.0.0.1:9464")
+        listen, key = metrics.prometheus_listen, m.key("prometheus_listen")
+        check_listen(listen, key, "127.0.0.1:9464", unix=False)
     m.done()
     return metrics
 
