@@ -10,10 +10,11 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the option types live beside the configuration that reads them
-    from llm_router_server.config.model import ProviderChoice, RefusalPolicy
+    from llm_router_server.config.model import ProbeMode, ProviderChoice, RefusalPolicy
 
 ROLES = frozenset({"system", "user", "assistant"})
 
@@ -49,6 +50,9 @@ class ModelSpec:
     """Most calls in flight to this model at once; when full the chain skips it. 0: no limit."""
     warm_up: bool = False
     """Send one tiny call at start-up, in the background, so the model is loaded."""
+    probe: ProbeMode = "auto"
+    """How its open circuit learns that it answers again: "background" one-token probes,
+    a "live" call after the cool-down, or "auto" (see ``config.model.ProbeMode``)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,12 @@ class Completion:
 
     text: str
     usage: Usage | None = None
+    model: str = ""
+    """The model name the provider says answered (empty when it did not say)."""
+
+
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+"""No extra headers (shared, read-only)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,8 @@ class CompletionRequest:
     """The caller's JSON Schema, or None for free text."""
     timeout: float
     """Seconds the provider may take; the chain enforces it as well."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra HTTP headers for the provider request (the W3C ``traceparent`` when tracing)."""
 
 
 class Outcome(enum.Enum):
@@ -119,6 +131,7 @@ class Category(enum.Enum):
     CONTEXT_WINDOW = "context_window"
     AUTHENTICATION = "authentication"
     RATE_LIMITED = "rate_limited"
+    VALIDATION_TIMEOUT = "validation_timeout"
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,8 @@ class Attempt:
     """One human-readable line; empty on success."""
     latency_ms: float
     usage: Usage | None = None
+    response_model: str = ""
+    """The model name the provider reported in its answer; empty when there was none."""
 
 
 @dataclass(frozen=True)

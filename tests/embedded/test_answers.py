@@ -15,8 +15,8 @@ import pytest
 
 from llm_router.v1 import router_pb2
 from tests.embedded.conftest import Llama
-from tests.fakes.upstream import Answer, FakeUpstream
-from tests.server_fixtures import Serve, openai
+from tests.support.server import Serve, openai
+from tests.support.upstream import Answer, FakeUpstream
 
 pytestmark = pytest.mark.timeout(120)
 

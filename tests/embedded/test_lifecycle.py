@@ -27,9 +27,9 @@ from llm_router_server.embedded.process import (
 from llm_router_server.embedded.settings import EMBEDDED_API_BASE, EmbeddedConfig
 from llm_router_server.types import ModelSpec
 from tests.embedded.conftest import THREADS, wait_healthy
-from tests.fakes.upstream import Answer, FakeUpstream
-from tests.server_fixtures import Running, Serve, openai
-from tests.waiting import eventually
+from tests.support.server import Running, Serve, openai
+from tests.support.upstream import Answer, FakeUpstream
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -20,10 +20,10 @@ import pytest
 from llm_router_server.app import App
 from llm_router_server.config import Config, ServerConfig
 from llm_router_server.types import ChainSpec, ModelSpec
-from tests.fakes.net import free_port
-from tests.fakes.upstream import FakeUpstream
 from tests.hostile.serve_process import run_serve, server_env
-from tests.server_fixtures import Serve, ollama
+from tests.support.net import free_port
+from tests.support.server import Serve, ollama
+from tests.support.upstream import FakeUpstream
 
 pytestmark = pytest.mark.timeout(120)
 

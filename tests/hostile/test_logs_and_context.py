@@ -27,10 +27,10 @@ from llm_router_server.cli.watch_view import ViewState, render
 from llm_router_server.config import Limits
 from llm_router_server.logs import SafeFormatter
 from llm_router_server.types import RouteEvent
-from tests.fakes.net import free_port
-from tests.fakes.upstream import Answer, FakeUpstream, HttpError
 from tests.hostile.serve_process import ServerProcess
-from tests.server_fixtures import Serve, ollama
+from tests.support.net import free_port
+from tests.support.server import Serve, ollama
+from tests.support.upstream import Answer, FakeUpstream, HttpError
 
 pytestmark = pytest.mark.timeout(120)
 

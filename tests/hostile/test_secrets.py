@@ -30,11 +30,11 @@ from llm_router_server import config
 from llm_router_server.errors import ConfigError
 from llm_router_server.safe_text import redact, without_credentials
 from llm_router_server.types import ModelSpec, RouteEvent
-from tests.fakes.net import free_port
-from tests.fakes.upstream import Answer, FakeUpstream, HttpError
 from tests.hostile.serve_process import ServerProcess, run_serve, server_env
-from tests.redis_fixtures import RedisServer
-from tests.server_fixtures import Serve
+from tests.support.net import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.server import Serve
+from tests.support.upstream import Answer, FakeUpstream, HttpError
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -23,8 +23,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llm_router.client import route_failure
 from llm_router.v1 import router_pb2
 from llm_router_server.types import ModelSpec, RouteEvent, RouteStatus
-from tests.fakes.upstream import Answer, FakeUpstream
-from tests.server_fixtures import Running, Serve, ollama
+from tests.support.server import Running, Serve, ollama
+from tests.support.upstream import Answer, FakeUpstream
 
 pytestmark = pytest.mark.timeout(120)
 

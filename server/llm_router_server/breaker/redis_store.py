@@ -122,6 +122,7 @@ def _decode(data: dict[str, object]) -> Circuit:
             probe_until=float(data["probe_until"]),  # type: ignore[arg-type]
             cool_down=float(data["cool_down"]),  # type: ignore[arg-type]
             reason=str(data["reason"]),
+            firm=bool(data.get("firm", False)),  # absent in what older replicas wrote
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise BreakerStoreError(f"unreadable circuit state: {exc}") from exc

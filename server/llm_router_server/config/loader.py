@@ -10,11 +10,12 @@ than running on a silent default.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 from urllib.parse import urlsplit
 
 from llm_router_server.config.model import (
@@ -24,11 +25,15 @@ from llm_router_server.config.model import (
     Config,
     EventLoop,
     Limits,
+    LogFormat,
     MetricsConfig,
+    ProbeMode,
     ProviderChoice,
     RefusalPolicy,
     ServerConfig,
     TLSConfig,
+    TracingConfig,
+    ValidationPolicy,
     WhenAllOpen,
 )
 from llm_router_server.config.table import Table, expand_env
@@ -78,6 +83,7 @@ def _model(raw: Any, path: str) -> ModelSpec:
         provider=t.choice("provider", ProviderChoice, ModelSpec.provider),
         max_concurrency=t.take("max_concurrency", int, 0),
         warm_up=t.take("warm_up", bool, False),
+        probe=t.choice("probe", ProbeMode, ModelSpec.probe),
     )
     if spec.max_concurrency < 0:
         raise ConfigError(f"{t.key('max_concurrency')}: must be >= 0, got {spec.max_concurrency}")
@@ -184,12 +190,51 @@ def _server(s: Table, env: Mapping[str, str]) -> ServerConfig:
             "max_receive_bytes", int, d.max_receive_bytes, 0, MAX_RECEIVE_BYTES, above=True
         ),
         event_loop=s.choice("event_loop", EventLoop, d.event_loop),
+        log_format=_log_format(env, s.choice("log_format", LogFormat, d.log_format)),
     )
     s.done()
     check_listen(
         server.listen, "$LLM_ROUTER_LISTEN" if env.get("LLM_ROUTER_LISTEN") else s.key("listen")
     )
     return server
+
+
+def _log_format(env: Mapping[str, str], value: LogFormat) -> LogFormat:
+    """``$LLM_ROUTER_LOG_FORMAT`` over the file's ``server.log_format``."""
+    override = env.get("LLM_ROUTER_LOG_FORMAT") or value
+    for known in get_args(LogFormat):
+        if override == known:
+            return cast(LogFormat, known)
+    raise ConfigError(f"$LLM_ROUTER_LOG_FORMAT: expected 'text' or 'json', got {override!r}")
+
+
+# -- [tracing] (tracing/) ------------------------------------------------------------
+
+
+def _tracing(t: Table, env: Mapping[str, str]) -> TracingConfig:
+    """The ``[tracing]`` table; the standard ``OTEL_*`` variables can turn it on or off."""
+    d = TracingConfig()
+    enabled = t.take("enabled", bool, d.enabled)
+    endpoint = t.take("endpoint", str, d.endpoint)
+    service_name = t.take("service_name", str, d.service_name)
+    ratio = t.take("sample_ratio", float, d.sample_ratio)
+    t.done()
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"{t.key('endpoint')}: expected an http:// or https:// URL")
+    if not service_name:
+        raise ConfigError(f"{t.key('service_name')}: must not be empty")
+    if not 0 <= ratio <= 1:
+        raise ConfigError(f"{t.key('sample_ratio')}: must be between 0 and 1, got {ratio!r}")
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    endpoints = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
+    disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    enabled = (enabled or exporter == "otlp" or any(endpoints)) and not (
+        disabled or exporter == "none"
+    )
+    return TracingConfig(enabled, endpoint, service_name, ratio)
 
 
 def _metrics(m: Table, env: Mapping[str, str]) -> MetricsConfig:
@@ -242,9 +287,15 @@ def _breaker(t: Table) -> BreakerPolicy:
         max_cool_down_seconds=t.positive("max_cool_down_seconds", float, d.max_cool_down_seconds),
         when_all_open=t.choice("when_all_open", WhenAllOpen, d.when_all_open),
         shared=t.take("shared", bool, d.shared),
+        probe_interval_seconds=t.positive(
+            "probe_interval_seconds", float, d.probe_interval_seconds
+        ),
+        hang_fraction=t.positive("hang_fraction", float, d.hang_fraction),
     )
     if policy.max_cool_down_seconds < policy.cool_down_seconds:
         raise ConfigError(f"{t.key('max_cool_down_seconds')}: must be >= cool_down_seconds")
+    if policy.hang_fraction > 1:
+        raise ConfigError(f"{t.key('hang_fraction')}: must be <= 1, got {policy.hang_fraction!r}")
     t.done()
     return policy
 
@@ -281,6 +332,21 @@ def _tls(t: Table) -> TLSConfig:
     return tls
 
 
+def _validation(t: Table) -> ValidationPolicy:
+    d = ValidationPolicy()
+    policy = ValidationPolicy(
+        answer_budget_ms=t.positive("answer_budget_ms", float, d.answer_budget_ms),
+        schema_budget_ms=t.positive("schema_budget_ms", float, d.schema_budget_ms),
+        workers=t.positive("workers", int, d.workers),
+        schema_cache_mb=t.positive("schema_cache_mb", float, d.schema_cache_mb),
+    )
+    for name in ("answer_budget_ms", "schema_budget_ms", "schema_cache_mb"):
+        if not math.isfinite(getattr(policy, name)):
+            raise ConfigError(f"{t.key(name)}: must be finite, got {getattr(policy, name)!r}")
+    t.done()
+    return policy
+
+
 def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     """Build a Config from parsed TOML (already a dict) and the environment."""
     root = Table(expand_env(dict(data), "", env), "")
@@ -289,6 +355,8 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     limits = _limits(root.table("limits"))
     breaker = _breaker(root.table("breaker"))
     auth, tls = _auth(root.table("auth"), env), _tls(root.table("tls"))
+    validation = _validation(root.table("validation"))
+    tracing = _tracing(root.table("tracing"), env)
     patterns = root.take("refusal_patterns", list, list(DEFAULT_REFUSAL_PATTERNS))
     if not all(isinstance(p, str) and p for p in patterns):
         raise ConfigError("refusal_patterns: expected a list of non-empty strings")
@@ -316,7 +384,9 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         breaker=breaker,
         auth=auth,
         tls=tls,
+        validation=validation,
         embedded=embedded,
+        tracing=tracing,
         refusal_patterns=tuple(patterns),
         default_max_tokens=default_max_tokens,
         default_chain=default_chain,

@@ -2,8 +2,8 @@
 
 Every API key in a model's ``params`` (``api_key`` and any key named like a secret, nested
 ``extra_headers`` included), the credentials of every URL (a model's ``api_base``, a URL in
-its params, ``metrics.redis_url``) and every ``auth.tokens`` entry. The environment's own
-secrets are ``safe_text.environment_secrets``.
+its params, ``metrics.redis_url``, ``tracing.endpoint``) and every ``auth.tokens`` entry.
+The environment's own secrets are ``safe_text.environment_secrets``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,11 @@ _SECRET_KEY = re.compile(
 
 def secrets_of(config: Config) -> list[str]:
     """Every secret value ``config`` holds (possibly with repeats)."""
-    found = [*config.auth.tokens, *url_secrets(config.metrics.redis_url)]
+    found = [
+        *config.auth.tokens,
+        *url_secrets(config.metrics.redis_url),
+        *url_secrets(config.tracing.endpoint),
+    ]
     for chain in config.chains.values():
         for spec in chain.models:
             found += url_secrets(spec.api_base or "")

@@ -185,6 +185,7 @@ class Anthropic:
             text,
             _FINISH.get(str(stop), stop),
             _usage(counts) if isinstance(counts, dict) else None,
+            answer.get("model"),
         )
 
 

@@ -10,7 +10,7 @@ thread hops per call. It speaks only what ``protocols.py`` lists;
 ``DispatchProvider`` (``dispatch.py``) sends everything else to litellm.
 
 Semantics are the litellm path's, pinned by the same wire-level tests
-(``tests/test_litellm_provider.py`` runs against both) and shared where they
+(``tests/providers/test_both_paths.py`` runs against both) and shared where they
 are decided (``shaping.py``, ``reasons.py``):
 
 - ``request.timeout`` bounds the whole call (``ProviderTimeoutError``); a
@@ -77,6 +77,8 @@ class AiohttpProvider:
         sent = endpoint.wire.call_headers(endpoint.headers, body)
         data = json.dumps(body).encode()
         session = self._sessions.get(endpoint.origin) or self._session(endpoint.origin)
+        if request.headers:  # the trace context (traceparent) goes on to the provider
+            sent = {**sent, **request.headers}
         try:
             async with asyncio.timeout(request.timeout):
                 async with session.post(endpoint.url, data=data, headers=sent) as response:

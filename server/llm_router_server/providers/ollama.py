@@ -60,4 +60,5 @@ class OllamaChat:
             message.get("content") if isinstance(message, dict) else None,
             answer.get("done_reason"),
             shaping.usage(answer.get("prompt_eval_count"), answer.get("eval_count")),
+            answer.get("model"),
         )

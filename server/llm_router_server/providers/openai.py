@@ -73,4 +73,5 @@ class OpenAIChat:
                 counts.get("completion_tokens"),
                 counts.get("total_tokens"),
             ),
+            answer.get("model"),
         )

@@ -9,11 +9,14 @@ go to the caller, into the status's trailing metadata, into events and logs.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from llm_router_server.routing.judging import Schema
+from llm_router_server.routing.observer import AttemptWatch, CallObserver
+from llm_router_server.routing.validation.offload import CheckedSchema
 from llm_router_server.safe_text import redact, shorten
 from llm_router_server.types import (
+    NO_HEADERS,
     Attempt,
     Category,
     ChainSpec,
@@ -76,23 +79,41 @@ class Call:
 
     request: RouteRequest
     chain: ChainSpec
-    schema: Schema | None
+    schema: CheckedSchema | None
     deadline: Deadline
     tag: str
+    observer: CallObserver | None = None
+    """Who watches the attempts (tracing); None: nobody (``observer.py``)."""
     slots: list[Attempt | None] = field(default_factory=list)
+    watches: dict[int, AttemptWatch] = field(default_factory=dict)
+    """The observer's watch of each slot (empty without an observer)."""
     winner: Answer | None = None
     cancel_reason: str = "cancelled by the caller"
 
-    def reserve(self) -> int:
+    def reserve(self, spec: ModelSpec) -> int:
+        """A slot for ``spec``'s attempt, in start order (the observer is told it starts)."""
+        slot = len(self.slots)
         self.slots.append(None)
-        return len(self.slots) - 1
+        if self.observer is not None:
+            self.watches[slot] = self.observer.attempt(spec, self.chain, slot)
+        return slot
+
+    def headers(self, slot: int) -> Mapping[str, str]:
+        """What the observer wants sent with this slot's provider request."""
+        watch = self.watches.get(slot)
+        return NO_HEADERS if watch is None else watch.headers
 
     def put(self, slot: int, attempt: Attempt, value: object = None, raw_text: str = "") -> Answer:
+        """Record the slot's attempt, its reason bounded and redacted (the observer is told
+        it ended)."""
         if attempt.reason:
             reason = shorten(redact(attempt.reason), MAX_REASON_CHARS)
             if reason != attempt.reason:
                 attempt = replace(attempt, reason=reason)
         self.slots[slot] = attempt
+        watch = self.watches.get(slot)
+        if watch is not None:
+            watch.end(attempt)
         return Answer(attempt, value, raw_text)
 
     def recorded(self) -> tuple[Attempt, ...]:

@@ -21,6 +21,9 @@ Budget: one outer deadline (the caller's) wraps the loop; each attempt gets
 ``min_attempt_seconds`` is left. A provider timeout is just another provider
 error. When the caller cancels, the in-flight provider call is cancelled with
 it, and the call's event is still published.
+
+An optional observer (``observer.py``; tracing is one) is told of each attempt as it
+starts and ends and of the call's end; without one the chain makes no observer call.
 """
 
 from __future__ import annotations
@@ -34,24 +37,26 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from llm_router_server.breaker.breaker import CircuitBreaker
-from llm_router_server.config.model import Limits
+from llm_router_server.config.model import Limits, ValidationPolicy
 from llm_router_server.errors import (
     AllModelsFailedError,
     ChainFailedError,
     DeadlineExceededError,
     ProviderError,
-    ProviderTimeoutError,
     RefusedError,
     UnknownChainError,
+    timeout_error,
 )
 from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.counters import ModelCounters
 from llm_router_server.providers.base import Provider
 from llm_router_server.routing.call import Answer, Call, ends_call, ms, rejected, skipped
 from llm_router_server.routing.hedging import staggered
-from llm_router_server.routing.judging import RefusalDetector, Schema, judge
+from llm_router_server.routing.judging import RefusalDetector
 from llm_router_server.routing.limiter import ConcurrencyLimiter
 from llm_router_server.routing.limits import check_context, check_messages, check_schema_text
+from llm_router_server.routing.observer import CallObserver
+from llm_router_server.routing.validation.offload import CheckedSchema, Validation
 from llm_router_server.safe_text import echo
 from llm_router_server.types import (
     Attempt,
@@ -69,6 +74,7 @@ from llm_router_server.types import (
 
 logger = logging.getLogger("llm_router")
 
+_INVALID = frozenset({Category.INVALID_JSON, Category.SCHEMA_MISMATCH, Category.VALIDATION_TIMEOUT})
 _DEFAULT_LIMITS = Limits()
 _NO_DEADLINE = Deadline()
 
@@ -87,6 +93,8 @@ class Router:
         limits: Limits = _DEFAULT_LIMITS,
         min_attempt_seconds: float = 0.05,
         breaker: CircuitBreaker | None = None,
+        observer: CallObserver | None = None,
+        validation: Validation | None = None,
     ) -> None:
         if default_chain not in chains:
             raise ValueError(f"default chain {default_chain!r} is not among the chains")
@@ -100,19 +108,28 @@ class Router:
         self.counters = ModelCounters()
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self.limiter = ConcurrencyLimiter()
+        self.observer = observer
+        """Watches each attempt and call (tracing); None: nobody (``routing/observer.py``)."""
+        self.validation = validation if validation is not None else Validation(ValidationPolicy())
 
-    def check(self, request: RouteRequest) -> tuple[ChainSpec, Schema | None]:
-        """Validate a request before any model is called; raise InvalidRequestError."""
+    async def check(self, request: RouteRequest) -> tuple[ChainSpec, CheckedSchema | None]:
+        """Validate a request before any model is called; raise InvalidRequestError.
+
+        A new schema is checked in a validation worker (``validation/offload.py``)."""
         check_messages(request.messages, self.limits)
         check_context(request.context, self.limits)
-        schema = check_schema_text(request.schema, self.limits)
+        has_schema = bool(request.schema.strip())
+        if has_schema:
+            check_schema_text(request.schema, self.limits)
         name = request.chain or self.default_chain
         chain = self.chains.get(name)
         if chain is None:
             raise UnknownChainError(
                 f"unknown chain {echo(name)}; configured chains: " + ", ".join(sorted(self.chains))
             )
-        return chain, schema
+        if not has_schema:
+            return chain, None
+        return chain, await self.validation.check_schema(request.schema)
 
     async def route(self, request: RouteRequest, deadline: Deadline = _NO_DEADLINE) -> RouteResult:
         """Return the first valid answer of the request's chain.
@@ -122,9 +139,9 @@ class Router:
         out first, RefusedError when a safety refusal ends the call (refusal_policy
         "stop").
         """
-        chain, schema = self.check(request)
+        chain, schema = await self.check(request)
         tag = f"[{request.context}] " if request.context else ""
-        call = Call(request, chain, schema, deadline, tag)
+        call = Call(request, chain, schema, deadline, tag, self.observer)
         start = time.monotonic()
         status = RouteStatus.CANCELLED
         model_used = "none"
@@ -168,7 +185,7 @@ class Router:
         The attempt is recorded in ``call`` in start order, also when the step is
         cancelled (by the caller, or because a hedged model answered first).
         """
-        slot = call.reserve()
+        slot = call.reserve(spec)
         left = call.deadline.remaining()
         if left < self.min_attempt_seconds:
             why = f"deadline: {max(left, 0) * 1000:.0f} ms left, not started"
@@ -184,7 +201,7 @@ class Router:
         started = time.monotonic()
         try:
             attempt, value, raw_text, error = await self._attempt(
-                spec, call.request, call.schema, left
+                spec, call.request, call.schema, left, call.headers(slot), call.deadline
             )
         except asyncio.CancelledError:
             why = call.cancel_reason if call.winner is None else "another model answered first"
@@ -218,24 +235,31 @@ class Router:
         return bool(attempts) and all(a.category is Category.CIRCUIT_OPEN for a in attempts)
 
     async def _attempt(
-        self, spec: ModelSpec, request: RouteRequest, schema: Schema | None, left: float
+        self,
+        spec: ModelSpec,
+        request: RouteRequest,
+        schema: CheckedSchema | None,
+        left: float,
+        headers: Mapping[str, str],
+        deadline: Deadline,
     ) -> tuple[Attempt, object, str, ProviderError | None]:
         """Call one model and judge its answer: (attempt, parsed value, raw text, error)."""
         timeout = min(spec.timeout, left)
         call = CompletionRequest(
             messages=request.messages,
-            schema=schema.document if schema is not None and spec.structured_output else None,
+            schema=schema.provider_schema
+            if schema is not None and spec.structured_output
+            else None,
             timeout=timeout,
+            headers=headers,
         )
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
                 completion = await self.provider.complete(spec, call)
         except TimeoutError:
-            why = "caller's deadline" if timeout < spec.timeout else "timeout"
-            reason = f"no answer within {timeout:.3g}s ({why})"
-            error = ProviderTimeoutError(reason)
-            return rejected(spec, error.category, reason, started), None, "", error
+            error = timeout_error(timeout, spec.timeout)
+            return rejected(spec, error.category, str(error), started), None, "", error
         except ProviderError as exc:
             return rejected(spec, exc.category, str(exc), started), None, "", exc
         if len(completion.text) > self.limits.max_answer_chars:
@@ -245,10 +269,11 @@ class Router:
             )
             attempt = rejected(spec, Category.PROVIDER_ERROR, reason, started)
             return replace(attempt, usage=completion.usage), None, "", None
-        verdict = judge(completion.text, schema, self.refusals)
+        wait = None if math.isinf(deadline.expires_at) else max(deadline.remaining(), 0.0)
+        verdict = await self.validation.judge(completion.text, schema, self.refusals, wait=wait)
         if verdict.accepted:
             outcome = Outcome.SUCCESS
-        elif verdict.category in (Category.INVALID_JSON, Category.SCHEMA_MISMATCH):
+        elif verdict.category in _INVALID:
             outcome = Outcome.INVALID
         else:
             outcome = Outcome.REJECTED
@@ -259,6 +284,7 @@ class Router:
             reason=verdict.reason,
             latency_ms=ms(time.monotonic() - started),
             usage=completion.usage,
+            response_model=completion.model,
         )
         return attempt, verdict.value, completion.text, None
 
@@ -273,18 +299,19 @@ class Router:
     ) -> None:
         """Count the call and publish its event; runs on every exit, cancellation included."""
         self.counters.record_call(tuple(attempts))
-        self.bus.publish(
-            RouteEvent(
-                timestamp=time.time(),
-                status=status,
-                chain=chain,
-                context=request.context,
-                model_used=model_used,
-                latency_ms=ms(time.monotonic() - start),
-                attempts=tuple(attempts),
-                metrics_snapshot=self.counters.snapshot(),
-            )
+        event = RouteEvent(
+            timestamp=time.time(),
+            status=status,
+            chain=chain,
+            context=request.context,
+            model_used=model_used,
+            latency_ms=ms(time.monotonic() - start),
+            attempts=tuple(attempts),
+            metrics_snapshot=self.counters.snapshot(),
         )
+        if self.observer is not None:
+            self.observer.finished(event)
+        self.bus.publish(event)
 
 
 def _failure(
