@@ -9,6 +9,7 @@ reply each saw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llm_router.v1 import router_pb2
+from llm_router_server.errors import InvalidRequestError
 from llm_router_server.routing.validation.offload import ValidationPolicy
 from llm_router_server.types import ModelSpec, RouteEvent
 from tests.support.server import Running, Serve
@@ -149,7 +151,9 @@ async def hostile(
         found = Hostile(running, up, answers)
         running.app.bus.observe(found.events.append)
         # The workers start with the server: wait for them, so no test times a cold start.
-        await running.app.router.validation.check_schema('{"type": "object"}')
+        # With a tiny schema budget (the test of that budget) the warm-up itself may run out.
+        with contextlib.suppress(InvalidRequestError):
+            await running.app.router.validation.check_schema('{"type": "object"}')
         return found
 
     yield start

@@ -6,10 +6,11 @@ idle worker, and a worker that has not answered within the task's budget is kill
 (SIGKILL) and replaced on demand. Waiting for a worker is not part of the budget (the
 caller's deadline bounds it); starting one is not either.
 
-The workers are processes forked by a fork server (``worker.py``), each talking over a
-socket pair with length-prefixed pickles, driven with the running loop's ``sock_*`` calls: a
-worker belongs to no event loop, so one pool can serve several loops in turn (tests) and
-never blocks one.
+The workers are processes forked by a fork server (``processes.py``, ``worker.py``), each
+talking over a socket pair with length-prefixed pickles, driven with the running loop's
+``sock_*`` calls: a worker belongs to no event loop, so one pool can serve several loops in
+turn (tests) and never blocks one; a worker whose start outlives its loop is killed, its
+socket closed.
 A task keeps running when the coroutine that awaits it is cancelled (its budget still
 ends it), so a cancelled call never costs a worker restart.
 """
@@ -18,98 +19,33 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
+import concurrent.futures
 import logging
-import os
 import pickle
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
 from typing import Any
 
+from llm_router_server.routing.validation.processes import (
+    ForkServer,
+    Worker,
+    WorkerFailedError,
+    kill_forked,
+)
+
+__all__ = ["BudgetExceededError", "WorkerFailedError", "WorkerPool"]
+
 logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!I")
-WORKER_MODULE = "llm_router_server.routing.validation.worker"
 READY = b"ready"
-CACHE_ENV = "LLM_ROUTER_VALIDATION_CACHE_BYTES"
-"""Tells a worker how many bytes its cache of compiled schemas may hold."""
 
 
 class BudgetExceededError(Exception):
     """The task did not finish within its budget; its worker was killed."""
-
-
-class WorkerFailedError(Exception):
-    """The worker died, could not start, or answered something unreadable."""
-
-
-class _ForkServer:
-    """One small process, started once, that forks the workers (``worker.py --fork-server``).
-
-    Starting a worker from the server process would fork it, holding the GIL until the
-    child has exec'd: tens to hundreds of milliseconds on a busy machine, and a worker is
-    started each time one is killed. The fork server has the validation modules imported,
-    so a worker it forks is ready in about a millisecond. It reaps its children itself.
-    """
-
-    def __init__(self, cache_bytes: int) -> None:
-        parent, child = socket.socketpair()
-        env = dict(os.environ)
-        env[CACHE_ENV] = str(cache_bytes)
-        # The fork server imports this package as the parent did, whatever set its path.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, "--fork-server"],
-                stdin=child.fileno(),
-                env=env,
-                close_fds=True,
-            )
-        finally:
-            child.close()
-        self.sock = parent
-        self.lock = threading.Lock()
-
-    def fork(self) -> tuple[int, socket.socket]:
-        """A new worker: its pid and the parent's end of its socket (blocking: a thread)."""
-        with self.lock:
-            self.sock.sendall(b"f")
-            message, fds, _, _ = socket.recv_fds(self.sock, 64, 1)
-        if not message or len(fds) != 1:
-            raise WorkerFailedError("the validation fork server exited")
-        return int(message), socket.socket(fileno=fds[0])
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def close(self) -> None:
-        self.sock.close()  # it exits when its input closes
-        if self.proc.poll() is None:
-            self.proc.kill()
-            threading.Thread(target=self.proc.wait, name="reap-fork-server").start()
-
-
-class _Worker:
-    """One worker process and the parent's end of its socket."""
-
-    def __init__(self, pid: int, sock: socket.socket) -> None:
-        sock.setblocking(False)
-        self.pid = pid
-        self.sock = sock
-        self.known: set[int] = set()
-        """Hashes of the schema texts this worker has compiled (see ``Pool.run``'s ``key``)."""
-
-    def kill(self) -> None:
-        """SIGKILL the worker (the fork server reaps it) and close its socket."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        self.sock.close()
 
 
 async def _send(sock: socket.socket, payload: bytes) -> None:
@@ -146,13 +82,13 @@ class WorkerPool:
         self.size = size
         self.cache_bytes = cache_bytes
         self.start_timeout = start_timeout
-        self._idle: list[_Worker] = []
-        self._live: set[_Worker] = set()
+        self._idle: list[Worker] = []
+        self._live: set[Worker] = set()
         self._starting = 0
         self._starts: set[asyncio.Future[None]] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
-        self._fork_server: _ForkServer | None = None
+        self._fork_server: ForkServer | None = None
         self._fork_lock = threading.Lock()
         self.kills = 0
         """Workers killed for running out of budget (for tests and logs)."""
@@ -182,7 +118,7 @@ class WorkerPool:
         return await asyncio.shield(execution)
 
     async def _execute(
-        self, worker: _Worker, steps: list[tuple[Any, float]], key: int | None
+        self, worker: Worker, steps: list[tuple[Any, float]], key: int | None
     ) -> Any:
         healthy = False
         result: Any = None
@@ -199,7 +135,7 @@ class WorkerPool:
                 self._discard(worker)
         return result
 
-    async def _step(self, worker: _Worker, task: Any, budget: float) -> Any:
+    async def _step(self, worker: Worker, task: Any, budget: float) -> Any:
         started = time.monotonic()
         try:
             async with asyncio.timeout(budget):
@@ -220,7 +156,7 @@ class WorkerPool:
         finally:
             logger.debug("validation task took %.1f ms", (time.monotonic() - started) * 1000)
 
-    async def _acquire(self, key: int | None) -> _Worker:
+    async def _acquire(self, key: int | None) -> Worker:
         while True:
             if self._closed:
                 raise WorkerFailedError("the validation pool is closed")
@@ -254,9 +190,9 @@ class WorkerPool:
             starting.add_done_callback(_retrieve)
 
     async def _start(self) -> None:
-        worker: _Worker | None = None
+        worker: Worker | None = None
         try:
-            worker = _Worker(*await asyncio.to_thread(self._fork))
+            worker = await self._forked()
             async with asyncio.timeout(self.start_timeout):
                 hello = await _receive(worker.sock)
             if hello != READY:
@@ -277,6 +213,26 @@ class WorkerPool:
         logger.debug("validation worker %d started", worker.pid)
         self._release(worker)
 
+    async def _forked(self) -> Worker:
+        """A new worker, forked in a thread. Should the caller go before the fork ends
+        (cancelled, or its loop closed), the worker is killed and its socket closed when the
+        fork ends, not dropped with the thread's result (``asyncio.to_thread`` would)."""
+        forked: concurrent.futures.Future[tuple[int, socket.socket]] = concurrent.futures.Future()
+        forked.set_running_or_notify_cancel()  # running: a cancelled waiter cannot cancel it
+        threading.Thread(target=self._fork_into, args=(forked,), name="validation-fork").start()
+        try:
+            pid, sock = await asyncio.wrap_future(forked)
+        except BaseException:
+            forked.add_done_callback(kill_forked)  # now if it is done, else in the thread
+            raise
+        return Worker(pid, sock)
+
+    def _fork_into(self, forked: concurrent.futures.Future[tuple[int, socket.socket]]) -> None:
+        try:
+            forked.set_result(self._fork())
+        except BaseException as exc:
+            forked.set_exception(exc)
+
     def _fork(self) -> tuple[int, socket.socket]:
         """Fork a worker through the fork server, starting that first if need be (runs in
         a thread)."""
@@ -286,17 +242,18 @@ class WorkerPool:
             if self._fork_server is None or not self._fork_server.alive():
                 if self._fork_server is not None:
                     self._fork_server.close()
-                self._fork_server = _ForkServer(self.cache_bytes)
+                    self._fork_server = None
+                self._fork_server = ForkServer(self.cache_bytes)
             return self._fork_server.fork()
 
-    def _release(self, worker: _Worker) -> None:
+    def _release(self, worker: Worker) -> None:
         if self._closed:
             self._discard(worker)
             return
         self._idle.append(worker)
         self._wake()
 
-    def _discard(self, worker: _Worker) -> None:
+    def _discard(self, worker: Worker) -> None:
         if worker in self._live:
             self._live.discard(worker)
             worker.kill()
@@ -318,6 +275,7 @@ class WorkerPool:
         with self._fork_lock:
             if self._fork_server is not None:
                 self._fork_server.close()
+                self._fork_server = None
         for waiter in self._waiters:
             if not waiter.done() and not waiter.get_loop().is_closed():
                 waiter.set_result(None)  # they see the pool closed

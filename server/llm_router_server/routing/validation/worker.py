@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 from llm_router_server.errors import InvalidRequestError
 from llm_router_server.routing.judging import RefusalDetector, judge
 from llm_router_server.routing.validation.cache import ByteBoundedCache, schema_cost
-from llm_router_server.routing.validation.pool import CACHE_ENV
+from llm_router_server.routing.validation.processes import CACHE_ENV
 from llm_router_server.routing.validation.schemas import CompiledSchema, compile_schema
 
 _HEADER = struct.Struct("!I")
