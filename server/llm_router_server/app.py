@@ -28,6 +28,7 @@ from llm_router_server.breaker.prober import Prober
 from llm_router_server.breaker.store import BreakerStore, InMemoryBreakerStore
 from llm_router_server.breaker.watch import WatchedProvider, cuttable
 from llm_router_server.config import Config
+from llm_router_server.config.secrets import secrets_of
 from llm_router_server.embedded.process import attach
 from llm_router_server.errors import ConfigError
 from llm_router_server.metrics.bus import MetricsBus
@@ -41,7 +42,9 @@ from llm_router_server.providers.protocols import missing_api_key
 from llm_router_server.routing.chain import Router
 from llm_router_server.routing.validation.offload import Validation
 from llm_router_server.routing.warmup import warm_up
+from llm_router_server.safe_text import add_secrets, environment_secrets
 from llm_router_server.service.call_counter import CallCounter
+from llm_router_server.service.decoding import TolerantServer
 from llm_router_server.service.security import BearerTokenInterceptor, server_credentials
 from llm_router_server.service.servicer import RouterServicer
 
@@ -122,6 +125,8 @@ class App:
     ) -> None:
         # The embedded model's URL is known now; its process starts in start().
         config, self.embedded = attach(config)
+        # Redacted by value from now on: every key, token and URL credential there is.
+        add_secrets([*secrets_of(config), *environment_secrets(os.environ)])
         self.config = config
         self.provider = provider if provider is not None else default_provider(config)
         self.bus = bus if bus is not None else default_bus(config)
@@ -186,18 +191,22 @@ class App:
             options=[
                 *KEEPALIVE_OPTIONS,
                 ("grpc.max_receive_message_length", config.server.max_receive_bytes),
+                # A second server on a busy port fails instead of sharing it silently.
+                ("grpc.so_reuseport", 0),
             ],
         )
         self.warm_up: asyncio.Task[None] | None = None
+        # Requests that do not decode are INVALID_ARGUMENT, not UNKNOWN (service/decoding.py).
+        tolerant = TolerantServer(self.server)
         router_pb2_grpc.add_RouterServicer_to_server(
             RouterServicer(
                 self.router,
                 deadline_margin_ms=config.server.deadline_margin_ms,
                 watcher_queue=config.metrics.watcher_queue,
             ),
-            self.server,
+            tolerant,
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, tolerant)
         reflection.enable_server_reflection(
             (
                 ROUTER_SERVICE,
@@ -209,25 +218,26 @@ class App:
         self.port = 0
 
     async def start(self) -> int:
-        """Bind, warm the provider up, start serving; returns the bound port."""
-        if self.config.tls.cert_file:
-            credentials = server_credentials(self.config.tls)
-            self.port = self.server.add_secure_port(self.config.server.listen, credentials)
-        else:
-            self.port = self.server.add_insecure_port(self.config.server.listen)
-        if self.port == 0:
-            raise OSError(f"could not listen on {self.config.server.listen}")
-        if self.embedded is not None:
-            await self.embedded.start()  # healthy before the server reports SERVING
-        await self.provider.start()
-        await self.bus.start()
-        if self.tracing is not None:
-            from llm_router_server.tracing.setup import current_trace_ids
+        """Bind, warm the provider up, start serving; returns the bound port.
 
-            logs.set_trace_ids(current_trace_ids)
-        if self.web is not None and self.prometheus is not None:
-            self.prometheus.port = await self.web.start()
-        await self.server.start()
+        A port that cannot be bound raises ``OSError`` naming its key, before anything
+        else starts; whatever fails later stops what had started."""
+        self.port = self._bind()
+        try:
+            if self.web is not None and self.prometheus is not None:
+                self.prometheus.port = await self._start_web(self.web)
+            if self.embedded is not None:
+                await self.embedded.start()  # healthy before the server reports SERVING
+            await self.provider.start()
+            await self.bus.start()
+            if self.tracing is not None:
+                from llm_router_server.tracing.setup import current_trace_ids
+
+                logs.set_trace_ids(current_trace_ids)
+            await self.server.start()
+        except BaseException:
+            await self.stop(0)
+            raise
         self.router.validation.start()  # a validation worker, in the background
         self.prober.start()
         for service in (health.OVERALL_HEALTH, ROUTER_SERVICE):
@@ -235,6 +245,28 @@ class App:
         # In the background: health is SERVING whatever the warm-up's outcome.
         self.warm_up = asyncio.ensure_future(warm_up(self.provider, self.config.chains.values()))
         return self.port
+
+    def _bind(self) -> int:
+        listen = self.config.server.listen
+        try:
+            if self.config.tls.cert_file:
+                credentials = server_credentials(self.config.tls)
+                port = self.server.add_secure_port(listen, credentials)
+            else:
+                port = self.server.add_insecure_port(listen)
+        except RuntimeError:  # grpc: "Failed to bind to address ..."
+            port = 0
+        if port == 0:
+            raise OSError(f"server.listen: cannot listen on {listen}: {_bind_error(listen)}")
+        return port
+
+    async def _start_web(self, web: MetricsWebServer) -> int:
+        listen = self.config.metrics.prometheus_listen
+        try:
+            return await web.start()
+        except OSError as exc:  # aiohttp's strerror is a sentence: the OS's words by errno
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise OSError(f"metrics.prometheus_listen: cannot listen on {listen}: {why}") from exc
 
     async def stop(self, grace: float | None = None) -> None:
         """Go NOT_SERVING, let in-flight calls finish within the grace period, release all."""
@@ -254,6 +286,22 @@ class App:
         if self.tracing is not None:
             logs.set_trace_ids(None)
             await asyncio.to_thread(self.tracing.shutdown)
+
+
+def _bind_error(address: str) -> str:
+    """Why ``address`` cannot be bound, as the OS says it (gRPC does not say)."""
+    host, _, port = address.rpartition(":")
+    if address.startswith(("unix:", "unix-abstract:")):
+        return "gRPC could not bind the socket"
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(
+            host.strip("[]"), int(port), type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(where)
+    except (OSError, ValueError) as exc:
+        return getattr(exc, "strerror", None) or str(exc)
+    return "gRPC could not bind it"
 
 
 def warn_missing_api_keys(config: Config, env: Mapping[str, str]) -> list[str]:

@@ -48,6 +48,7 @@ from llm_router_server.breaker.rules import (
     probe_failed,
     probes_in_background,
     release,
+    shown_base,
     slow,
     succeed,
 )
@@ -302,7 +303,7 @@ class CircuitBreaker:
             return
         transition = Transition(
             model=spec.model,
-            api_base=spec.api_base or "",
+            api_base=shown_base(spec),
             old=old.state,
             new=new.state,
             reason=why,

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from llm_router_server.config.model import BreakerPolicy, ProbeMode
 from llm_router_server.errors import BreakerEffect, ProviderError
+from llm_router_server.safe_text import without_credentials
 from llm_router_server.types import ModelSpec
 
 
@@ -113,9 +114,15 @@ Change = Callable[[Circuit], Circuit]
 """A pure update of one circuit."""
 
 
+def shown_base(spec: ModelSpec) -> str:
+    """A model's api_base as circuits show it (keys, events, labels): without credentials."""
+    return without_credentials(spec.api_base or "")
+
+
 def key_of(spec: ModelSpec) -> str:
-    """The circuit of a model: its model string and api_base."""
-    return f"{spec.model}|{spec.api_base or ''}"
+    """The circuit of a model: its model string and api_base (without credentials: the key
+    is a Redis key name)."""
+    return f"{spec.model}|{shown_base(spec)}"
 
 
 def counts_as_success(exc: ProviderError | None) -> bool:

@@ -19,12 +19,12 @@ def _serve(args: argparse.Namespace) -> int:
     # Must precede any litellm import: otherwise litellm fetches a cost map from the internet.
     os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
     from llm_router_server import config as config_module
-    from llm_router_server import event_loop, logs
-    from llm_router_server.app import serve
     from llm_router_server.errors import ConfigError
 
     try:
         config = config_module.load(args.config)
+        if args.listen:
+            config_module.check_listen(args.listen, "--listen")
     except ConfigError as exc:
         print(f"llm-router: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -32,10 +32,14 @@ def _serve(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         config = replace(config, server=replace(config.server, listen=args.listen))
+    # Imported once the configuration is known good: a bad one is reported at once.
+    from llm_router_server import event_loop, logs
+    from llm_router_server.app import serve
+
     logs.configure(config.server.log_format, verbose=args.verbose)
     try:
         event_loop.run(serve(config), config.server.event_loop)
-    except ConfigError as exc:
+    except ConfigError as exc:  # found at start-up: a TLS file that does not load
         print(f"llm-router: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except OSError as exc:
@@ -170,9 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     from llm_router_server import logs
 
+    args = build_parser().parse_args(argv)
     logs.configure("text", verbose=args.verbose)
     code: int = args.func(args)
     return code

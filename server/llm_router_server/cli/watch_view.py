@@ -23,6 +23,7 @@ from rich.text import Text
 
 from llm_router.v1 import router_pb2
 from llm_router_server.metrics.counters import COUNT_KINDS, attempt_kinds
+from llm_router_server.safe_text import escape
 from llm_router_server.types import Outcome
 
 _STATUS = {v: k.removeprefix("ROUTE_STATUS_").lower() for k, v in router_pb2.RouteStatus.items()}
@@ -106,7 +107,7 @@ def render(state: ViewState, target: str) -> RenderableType:
             e.time.ToDatetime().strftime("%H:%M:%S"),
             e.replica_id,
             e.chain,
-            e.context,
+            Text(escape(e.context)),  # the caller's label: no markup, no control characters
             _STATUS.get(e.status, "?"),
             e.model_used,
             f"{e.latency_ms:.0f}",

@@ -6,7 +6,13 @@ through ``table.py``'s fail-fast reader that names the dotted key of any bad val
 See ``config.example.toml`` for every key with its meaning.
 """
 
-from llm_router_server.config.loader import DEFAULT_OLLAMA_API_BASE, default_chains, load, parse
+from llm_router_server.config.loader import (
+    DEFAULT_OLLAMA_API_BASE,
+    check_listen,
+    default_chains,
+    load,
+    parse,
+)
 from llm_router_server.config.model import (
     DEFAULT_CHAIN,
     AuthConfig,
@@ -42,6 +48,7 @@ __all__ = [
     "TLSConfig",
     "TracingConfig",
     "WhenAllOpen",
+    "check_listen",
     "default_chains",
     "load",
     "parse",

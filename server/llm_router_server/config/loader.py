@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast, get_args
+from urllib.parse import urlsplit
 
 from llm_router_server.config.model import (
     DEFAULT_CHAIN,
@@ -39,14 +40,23 @@ from llm_router_server.config.table import Table, expand_env
 from llm_router_server.embedded import settings as embedded_settings
 from llm_router_server.errors import ConfigError
 from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
+from llm_router_server.safe_text import has_credentials, without_credentials
 from llm_router_server.types import ChainSpec, ModelSpec
 
 DEFAULT_OLLAMA_API_BASE = "http://127.0.0.1:11434"
+
+MAX_MARGIN_MS = 60_000.0
+"""Upper bound of ``server.deadline_margin_ms`` and ``server.min_attempt_ms``."""
+MAX_TIMEOUT_SECONDS = 86_400.0
+"""Upper bound of a model's ``timeout``."""
+MAX_RECEIVE_BYTES = 2**31 - 1
+"""gRPC's message size limits are 32-bit."""
 
 
 def default_chains(env: Mapping[str, str]) -> dict[str, ChainSpec]:
     """The seed's chain: local Qwen on Ollama, then Claude Haiku, then Claude Sonnet."""
     ollama = env.get("OLLAMA_API_BASE") or DEFAULT_OLLAMA_API_BASE
+    check_url(ollama, "$OLLAMA_API_BASE")
     return {
         DEFAULT_CHAIN: ChainSpec(
             name=DEFAULT_CHAIN,
@@ -66,7 +76,7 @@ def _model(raw: Any, path: str) -> ModelSpec:
         raise ConfigError(f"{t.key('model')}: required, e.g. 'ollama_chat/qwen2.5:7b'")
     spec = ModelSpec(
         model=name,
-        timeout=t.positive("timeout", float, 30.0),
+        timeout=t.within("timeout", float, 30.0, 0, MAX_TIMEOUT_SECONDS, above=True),
         api_base=t.take("api_base", str, "") or None,
         structured_output=t.take("structured_output", bool, True),
         params=t.take("params", dict, {}),
@@ -79,6 +89,9 @@ def _model(raw: Any, path: str) -> ModelSpec:
         raise ConfigError(f"{t.key('max_concurrency')}: must be >= 0, got {spec.max_concurrency}")
     t.done()
     _check_provider(spec, t.key("provider"))
+    if spec.api_base is not None and spec.api_base != embedded_settings.EMBEDDED_API_BASE:
+        check_url(spec.api_base, t.key("api_base"))
+        _check_credentials(spec, t.key("api_base"))
     return spec
 
 
@@ -91,8 +104,59 @@ def _check_provider(spec: ModelSpec, key: str) -> None:
         raise ConfigError(f"{key}: 'native' cannot serve this model: {why}")
 
 
+def check_url(url: str, key: str) -> None:
+    """An API base must be an http:// or https:// URL with a host and a valid port."""
+    parts = urlsplit(url)
+    problem = None
+    if parts.scheme not in ("http", "https"):
+        problem = "expected an http:// or https:// URL"
+    elif not parts.hostname:
+        problem = "the URL has no host"
+    else:
+        try:
+            parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+        except ValueError:
+            problem = "the URL's port is not a number from 0 to 65535"
+    if problem is not None:
+        # The URL is shown without credentials: the message goes to logs and terminals.
+        raise ConfigError(f"{key}: {problem}, got {without_credentials(url)!r}")
+
+
+def _check_credentials(spec: ModelSpec, key: str) -> None:
+    """Credentials in an api_base URL only where they reach the model."""
+    from llm_router_server.providers.protocols import url_credentials_problem
+
+    if spec.api_base is not None and has_credentials(spec.api_base):
+        why = url_credentials_problem(spec)
+        if why is not None:
+            raise ConfigError(f"{key}: user:password@ in the URL cannot work here: {why}")
+
+
+_UNIX_FORMS = ("unix:", "unix-abstract:")
+
+
+def check_listen(
+    address: str, key: str, example: str = "127.0.0.1:50051", *, unix: bool = True
+) -> None:
+    """A listening address: host:port with a port from 0 to 65535 (0: any free port), or
+    with ``unix`` one of gRPC's Unix socket forms (``unix:PATH``, ``unix-abstract:NAME``)."""
+    if unix and address.startswith(_UNIX_FORMS) and address.partition(":")[2]:
+        return
+    host, sep, port = address.rpartition(":")
+    if not (sep and host and port.isdigit() and int(port) <= 65535):
+        raise ConfigError(
+            f"{key}: expected host:port with a port from 0 to 65535, e.g. {example!r}, "
+            f"got {address!r}"
+        )
+
+
 def _chains(t: Table) -> dict[str, ChainSpec]:
     chains: dict[str, ChainSpec] = {}
+    if not t.data:
+        raise ConfigError(
+            "chains: the table is empty; define a chain ([chains.NAME] with models), or leave "
+            "[chains] out to run the built-in chain"
+        )
     for name in list(t.data):
         chain = t.table(name)
         raw_models = chain.take("models", list, [])
@@ -116,16 +180,22 @@ def _env_or(env: Mapping[str, str], name: str, value: str) -> str:
 
 def _server(s: Table, env: Mapping[str, str]) -> ServerConfig:
     d = ServerConfig()
+    margin = (0, MAX_MARGIN_MS)
     server = ServerConfig(
         listen=_env_or(env, "LLM_ROUTER_LISTEN", s.take("listen", str, d.listen)),
         grace_seconds=s.positive("grace_seconds", float, d.grace_seconds),
-        deadline_margin_ms=s.take("deadline_margin_ms", float, d.deadline_margin_ms),
-        min_attempt_ms=s.take("min_attempt_ms", float, d.min_attempt_ms),
-        max_receive_bytes=s.positive("max_receive_bytes", int, d.max_receive_bytes),
+        deadline_margin_ms=s.within("deadline_margin_ms", float, d.deadline_margin_ms, *margin),
+        min_attempt_ms=s.within("min_attempt_ms", float, d.min_attempt_ms, *margin),
+        max_receive_bytes=s.within(
+            "max_receive_bytes", int, d.max_receive_bytes, 0, MAX_RECEIVE_BYTES, above=True
+        ),
         event_loop=s.choice("event_loop", EventLoop, d.event_loop),
         log_format=_log_format(env, s.choice("log_format", LogFormat, d.log_format)),
     )
     s.done()
+    check_listen(
+        server.listen, "$LLM_ROUTER_LISTEN" if env.get("LLM_ROUTER_LISTEN") else s.key("listen")
+    )
     return server
 
 
@@ -184,16 +254,12 @@ def _metrics(m: Table, env: Mapping[str, str]) -> MetricsConfig:
     url = metrics.redis_url
     if url and not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
-            f"{m.key('redis_url')}: expected redis://, rediss:// or unix:// URL, got {url!r}"
+            f"{m.key('redis_url')}: expected redis://, rediss:// or unix:// URL, "
+            f"got {without_credentials(url)!r}"
         )
-    listen = metrics.prometheus_listen
-    if listen:
-        host, sep, port = listen.rpartition(":")
-        if not (sep and host and port.isdigit() and int(port) <= 65535):
-            raise ConfigError(
-                f"{m.key('prometheus_listen')}: expected host:port, e.g. '127.0.0.1:9464', "
-                f"got {listen!r}"
-            )
+    if metrics.prometheus_listen:
+        listen, key = metrics.prometheus_listen, m.key("prometheus_listen")
+        check_listen(listen, key, "127.0.0.1:9464", unix=False)
     m.done()
     return metrics
 
@@ -205,6 +271,8 @@ def _limits(t: Table) -> Limits:
         max_message_chars=t.positive("max_message_chars", int, d.max_message_chars),
         max_schema_chars=t.positive("max_schema_chars", int, d.max_schema_chars),
         max_schema_depth=t.positive("max_schema_depth", int, d.max_schema_depth),
+        max_context_chars=t.positive("max_context_chars", int, d.max_context_chars),
+        max_answer_chars=t.positive("max_answer_chars", int, d.max_answer_chars),
     )
     t.done()
     return limits
@@ -294,11 +362,13 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         raise ConfigError("refusal_patterns: expected a list of non-empty strings")
     default_max_tokens = root.positive("default_max_tokens", int, Config.default_max_tokens)
     default_chain = root.take("default_chain", str, DEFAULT_CHAIN)
+    has_chains = "chains" in root.data
     chains_table = root.table("chains")
     embedded = embedded_settings.read(root.table("embedded"), env)
-    chains = _chains(chains_table) or embedded_settings.with_last_resort(
-        default_chains(env), embedded
-    )
+    if has_chains:
+        chains = _chains(chains_table)
+    else:
+        chains = embedded_settings.with_last_resort(default_chains(env), embedded)
     chains_table.done()
     root.done()
     embedded_settings.check(chains, embedded)

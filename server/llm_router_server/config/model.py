@@ -90,7 +90,8 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on a Route request, checked before any model is called (``routing/limits.py``)."""
+    """Bounds on a Route request, checked before any model is called (``routing/limits.py``),
+    and on a model's answer."""
 
     max_messages: int = 200
     """Most messages one request may carry."""
@@ -100,6 +101,12 @@ class Limits:
     """Longest schema text, in characters."""
     max_schema_depth: int = 32
     """Deepest nesting of objects and arrays in the schema."""
+    max_context_chars: int = 256
+    """Longest ``context`` label, in characters (it is kept in every event and logged)."""
+    max_answer_chars: int = 500_000
+    """Longest answer a model may give, in characters; a longer one is rejected (the chain
+    goes on). The default keeps every reply (answer, parsed content, attempts) within the
+    4 MiB a default gRPC client accepts."""
 
 
 @dataclass(frozen=True)

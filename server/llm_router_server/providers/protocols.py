@@ -127,6 +127,26 @@ def unsupported(spec: ModelSpec) -> str | None:
     return None
 
 
+def url_credentials_problem(spec: ModelSpec) -> str | None:
+    """Why ``user:password@`` in ``spec.api_base`` cannot reach the model (None: it can,
+    as HTTP Basic authentication on the native path of a protocol that leaves the
+    ``Authorization`` header free: Ollama, Anthropic)."""
+    found = wire_of(spec.model)
+    if spec.provider == "litellm" or found is None or unsupported(spec) is not None:
+        return (
+            "only the native path (ollama_chat/, anthropic/ and claude- models) sends URL "
+            'credentials; litellm refuses them ("Cannot combine AUTHORIZATION header with '
+            'AUTH argument")'
+        )
+    wire = found[0]
+    if "Authorization" in wire.headers("key"):
+        return (
+            f"the {wire.name} protocol sends the API key in the Authorization header, which "
+            "URL credentials would replace; give the upstream's key as params.api_key instead"
+        )
+    return None
+
+
 def missing_api_key(spec: ModelSpec, env: Mapping[str, str]) -> str | None:
     """The environment variable a cloud model needs and does not have (None: it has a key,
     needs none, or is a model string this module does not know)."""

@@ -1,15 +1,20 @@
 """One Route call as the chain runs it: its attempts in start order, and the answers
 its steps end with. Plain data and the attempt builders; the decisions are in ``chain.py``.
+
+Every attempt is recorded through ``Call.put``, which bounds its reason to
+``MAX_REASON_CHARS`` and redacts it (a schema mismatch can quote a whole answer): reasons
+go to the caller, into the status's trailing metadata, into events and logs.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from llm_router_server.routing.observer import AttemptWatch, CallObserver
 from llm_router_server.routing.validation.offload import CheckedSchema
+from llm_router_server.safe_text import redact, shorten
 from llm_router_server.types import (
     NO_HEADERS,
     Attempt,
@@ -20,6 +25,9 @@ from llm_router_server.types import (
     Outcome,
     RouteRequest,
 )
+
+MAX_REASON_CHARS = 500
+"""The longest reason an attempt keeps, in characters."""
 
 
 def ms(seconds: float) -> float:
@@ -96,7 +104,12 @@ class Call:
         return NO_HEADERS if watch is None else watch.headers
 
     def put(self, slot: int, attempt: Attempt, value: object = None, raw_text: str = "") -> Answer:
-        """Record the slot's attempt (the observer is told it ended)."""
+        """Record the slot's attempt, its reason bounded and redacted (the observer is told
+        it ended)."""
+        if attempt.reason:
+            reason = shorten(redact(attempt.reason), MAX_REASON_CHARS)
+            if reason != attempt.reason:
+                attempt = replace(attempt, reason=reason)
         self.slots[slot] = attempt
         watch = self.watches.get(slot)
         if watch is not None:

@@ -3,8 +3,10 @@
 Plain asyncio over the dataclasses in ``types.py``. It imports neither grpc
 nor litellm nor redis: the provider and the metrics bus come in through their
 seams (``providers/base.py``, ``metrics/``). Requests are checked against the
-limits first (``limits.py``); answers are judged by ``judging.py``; what a
-provider error means (its category) is carried by its class (``errors.py``).
+limits first (``limits.py``); an answer longer than ``limits.max_answer_chars`` is
+rejected unread (so every reply fits a default client), the others are judged by
+``judging.py``; what a provider error means (its category) is carried by its class
+(``errors.py``).
 
 Resilience (each in its own module): a circuit breaker per model skips models
 that keep failing (``breaker/``); a per-model concurrency limit skips a model
@@ -32,6 +34,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 from llm_router_server.breaker.breaker import CircuitBreaker
 from llm_router_server.config.model import Limits, ValidationPolicy
@@ -51,9 +54,10 @@ from llm_router_server.routing.call import Answer, Call, ends_call, ms, rejected
 from llm_router_server.routing.hedging import staggered
 from llm_router_server.routing.judging import RefusalDetector
 from llm_router_server.routing.limiter import ConcurrencyLimiter
-from llm_router_server.routing.limits import check_messages, check_schema_text
+from llm_router_server.routing.limits import check_context, check_messages, check_schema_text
 from llm_router_server.routing.observer import CallObserver
 from llm_router_server.routing.validation.offload import CheckedSchema, Validation
+from llm_router_server.safe_text import echo
 from llm_router_server.types import (
     Attempt,
     Category,
@@ -113,6 +117,7 @@ class Router:
 
         A new schema is checked in a validation worker (``validation/offload.py``)."""
         check_messages(request.messages, self.limits)
+        check_context(request.context, self.limits)
         has_schema = bool(request.schema.strip())
         if has_schema:
             check_schema_text(request.schema, self.limits)
@@ -120,7 +125,7 @@ class Router:
         chain = self.chains.get(name)
         if chain is None:
             raise UnknownChainError(
-                f"unknown chain {name!r}; configured chains: " + ", ".join(sorted(self.chains))
+                f"unknown chain {echo(name)}; configured chains: " + ", ".join(sorted(self.chains))
             )
         if not has_schema:
             return chain, None
@@ -205,6 +210,7 @@ class Router:
         finally:
             self.limiter.release(spec)
         answer = call.put(slot, attempt, value, raw_text)
+        attempt = answer.attempt  # its reason bounded and redacted
         if attempt.category is Category.SAFETY_REFUSAL:
             answer.stop = call.chain.refusal_policy == "stop"
         if ends_call(answer) and call.winner is None:
@@ -256,6 +262,13 @@ class Router:
             return rejected(spec, error.category, str(error), started), None, "", error
         except ProviderError as exc:
             return rejected(spec, exc.category, str(exc), started), None, "", exc
+        if len(completion.text) > self.limits.max_answer_chars:
+            reason = (
+                f"answer too large: {len(completion.text)} characters; the limit is "
+                f"{self.limits.max_answer_chars} (limits.max_answer_chars)"
+            )
+            attempt = rejected(spec, Category.PROVIDER_ERROR, reason, started)
+            return replace(attempt, usage=completion.usage), None, "", None
         wait = None if math.isinf(deadline.expires_at) else max(deadline.remaining(), 0.0)
         verdict = await self.validation.judge(completion.text, schema, self.refusals, wait=wait)
         if verdict.accepted:

@@ -1,8 +1,9 @@
 """Checking a Route request against the ``Limits`` before any model is called.
 
 Every bound on untrusted input lives here: message count and size, schema size and
-nesting depth (counted before the schema is parsed); the schema itself is then
-checked and compiled off the event loop by ``validation/offload.py``.
+nesting depth (counted before the schema is parsed), the ``context`` label's length; the
+schema itself is then checked and compiled off the event loop by ``validation/offload.py``.
+An error quotes at most ``safe_text.ECHO_CHARS`` of a caller's value.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 
 from llm_router_server.config.model import Limits
 from llm_router_server.errors import InvalidRequestError
+from llm_router_server.safe_text import echo
 from llm_router_server.types import ROLES, Message
 
 
@@ -24,7 +26,7 @@ def check_messages(messages: Sequence[Message], limits: Limits) -> None:
     for i, message in enumerate(messages):
         if message.role not in ROLES:
             raise InvalidRequestError(
-                f"messages[{i}].role is {message.role!r}; expected one of: "
+                f"messages[{i}].role is {echo(message.role)}; expected one of: "
                 + ", ".join(sorted(ROLES))
             )
         if not message.content.strip():
@@ -34,6 +36,14 @@ def check_messages(messages: Sequence[Message], limits: Limits) -> None:
                 f"messages[{i}].content has {len(message.content)} characters; "
                 f"the limit is {limits.max_message_chars}"
             )
+
+
+def check_context(context: str, limits: Limits) -> None:
+    """The ``context`` label is kept in every event and logged: it is bounded."""
+    if len(context) > limits.max_context_chars:
+        raise InvalidRequestError(
+            f"context has {len(context)} characters; the limit is {limits.max_context_chars}"
+        )
 
 
 def check_schema_text(text: str, limits: Limits) -> None:
