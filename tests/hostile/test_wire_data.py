@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llm_router.client import route_failure
 from llm_router.v1 import router_pb2
+from llm_router_server.config.model import ValidationPolicy
 from llm_router_server.types import ModelSpec, RouteEvent, RouteStatus
 from tests.support.server import Running, Serve, ollama
 from tests.support.upstream import Answer, FakeUpstream
@@ -169,7 +170,9 @@ async def test_the_largest_accepted_answer_fits_a_default_client(
 ) -> None:
     up = upstream()
     up.default = Answer(text)
-    server = await serve([ollama(up)])
+    # Judging a 2 MB answer in a worker is what is not timed here (tests/hostile/test_stalls.py
+    # times the budget): a generous one, so a busy machine cannot turn this into a timeout.
+    server = await serve([ollama(up)], validation=ValidationPolicy(answer_budget_ms=30_000))
     assert len(text) <= 500_000
     request = router_pb2.RouteRequest(messages=message(), schema=schema)
     reply = await server.stub.Route(request, timeout=60)  # a default channel: 4 MiB
