@@ -40,7 +40,13 @@ from tests.support.wire import ANTHROPIC_TOO_LONG, OPENAI_POLICY
 
 pytestmark = pytest.mark.timeout(60)
 RESULTS = ROOT / "bench" / "out" / "fault_injection.json"
-BREAKER = BreakerPolicy(failure_threshold=3, cool_down_seconds=0.5, max_cool_down_seconds=1.0)
+# Background probes every 0.5 s, as often as the live probes of the cool-down would come.
+BREAKER = BreakerPolicy(
+    failure_threshold=3,
+    cool_down_seconds=0.5,
+    max_cool_down_seconds=1.0,
+    probe_interval_seconds=0.5,
+)
 
 
 @dataclass
