@@ -3,8 +3,10 @@
 ``python -m bench.upstream PORT`` serves Ollama ``/api/chat``, Anthropic
 ``/v1/messages`` and OpenAI ``/v1/chat/completions`` on 127.0.0.1:PORT with a
 fixed, valid answer (precomputed bytes: the upstream should cost as little CPU
-as it can, since it shares the machine with the server and the load generator):
-``ok``, or ``{}`` to an Ollama call that asks for a JSON Schema (``format``).
+as it can, since it shares the machine with the server and the load generator).
+Ollama answers ``ok``, or ``{}`` to a call that asks for a JSON Schema (``format``).
+Claude's answer is JSON text, valid against ``run.PRIME_SCHEMA``, or the same JSON
+as the input of a ``tool_use`` block when the request forces a tool.
 It prints ``ready`` when it listens.
 """
 
@@ -30,7 +32,7 @@ ANSWERS = {
         "type": "message",
         "role": "assistant",
         "model": "claude-haiku-4-5-20251001",
-        "content": [{"type": "text", "text": "ok"}],
+        "content": [{"type": "text", "text": '{"prime": true}'}],
         "stop_reason": "end_turn",
         "stop_sequence": None,
         "usage": {"input_tokens": 11, "output_tokens": 7},
@@ -48,8 +50,23 @@ ANSWERS = {
 }
 
 
+TOOL_ANSWER = {
+    **ANSWERS["/v1/messages"],
+    "content": [
+        {
+            "type": "tool_use",
+            "id": "toolu_bench",
+            "name": "json_tool_call",
+            "input": {"prime": True},
+        }
+    ],
+    "stop_reason": "tool_use",
+}
+
+
 def app() -> web.Application:
     application = web.Application()
+    tool_body = json.dumps(TOOL_ANSWER).encode()
     for path, answer in ANSWERS.items():
         body = json.dumps(answer).encode()
         structured = body
@@ -61,6 +78,8 @@ def app() -> web.Application:
             request: web.Request, body: bytes = body, structured: bytes = structured
         ) -> web.Response:
             asked = await request.read()
+            if b'"tool_choice"' in asked:
+                return web.Response(body=tool_body, content_type="application/json")
             answer = structured if b'"format"' in asked else body
             return web.Response(body=answer, content_type="application/json")
 

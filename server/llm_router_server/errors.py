@@ -1,10 +1,8 @@
 """The router's own exceptions.
 
-Foreign exceptions are translated into these in exactly two places: provider
-libraries' errors at the provider seam (``providers/litellm_provider.py``), and
-these into gRPC status codes at the servicer (``servicer.py``, one table).
-
-Exception tree::
+Exception tree (for each ``ProviderError``: its ``category``, the reason the chain
+records for the attempt, and its ``breaker_effect``, what it does to the model's
+circuit)::
 
     LLMRouterError
     ├── ConfigError                  bad configuration; stops start-up
@@ -14,29 +12,50 @@ Exception tree::
     │   ├── AllModelsFailedError     every model of the chain was rejected
     │   ├── DeadlineExceededError    the caller's deadline ran out first
     │   └── RefusedError             a provider's safety refusal ended the call
-    └── ProviderError                one model call failed (raised by a Provider)
-        ├── ProviderTimeoutError     no answer within the attempt's timeout (silent upstream)
-        ├── ProviderConnectionError  refused, reset or dropped connection
-        ├── ProviderStatusError      the provider answered with an HTTP error status
-        │   ├── ProviderRateLimitError       429; ``retry_after`` from Retry-After
-        │   ├── ProviderOverloadedError      5xx, 529: overloaded or failing
-        │   ├── ProviderAuthenticationError  401/403: bad or missing credentials
-        │   └── ProviderContextWindowError   the prompt exceeds the context window
-        ├── ProviderResponseError    the provider's answer was malformed, truncated or empty
-        └── ProviderRefusalError     the provider reported a safety refusal (content policy)
+    └── ProviderError                one model call failed          PROVIDER_ERROR   FAILURE
+        ├── ProviderTimeoutError     no answer within its time      TIMEOUT          FAILURE
+        │   ├── ProviderHangError        none in its own timeout    TIMEOUT          HANG
+        │   └── ProviderCutShortError    its circuit opened         TIMEOUT          NEUTRAL
+        ├── ProviderConnectionError  refused, reset, dropped        PROVIDER_ERROR   FAILURE
+        ├── ProviderStatusError      an HTTP error status           PROVIDER_ERROR   FAILURE
+        │   ├── ProviderRateLimitError       429, Retry-After       RATE_LIMITED     OPENS
+        │   ├── ProviderOverloadedError      5xx, 529               PROVIDER_ERROR   FAILURE
+        │   ├── ProviderAuthenticationError  401/403                AUTHENTICATION   OPENS
+        │   └── ProviderContextWindowError   prompt too long        CONTEXT_WINDOW   NEUTRAL
+        ├── ProviderResponseError    malformed, truncated, empty    PROVIDER_ERROR   FAILURE
+        │   └── ProviderEmptyAnswerError no answer text         PROVIDER_ERROR   FAILURE
+        └── ProviderRefusalError     a safety refusal (policy)      SAFETY_REFUSAL   SUCCESS
 
-What the chain does with each class (the circuit breaker, ``breaker.py``):
-rate limited opens the model's circuit for ``retry_after`` (or the configured
-cool-down); authentication errors open it at once and are logged as errors;
-timeouts, connection errors, overload and malformed bodies count towards
-opening it; a context-window error, a refusal or a bad answer says nothing
-about the model's health. No class is retried on the same model within a call.
+Breaker effects (``BreakerEffect``; the rules are in ``breaker/rules.py``): FAILURE
+counts towards opening the circuit; OPENS opens it at once on the provider's own
+word, a rate limit for its ``retry_after`` (or the configured cool-down), an
+authentication error for the longest cool-down (and is logged as an error), and
+nothing probes the model before then; HANG (no answer for the model's whole
+timeout) opens it at once too, and background probes find when the model answers
+again; NEUTRAL says nothing about the model's health; SUCCESS means the model
+answered (a refusal is an answer). No class is retried on the same model within a
+call. A new error class is one edit here: the chain and the breaker read these
+attributes.
+
+Where foreign exceptions become these: at the provider seam, each provider adapter
+translates its own library's exceptions, most specific first, ``raise ... from exc``
+(under ``providers/``: one translation for the native HTTP path's aiohttp errors,
+one for litellm's, plus litellm failing to load; HTTP error statuses map to the
+classes above through one function both paths share). The chain itself makes
+``ProviderTimeoutError`` or ``ProviderHangError`` (``timeout_error``) when an attempt
+outlives its time, and the breaker's watch on calls in flight ``ProviderCutShortError``.
+Router errors become gRPC status codes in one table at the servicer
+(``service/convert.py``). Nothing else translates.
 """
 
 from __future__ import annotations
 
+import enum
+import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
+
+from llm_router_server.types import Category
 
 if TYPE_CHECKING:
     from llm_router_server.types import Attempt
@@ -82,6 +101,23 @@ class RefusedError(ChainFailedError):
     """A provider blocked the answer for safety and the chain's refusal policy is ``stop``."""
 
 
+class BreakerEffect(enum.Enum):
+    """What a failed call says about its model's health, for the circuit breaker."""
+
+    FAILURE = "failure"
+    """Counts towards opening the circuit."""
+    OPENS = "opens"
+    """Opens the circuit at once, for ``ProviderError.open_for`` seconds: the provider's own
+    word (a rate limit, a refused key), so nothing probes the model before then."""
+    HANG = "hang"
+    """Opens the circuit at once: the model gave nothing for its whole timeout. Background
+    probes close it again as soon as the model answers."""
+    NEUTRAL = "neutral"
+    """Says nothing about the model's health: the circuit is left as it is."""
+    SUCCESS = "success"
+    """The model answered (a refusal is an answer): counts as a success."""
+
+
 class ProviderError(LLMRouterError):
     """One model call failed.
 
@@ -89,9 +125,46 @@ class ProviderError(LLMRouterError):
     traceback, no secret.
     """
 
+    category: ClassVar[Category] = Category.PROVIDER_ERROR
+    """The reason category of the rejected attempt."""
+    breaker_effect: ClassVar[BreakerEffect] = BreakerEffect.FAILURE
+    """What the error does to the model's circuit."""
+
+    @property
+    def open_for(self) -> float | None:
+        """With ``BreakerEffect.OPENS``: seconds to stay open (capped by the breaker's
+        policy); None: the policy's cool-down."""
+        return None
+
 
 class ProviderTimeoutError(ProviderError):
-    """The model did not answer within the attempt's timeout."""
+    """The model did not answer within the attempt's time (e.g. what was left of the
+    caller's deadline)."""
+
+    category = Category.TIMEOUT
+
+
+class ProviderHangError(ProviderTimeoutError):
+    """The model gave no answer for its whole own timeout: it hangs (or is far slower than
+    its timeout says), so its circuit opens at once rather than after more callers waited
+    as long."""
+
+    breaker_effect = BreakerEffect.HANG
+
+
+class ProviderCutShortError(ProviderTimeoutError):
+    """The call was still waiting when its model's circuit opened (other calls to it got no
+    answer): it stops waiting and the chain moves on. The circuit already knows."""
+
+    breaker_effect = BreakerEffect.NEUTRAL
+
+
+def timeout_error(waited: float, own_timeout: float) -> ProviderTimeoutError:
+    """The error of an attempt that got no answer within ``waited`` seconds: a hang when
+    that was the model's whole ``own_timeout``, else a timeout (the caller's deadline)."""
+    if waited < own_timeout:
+        return ProviderTimeoutError(f"no answer within {waited:.3g}s (caller's deadline)")
+    return ProviderHangError(f"no answer within {waited:.3g}s (timeout)")
 
 
 class ProviderConnectionError(ProviderError):
@@ -109,11 +182,18 @@ class ProviderStatusError(ProviderError):
 class ProviderRateLimitError(ProviderStatusError):
     """HTTP 429. ``retry_after`` is the provider's Retry-After in seconds, if it sent one."""
 
+    category = Category.RATE_LIMITED
+    breaker_effect = BreakerEffect.OPENS
+
     def __init__(
         self, message: str, *, status_code: int | None = 429, retry_after: float | None = None
     ) -> None:
         super().__init__(message, status_code=status_code)
         self.retry_after = retry_after
+
+    @property
+    def open_for(self) -> float | None:
+        return self.retry_after
 
 
 class ProviderOverloadedError(ProviderStatusError):
@@ -124,14 +204,32 @@ class ProviderAuthenticationError(ProviderStatusError):
     """HTTP 401/403: the API key is missing, wrong or lacks permission. A configuration
     problem: retrying will not help."""
 
+    category = Category.AUTHENTICATION
+    breaker_effect = BreakerEffect.OPENS
+
+    @property
+    def open_for(self) -> float | None:
+        return math.inf  # the policy's cap: the key will not fix itself
+
 
 class ProviderContextWindowError(ProviderStatusError):
     """The prompt (plus max_tokens) does not fit the model's context window."""
+
+    category = Category.CONTEXT_WINDOW
+    breaker_effect = BreakerEffect.NEUTRAL
 
 
 class ProviderResponseError(ProviderError):
     """The provider's response was malformed or had no answer in it."""
 
 
+class ProviderEmptyAnswerError(ProviderResponseError):
+    """A well-formed response without any answer text (a thinking model's first tokens go
+    to its thinking). A failed call, but it shows the model runs: a probe counts it."""
+
+
 class ProviderRefusalError(ProviderError):
     """The provider reported a safety refusal (for example Claude's ``stop_reason: refusal``)."""
+
+    category = Category.SAFETY_REFUSAL
+    breaker_effect = BreakerEffect.SUCCESS

@@ -12,16 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
+
+from llm_router_server.config.model import EventLoop
 
 T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
-EVENT_LOOPS = ("uvloop", "asyncio")
 
-
-def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory(kind: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """A factory for ``asyncio.Runner`` (None: the standard loop)."""
     if kind == "asyncio":
         return None
@@ -29,10 +29,10 @@ def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
         import uvloop
 
         return uvloop.new_event_loop
-    raise ValueError(f"unknown event loop {kind!r}; choose one of {', '.join(EVENT_LOOPS)}")
+    raise ValueError(f"unknown event loop {kind!r}; choose one of {', '.join(get_args(EventLoop))}")
 
 
-def run(main: Coroutine[Any, Any, T], kind: str) -> T:
+def run(main: Coroutine[Any, Any, T], kind: EventLoop) -> T:
     """``asyncio.run(main)`` on the chosen loop."""
     with asyncio.Runner(loop_factory=loop_factory(kind)) as runner:
         loop = type(runner.get_loop())

@@ -10,7 +10,11 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the option types live beside the configuration that reads them
+    from llm_router_server.config.model import ProbeMode, ProviderChoice, RefusalPolicy
 
 ROLES = frozenset({"system", "user", "assistant"})
 
@@ -39,13 +43,16 @@ class ModelSpec:
     """Send the caller's schema to the provider as native structured output."""
     params: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the provider call (e.g. ``temperature``)."""
-    provider: str = "auto"
+    provider: ProviderChoice = "auto"
     """Which path calls the model: "auto" (native HTTP when it speaks the model's
     protocol, else litellm), "native" or "litellm" (see ``providers/dispatch.py``)."""
     max_concurrency: int = 0
     """Most calls in flight to this model at once; when full the chain skips it. 0: no limit."""
     warm_up: bool = False
     """Send one tiny call at start-up, in the background, so the model is loaded."""
+    probe: ProbeMode = "auto"
+    """How its open circuit learns that it answers again: "background" one-token probes,
+    a "live" call after the cool-down, or "auto" (see ``config.model.ProbeMode``)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ class ChainSpec:
     hedge_after_ms: float = 0.0
     """When > 0: if a model has not answered after this long, start the next one in
     parallel; the first valid answer wins. 0: strictly one model at a time."""
-    refusal_policy: str = "fall_through"
+    refusal_policy: RefusalPolicy = "fall_through"
     """What a provider's safety refusal does: ``fall_through`` to the next model, or
     ``stop`` the call (PERMISSION_DENIED)."""
 
@@ -77,6 +84,12 @@ class Completion:
 
     text: str
     usage: Usage | None = None
+    model: str = ""
+    """The model name the provider says answered (empty when it did not say)."""
+
+
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+"""No extra headers (shared, read-only)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,8 @@ class CompletionRequest:
     """The caller's JSON Schema, or None for free text."""
     timeout: float
     """Seconds the provider may take; the chain enforces it as well."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra HTTP headers for the provider request (the W3C ``traceparent`` when tracing)."""
 
 
 class Outcome(enum.Enum):
@@ -116,6 +131,7 @@ class Category(enum.Enum):
     CONTEXT_WINDOW = "context_window"
     AUTHENTICATION = "authentication"
     RATE_LIMITED = "rate_limited"
+    VALIDATION_TIMEOUT = "validation_timeout"
 
 
 @dataclass(frozen=True)
@@ -129,6 +145,8 @@ class Attempt:
     """One human-readable line; empty on success."""
     latency_ms: float
     usage: Usage | None = None
+    response_model: str = ""
+    """The model name the provider reported in its answer; empty when there was none."""
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,3 @@
-"""The circuit breaker: pure rules, the breaker, and its store seam (in-memory and Redis)."""
+"""The circuit breaker: ``rules.py`` (pure rules over plain data), ``breaker.py`` (the
+``CircuitBreaker`` applying them per model), ``store.py`` (the ``BreakerStore`` seam and the
+in-memory store) and ``redis_store.py`` (circuits shared by replicas through Redis)."""

@@ -1,38 +1,19 @@
-"""Circuit breakers: one per model (model string + api_base), closed / open / half-open.
+"""The circuit breaker: the rules of ``rules.py`` for every model, over one ``BreakerStore``.
 
 A model whose calls keep failing is skipped for a cool-down instead of making
 every request pay its timeout; after the cool-down one probe call at a time is
 let through (half-open) and its success closes the circuit again.
 
-The rules, per circuit (``BreakerPolicy`` holds the numbers):
+State lives in a ``BreakerStore`` (``store.py``): ``InMemoryBreakerStore`` for one
+process; a shared store (Redis, ``redis_store.py``) lets replicas learn once that
+a model is down. A store that fails (its backend is down) is logged and the call
+goes through: the breaker never stops traffic on its own account.
 
-- closed: calls go through. ``failure_threshold`` consecutive failures open it;
-  a rate limit (429) or an authentication error opens it at once. A rate limit
-  stays open for the provider's ``Retry-After`` (capped by ``max_cool_down``),
-  anything else for ``cool_down``.
-- open: calls are skipped (``Category.CIRCUIT_OPEN``) until the cool-down ends.
-- half-open: one call is let through as a probe, holding a lease for the
-  model's timeout; others are skipped meanwhile. A success closes the circuit;
-  a failure opens it again for twice the last cool-down (or the new
-  Retry-After), capped. A lease that
-  is never reported (the probe's caller vanished) expires, and the next call
-  probes.
-
-What counts (``fault_of``): timeouts, connection errors, HTTP 5xx, other HTTP
-errors and malformed bodies are failures; an answer of any kind (even a refusal
-or one that fails the caller's schema) is a success; a context-window error
-says nothing about the model's health.
-
-State lives in a ``BreakerStore``: ``InMemoryBreakerStore`` for one process; a
-shared store (Redis) lets replicas learn once that a model is down. All state is
-in wall-clock seconds so replicas can share it. The decisions are pure
-functions of (circuit, event, now) below, so every store applies the same rules:
-a store only has to offer an atomic read-modify-write. A store that fails (its
-backend is down) is logged and the call goes through: the breaker never stops
-traffic on its own account.
-
-State changes go to ``listener`` (default: logged) and are counted in
-``transitions`` for metrics.
+State changes go to ``listeners`` (the first logs them) and are counted in
+``transitions`` for metrics. Whenever a circuit is seen open, ``on_open`` hooks hear
+its key: the prober (``prober.py``) wakes up, and the watch on calls in flight
+(``watch.py``) cuts short the calls still waiting on that model. A call still waiting
+after ``hang_fraction`` of its model's timeout is reported by that watch (``slow_call``).
 
 Reads on the Route path: a shared store's circuit is read once per model and then
 refreshed in the background when the last read is older than ``read_cache_seconds``
@@ -46,234 +27,37 @@ always go to the store.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import enum
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol
 
-from llm_router_server.errors import (
-    LLMRouterError,
-    ProviderAuthenticationError,
-    ProviderContextWindowError,
-    ProviderError,
-    ProviderRateLimitError,
-    ProviderRefusalError,
+from llm_router_server.breaker.rules import (
+    Admission,
+    Change,
+    Circuit,
+    Fault,
+    State,
+    Transition,
+    admit,
+    claim_probe,
+    counts_as_success,
+    fail,
+    fault_of,
+    key_of,
+    probe_failed,
+    probes_in_background,
+    release,
+    shown_base,
+    slow,
+    succeed,
 )
+from llm_router_server.breaker.store import BreakerStore, BreakerStoreError, InMemoryBreakerStore
+from llm_router_server.config.model import BreakerPolicy
+from llm_router_server.errors import ProviderAuthenticationError, ProviderError
 from llm_router_server.types import ModelSpec
 
 logger = logging.getLogger("llm_router.breaker")
-
-WHEN_ALL_OPEN = ("try_one", "fail")
-
-
-class BreakerStoreError(LLMRouterError):
-    """The breaker's store could not be read or written (e.g. Redis is down)."""
-
-
-class State(enum.Enum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
-@dataclass(frozen=True)
-class BreakerPolicy:
-    """The numbers of the breaker (``[breaker]`` in the configuration)."""
-
-    enabled: bool = True
-    failure_threshold: int = 3
-    """Consecutive failures that open a closed circuit."""
-    cool_down_seconds: float = 30.0
-    """How long a circuit stays open before a probe (unless a Retry-After says otherwise)."""
-    max_cool_down_seconds: float = 300.0
-    """Cap on any cool-down: a Retry-After, the back-off after failed probes, auth errors."""
-    when_all_open: str = "try_one"
-    """When every model of a chain is skipped as open: ``try_one`` calls the model whose
-    circuit opened longest ago (the least recently failed); ``fail`` answers UNAVAILABLE."""
-    shared: bool = True
-    """Keep circuits in Redis (``metrics.redis_url``) when one is configured, shared by all
-    replicas; False keeps them per process."""
-
-
-@dataclass(frozen=True)
-class Circuit:
-    """The state of one model's circuit. Times are Unix seconds."""
-
-    state: State = State.CLOSED
-    failures: int = 0
-    """Consecutive failures so far."""
-    open_until: float = 0.0
-    opened_at: float = 0.0
-    probe_until: float = 0.0
-    """While half-open: a probe holds the circuit until this time."""
-    cool_down: float = 0.0
-    """The last cool-down used (doubled after a failed probe)."""
-    reason: str = ""
-    """The failure that opened the circuit (already a clean, bounded line)."""
-
-    def to_json(self) -> dict[str, object]:
-        data = dataclasses.asdict(self)
-        data["state"] = self.state.value
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> Circuit:
-        try:
-            return cls(
-                state=State(data["state"]),
-                failures=int(data["failures"]),  # type: ignore[call-overload]
-                open_until=float(data["open_until"]),  # type: ignore[arg-type]
-                opened_at=float(data["opened_at"]),  # type: ignore[arg-type]
-                probe_until=float(data["probe_until"]),  # type: ignore[arg-type]
-                cool_down=float(data["cool_down"]),  # type: ignore[arg-type]
-                reason=str(data["reason"]),
-            )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise BreakerStoreError(f"unreadable circuit state: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A failed call as the breaker sees it."""
-
-    reason: str
-    opens_now: bool = False
-    cool_down: float | None = None
-    """Seconds to stay open (a Retry-After); None: the policy's cool-down."""
-
-
-@dataclass(frozen=True)
-class Admission:
-    """Whether a call to a model may go ahead."""
-
-    allowed: bool
-    probe: bool = False
-    reason: str = ""
-    """Why it may not (for the skipped attempt)."""
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A circuit changed state."""
-
-    model: str
-    api_base: str
-    old: State
-    new: State
-    reason: str
-    cool_down: float = 0.0
-    time: float = 0.0
-    """Unix time of the change."""
-
-
-Change = Callable[[Circuit], Circuit]
-"""A pure update of one circuit."""
-
-
-class BreakerStore(Protocol):
-    """Where circuits live. ``update`` must be atomic per key across everyone sharing
-    the store; both methods raise ``BreakerStoreError`` when the backend fails."""
-
-    async def load(self, key: str) -> Circuit:
-        """The circuit for ``key`` (closed when unknown)."""
-
-    async def update(self, key: str, change: Change) -> tuple[Circuit, Circuit]:
-        """Replace the circuit by ``change(current)`` atomically; return (old, new)."""
-
-    async def aclose(self) -> None:
-        """Release connections."""
-
-
-class InMemoryBreakerStore:
-    """Circuits in this process only (the default, and the fake of the seam)."""
-
-    def __init__(self) -> None:
-        self.circuits: dict[str, Circuit] = {}
-
-    async def load(self, key: str) -> Circuit:
-        return self.circuits.get(key, Circuit())
-
-    async def update(self, key: str, change: Change) -> tuple[Circuit, Circuit]:
-        old = self.circuits.get(key, Circuit())
-        new = change(old)
-        self.circuits[key] = new
-        return old, new
-
-    async def aclose(self) -> None:
-        return None
-
-
-def fault_of(exc: ProviderError | None) -> Fault | None:
-    """How a call's outcome counts: a Fault, or None for "the model is up" / "says nothing"."""
-    if exc is None or isinstance(exc, ProviderRefusalError | ProviderContextWindowError):
-        return None
-    if isinstance(exc, ProviderRateLimitError):
-        return Fault(str(exc), opens_now=True, cool_down=exc.retry_after)
-    if isinstance(exc, ProviderAuthenticationError):
-        return Fault(str(exc), opens_now=True, cool_down=float("inf"))  # capped by the policy
-    return Fault(str(exc))
-
-
-# -- the rules: pure functions of (circuit, event, now) ------------------------------------
-
-
-def admit(circuit: Circuit, now: float, lease: float) -> tuple[Circuit, Admission]:
-    """May a call go ahead now? Returns the new circuit and the answer."""
-    if circuit.state is State.CLOSED:
-        return circuit, Admission(True)
-    if circuit.state is State.OPEN and now < circuit.open_until:
-        left = circuit.open_until - now
-        return circuit, Admission(
-            False, reason=f"circuit open for {left:.3g}s more after: {circuit.reason}"
-        )
-    if circuit.state is State.HALF_OPEN and now < circuit.probe_until:
-        return circuit, Admission(False, reason="circuit half-open: a probe call is in flight")
-    probing = dataclasses.replace(circuit, state=State.HALF_OPEN, probe_until=now + lease)
-    return probing, Admission(True, probe=True)
-
-
-def succeed(circuit: Circuit) -> Circuit:
-    return Circuit() if circuit != Circuit() else circuit
-
-
-def release(circuit: Circuit) -> Circuit:
-    """A probe ended without saying anything about health: let the next call probe."""
-    if circuit.state is State.HALF_OPEN:
-        return dataclasses.replace(circuit, probe_until=0.0)
-    return circuit
-
-
-def fail(circuit: Circuit, fault: Fault, now: float, policy: BreakerPolicy) -> Circuit:
-    failures = circuit.failures + 1
-    if circuit.state is State.HALF_OPEN:  # the probe failed: back off, unless told how long
-        doubled = max(circuit.cool_down, policy.cool_down_seconds) * 2
-        cool_down = doubled if fault.cool_down is None else fault.cool_down
-    elif fault.opens_now or failures >= policy.failure_threshold:
-        cool_down = policy.cool_down_seconds if fault.cool_down is None else fault.cool_down
-    elif circuit.state is State.OPEN:  # a forced (last-resort) call failed: stay open
-        cool_down = circuit.cool_down
-    else:
-        return dataclasses.replace(circuit, failures=failures)
-    cool_down = min(cool_down, policy.max_cool_down_seconds)
-    return Circuit(
-        state=State.OPEN,
-        failures=failures,
-        open_until=now + cool_down,
-        opened_at=now,
-        cool_down=cool_down,
-        reason=fault.reason,
-    )
-
-
-# -- the breaker ----------------------------------------------------------------------------
-
-
-def key_of(spec: ModelSpec) -> str:
-    return f"{spec.model}|{spec.api_base or ''}"
 
 
 class CircuitBreaker:
@@ -304,6 +88,13 @@ class CircuitBreaker:
         self.transitions: Counter[tuple[str, str]] = Counter()
         """(model, new state) -> how often this process moved a circuit there."""
         self.store_errors = 0
+        self.probing = False
+        """True while a ``Prober`` probes open circuits in the background: models whose
+        ``probe`` mode says so get no live probe call then."""
+        self.on_open: list[Callable[[str], None]] = []
+        """Called with a circuit's key whenever it is seen open."""
+        self._open: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def admit(self, spec: ModelSpec, lease: float) -> Admission:
         """Whether to call ``spec`` now; a probe holds the circuit for ``lease`` seconds."""
@@ -317,13 +108,14 @@ class CircuitBreaker:
             verdict: list[Admission] = []
 
             def change(circuit: Circuit) -> Circuit:
-                new, admission = admit(circuit, self.clock(), lease)
+                live = not (self.probing and probes_in_background(spec.probe, circuit))
+                new, admission = admit(circuit, self.clock(), lease, live=live)
                 verdict[:] = [admission]
                 return new
 
             old, new = await self._update(key, change)
         except BreakerStoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
             return Admission(True)
         self._changed(spec, old, new, "cool-down over: one probe call")
         return verdict[0]
@@ -332,6 +124,7 @@ class CircuitBreaker:
         """Report how a call ended: ``healthy`` (the model answered), or ``error``."""
         if not self.policy.enabled:
             return
+        healthy = healthy or counts_as_success(error)
         fault = None if healthy else fault_of(error)
         if isinstance(error, ProviderAuthenticationError):
             logger.error(
@@ -353,9 +146,68 @@ class CircuitBreaker:
                 return
             old, new = await self._update(key, change)
         except BreakerStoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
             return
         self._changed(spec, old, new, why)
+
+    def slow_call(self, spec: ModelSpec, waited: float) -> None:
+        """A call to ``spec`` is still waiting after ``waited`` seconds (``hang_fraction`` of
+        its timeout): count one failure now, in the background."""
+        task = asyncio.create_task(self._slow(spec, waited))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _slow(self, spec: ModelSpec, waited: float) -> None:
+        share = self.policy.hang_fraction
+        fault = Fault(f"no answer after {waited:.3g}s ({share:g} of its timeout)")
+        now = self.clock()
+        try:
+            old, new = await self._update(key_of(spec), lambda c: slow(c, fault, now, self.policy))
+        except BreakerStoreError as exc:
+            self.store_failed(exc)
+            return
+        self._changed(spec, old, new, fault.reason)
+
+    def is_open(self, key: str) -> bool:
+        """Whether this replica last saw the circuit ``key`` open (no I/O)."""
+        return key in self._open
+
+    async def current(self, spec: ModelSpec) -> Circuit:
+        """The circuit as the store has it now (raises ``BreakerStoreError``)."""
+        key = key_of(spec)
+        circuit = await self.store.load(key)
+        self._seen(key, circuit)
+        return circuit
+
+    async def claim_probe(self, spec: ModelSpec) -> bool:
+        """Take this interval's background probe of ``spec``'s open circuit, if nobody has."""
+        claimed: list[bool] = []
+        interval = self.policy.probe_interval_seconds
+
+        def change(circuit: Circuit) -> Circuit:
+            new, ok = claim_probe(circuit, self.clock(), interval)
+            claimed[:] = [ok]
+            return new
+
+        await self._update(key_of(spec), change)
+        return claimed[0]
+
+    async def probed(self, spec: ModelSpec, error: ProviderError | None) -> None:
+        """How a background probe of ``spec`` ended: ``error`` None if the model answered."""
+        if error is None or counts_as_success(error):
+            change: Change = succeed
+            why = "a background probe answered"
+        else:
+            fault = fault_of(error) or Fault(str(error))
+            now = self.clock()
+            change, why = (lambda c: probe_failed(c, fault, now, self.policy)), fault.reason
+        try:
+            old, new = await self._update(key_of(spec), change)
+        except BreakerStoreError as exc:
+            self.store_failed(exc)
+            return
+        if old.state is not new.state or old.firm is not new.firm:
+            self._changed(spec, old, new, why)
 
     async def least_recently_failed(self, specs: Iterable[ModelSpec]) -> ModelSpec | None:
         """The model whose circuit opened longest ago (the last resort when all are open)."""
@@ -364,7 +216,7 @@ class CircuitBreaker:
             try:
                 circuit = await self.store.load(key_of(spec))
             except BreakerStoreError as exc:
-                self._store_failed(exc)
+                self.store_failed(exc)
                 return spec
             if best is None or circuit.opened_at < best[0]:
                 best = (circuit.opened_at, spec)
@@ -384,20 +236,23 @@ class CircuitBreaker:
                 if known is None or rank[circuit.state] > rank[known.state]:
                     states[spec.model] = circuit
         except BreakerStoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
             return {}
         return states
 
     async def aclose(self) -> None:
-        for task in list(self._refreshing.values()):
+        tasks = [*self._refreshing.values(), *self._tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.store.aclose()
 
     async def _load(self, key: str) -> Circuit:
         """The circuit as last read; stale reads are refreshed in the background."""
         if self.read_cache_seconds <= 0:
-            return await self.store.load(key)
+            circuit = await self.store.load(key)
+            self._seen(key, circuit)
+            return circuit
         hit = self._cache.get(key)
         if hit is None:
             try:
@@ -408,6 +263,7 @@ class CircuitBreaker:
                 self._cache[key] = (time.monotonic(), Circuit())
                 raise
             self._cache[key] = (time.monotonic(), circuit)
+            self._seen(key, circuit)
             return circuit
         if time.monotonic() - hit[0] >= self.read_cache_seconds and key not in self._refreshing:
             self._refreshing[key] = asyncio.create_task(self._refresh(key, hit[1]))
@@ -417,24 +273,37 @@ class CircuitBreaker:
         try:
             circuit = await self.store.load(key)
         except BreakerStoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
             circuit = known  # keep what we knew; try again after the next window
         finally:
             self._refreshing.pop(key, None)
         self._cache[key] = (time.monotonic(), circuit)
+        self._seen(key, circuit)
 
     async def _update(self, key: str, change: Change) -> tuple[Circuit, Circuit]:
         old, new = await self.store.update(key, change)
         if self.read_cache_seconds > 0:
             self._cache[key] = (time.monotonic(), new)
+        self._seen(key, new)
         return old, new
+
+    def _seen(self, key: str, circuit: Circuit) -> None:
+        if circuit.state is not State.OPEN:
+            self._open.discard(key)
+            return
+        self._open.add(key)
+        for hook in self.on_open:
+            try:
+                hook(key)
+            except Exception:
+                logger.exception("breaker on_open hook failed")
 
     def _changed(self, spec: ModelSpec, old: Circuit, new: Circuit, why: str) -> None:
         if old.state is new.state and not (new.state is State.OPEN and old != new):
             return
         transition = Transition(
             model=spec.model,
-            api_base=spec.api_base or "",
+            api_base=shown_base(spec),
             old=old.state,
             new=new.state,
             reason=why,
@@ -448,7 +317,7 @@ class CircuitBreaker:
             except Exception:
                 logger.exception("breaker listener failed")
 
-    def _store_failed(self, exc: BreakerStoreError) -> None:
+    def store_failed(self, exc: BreakerStoreError) -> None:
         self.store_errors += 1
         if self.store_errors == 1 or self.store_errors % 100 == 0:
             logger.warning(

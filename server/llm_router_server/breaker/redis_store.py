@@ -2,9 +2,10 @@
 that is down is learned once, not once per replica. The only module of the breaker that
 imports redis; redis errors become ``BreakerStoreError`` here.
 
-Each circuit is one JSON string at ``llm_router:breaker:<model>|<api_base>``, changed with
-an optimistic transaction (WATCH, GET, MULTI/SET/EXEC, retried on conflict), so the rules in
-``breaker.py`` run unchanged on every replica. A closed, clean circuit is deleted; the others
+Each circuit is one JSON string at ``llm_router:breaker:<model>|<api_base>`` (the api_base
+without credentials, ``rules.shown_base``), changed with an optimistic transaction (WATCH,
+GET, MULTI/SET/EXEC, retried on conflict), so the rules in ``rules.py`` run unchanged on
+every replica. A closed, clean circuit is deleted; the others
 expire after ``ttl_seconds`` without a change. When Redis fails, the store reports it at
 once for ``backoff_seconds`` instead of making every call wait on a dead server, and the
 breaker lets calls through meanwhile.
@@ -12,13 +13,15 @@ breaker lets calls through meanwhile.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError, WatchError
 
-from llm_router_server.breaker.breaker import BreakerStoreError, Change, Circuit
+from llm_router_server.breaker.rules import Change, Circuit, State
+from llm_router_server.breaker.store import BreakerStoreError
 from llm_router_server.redis_connection import RedisConnection
 
 PREFIX = "llm_router:breaker:"
@@ -70,7 +73,7 @@ class RedisBreakerStore:
                         if new == Circuit():
                             pipe.delete(name)
                         else:
-                            pipe.set(name, json.dumps(new.to_json()), ex=self.ttl_seconds)
+                            pipe.set(name, json.dumps(_encode(new)), ex=self.ttl_seconds)
                         await pipe.execute()
                         return old, new
                     except WatchError:
@@ -100,4 +103,26 @@ def _parse(raw: bytes | str | None) -> Circuit:
         raise BreakerStoreError(f"unreadable circuit state: {exc}") from exc
     if not isinstance(data, dict):
         raise BreakerStoreError("unreadable circuit state: not an object")
-    return Circuit.from_json(data)
+    return _decode(data)
+
+
+def _encode(circuit: Circuit) -> dict[str, object]:
+    data = dataclasses.asdict(circuit)
+    data["state"] = circuit.state.value
+    return data
+
+
+def _decode(data: dict[str, object]) -> Circuit:
+    try:
+        return Circuit(
+            state=State(data["state"]),
+            failures=int(data["failures"]),  # type: ignore[call-overload]
+            open_until=float(data["open_until"]),  # type: ignore[arg-type]
+            opened_at=float(data["opened_at"]),  # type: ignore[arg-type]
+            probe_until=float(data["probe_until"]),  # type: ignore[arg-type]
+            cool_down=float(data["cool_down"]),  # type: ignore[arg-type]
+            reason=str(data["reason"]),
+            firm=bool(data.get("firm", False)),  # absent in what older replicas wrote
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BreakerStoreError(f"unreadable circuit state: {exc}") from exc

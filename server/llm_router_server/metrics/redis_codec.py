@@ -1,11 +1,18 @@
 """What the Redis bus writes to Redis and reads back: key names, the event's JSON payload,
 the channel message, and the counters as hash fields. Only the ``redis_*`` modules use it.
 
-The JSON payload (``event_json``) keeps the seed's fields (``model_used``,
-``latency_ms``, ``attempts`` with model/outcome/reason/latency_ms, ``metrics_snapshot``,
-``timestamp``) and adds the rest. It never holds prompt or answer text. On the channel
-the payload starts with its stream entry id (``CHANNEL_HEAD``), so that a replica nobody
-watches can note the id without decoding the rest.
+The JSON payload (``event_payload``, schema version ``SCHEMA_VERSION``; documented in
+``docs/metrics.md`` and ``docs/schemas/route-event.schema.json``) keeps the seed's fields
+with the seed's types (``model_used``, integer ``latency_ms``, ``attempts`` with
+model/outcome/reason/latency_ms, ``metrics_snapshot``, ``timestamp``) and the fields
+version 1 added beside them, and carries the event exactly as the proto has it under
+``event``: a ``llm_router.v1.RouteEvent`` in proto3 JSON (proto field names, enum names,
+RFC 3339 time), which any protobuf JSON parser reads into the generated type. It never
+holds prompt or answer text. The publisher writes it with ``event_json``: the same text
+as ``json.dumps(event_payload(event), separators=(",", ":"))``, written by hand for speed
+(a test holds the two equal). On the channel the payload starts with its stream entry id
+(``CHANNEL_HEAD``), so that a replica nobody watches can note the id without decoding
+the rest.
 """
 
 from __future__ import annotations
@@ -21,7 +28,16 @@ from llm_router_server.metrics.counters import (
     build_stats,
     event_usage,
 )
+from llm_router_server.metrics.proto_json import (
+    event_from_proto_json,
+    proto_event,
+    rfc3339,
+    usage_json,
+)
 from llm_router_server.types import Attempt, Category, Outcome, RouteEvent, RouteStatus, Usage
+
+SCHEMA_VERSION = 2
+"""Version of the payload: 1 (no ``schema_version`` field) had no ``event``; 2 adds it."""
 
 METRICS_CHANNEL = "llm_router_metrics"
 """The pub/sub channel: one message per event, the seed's payload plus ``event_id``."""
@@ -43,7 +59,11 @@ CHANNEL_HEAD = '{"event_id":"'
 fields. The publishing script is given this text; ``channel_event_id`` reads it back."""
 
 
-def _usage_json(usage: Usage | None) -> str:
+def _usage_dict(usage: Usage | None) -> dict[str, int] | None:
+    return None if usage is None else usage_json(usage)
+
+
+def _usage_text(usage: Usage | None) -> str:
     if usage is None:
         return "null"
     return (
@@ -58,40 +78,99 @@ def _usage_from(raw: Any) -> Usage | None:
     return Usage(*(int(raw.get(k, 0)) for k in TOKEN_KINDS))
 
 
-def _attempt_json(a: Attempt) -> str:
+def event_payload(event: RouteEvent) -> dict[str, Any]:
+    """The JSON payload of an event: the seed's fields first, then chain, context, status,
+    usage, replica, the schema version, the event as the proto has it, and (when known)
+    the event id. No prompt or answer text. (The reference for ``event_json``.)"""
+    payload: dict[str, Any] = {
+        "model_used": event.model_used,
+        "latency_ms": round(event.latency_ms),
+        "attempts": [
+            {
+                "model": a.model,
+                "outcome": a.outcome.value,
+                "reason": a.reason or None,
+                "latency_ms": round(a.latency_ms),
+                "category": a.category.value,
+                "usage": _usage_dict(a.usage),
+            }
+            for a in event.attempts
+        ],
+        "metrics_snapshot": {m: dict(c) for m, c in event.metrics_snapshot.items()},
+        "timestamp": event.timestamp,
+        "status": event.status.value,
+        "chain": event.chain,
+        "context": event.context,
+        "usage": _usage_dict(event_usage(event)),
+        "replica_id": event.replica_id,
+        "schema_version": SCHEMA_VERSION,
+        "event": proto_event(event),
+    }
+    if event.event_id:
+        payload["event_id"] = event.event_id
+    return payload
+
+
+# -- the same payload written by hand (the publisher's hot path) ----------------------------
+# Numbers as ``json.dumps`` writes them (``repr`` of a finite int or float), strings with
+# the ``json`` module's own escaping, enum names looked up once.
+
+_OUTCOME = {o: f'"ATTEMPT_OUTCOME_{o.name}"' for o in Outcome}
+_CATEGORY = {c: f'"REASON_CATEGORY_{c.name}"' for c in Category}
+_CATEGORY[Category.NONE] = '"REASON_CATEGORY_UNSPECIFIED"'
+_STATUS = {s: f'"ROUTE_STATUS_{s.name}"' for s in RouteStatus}
+
+
+def _attempt_seed(a: Attempt) -> str:
     reason = _str(a.reason) if a.reason else "null"
     return (
         f'{{"model":{_str(a.model)},"outcome":"{a.outcome.value}","reason":{reason},'
         f'"latency_ms":{round(a.latency_ms)},"category":"{a.category.value}",'
-        f'"usage":{_usage_json(a.usage)}}}'
+        f'"usage":{_usage_text(a.usage)}}}'
     )
 
 
-def _counts_json(counts: Mapping[str, int]) -> str:
-    return ",".join(f"{_str(kind)}:{int(n)}" for kind, n in counts.items())
+def _attempt_proto(a: Attempt) -> str:
+    usage = "" if a.usage is None else f',"usage":{_usage_text(a.usage)}'
+    return (
+        f'{{"model":{_str(a.model)},"outcome":{_OUTCOME[a.outcome]},'
+        f'"reason_category":{_CATEGORY[a.category]},"reason":{_str(a.reason)},'
+        f'"latency_ms":{a.latency_ms!r}{usage}}}'
+    )
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    return ",".join(f"{_str(kind)}:{n!r}" for kind, n in counts.items())
 
 
 def event_json(event: RouteEvent, replica_id: str | None = None) -> str:
-    """The JSON payload of an event, compact, in this order: the seed's fields
-    (``model_used``, ``latency_ms`` as an int, ``attempts`` with model, outcome, reason
-    (null when none), int ``latency_ms``, category and usage, ``metrics_snapshot``,
-    ``timestamp`` as a float), then ``status``, ``chain``, ``context``, ``usage`` (summed;
-    null when no attempt reported any), ``replica_id`` and (when known) ``event_id``. No
-    prompt or answer text. ``replica_id``, when given, is written instead of the event's.
-    Written by hand, for speed, with the ``json`` module's own
-    string escaping: the text is what ``json.dumps(..., separators=(",", ":"))`` writes."""
-    attempts = ",".join(_attempt_json(a) for a in event.attempts)
+    """``event_payload(event)`` as compact JSON text, exactly what ``json.dumps(...,
+    separators=(",", ":"))`` writes, in one pass over the event. ``replica_id``, when
+    given, is written instead of the event's (in both places the payload holds it)."""
+    replica = _str(event.replica_id if replica_id is None else replica_id)
+    usage = event_usage(event)
+    usage_text = _usage_text(usage)
+    proto_usage = "" if usage is None else f',"usage":{usage_text}'
     snapshot = ",".join(
-        f"{_str(model)}:{{{_counts_json(counts)}}}"
+        f"{_str(model)}:{{{_counts_text(counts)}}}"
         for model, counts in event.metrics_snapshot.items()
     )
+    chain, context, model_used = _str(event.chain), _str(event.context), _str(event.model_used)
+    proto = (
+        f'{{"time":"{rfc3339(event.timestamp)}","status":{_STATUS[event.status]},'
+        f'"chain":{chain},"context":{context},"model_used":{model_used},'
+        f'"latency_ms":{event.latency_ms!r},'
+        f'"attempts":[{",".join(_attempt_proto(a) for a in event.attempts)}],'
+        f'"event_id":{_str(event.event_id)},"replica_id":{replica}'
+        f"{proto_usage}}}"
+    )
     text = (
-        f'{{"model_used":{_str(event.model_used)},"latency_ms":{round(event.latency_ms)},'
-        f'"attempts":[{attempts}],"metrics_snapshot":{{{snapshot}}},'
-        f'"timestamp":{float(event.timestamp)!r},"status":"{event.status.value}",'
-        f'"chain":{_str(event.chain)},"context":{_str(event.context)},'
-        f'"usage":{_usage_json(event_usage(event))},'
-        f'"replica_id":{_str(event.replica_id if replica_id is None else replica_id)}'
+        f'{{"model_used":{model_used},"latency_ms":{round(event.latency_ms)},'
+        f'"attempts":[{",".join(_attempt_seed(a) for a in event.attempts)}],'
+        f'"metrics_snapshot":{{{snapshot}}},"timestamp":{event.timestamp!r},'
+        f'"status":"{event.status.value}","chain":{chain},"context":{context},'
+        f'"usage":{usage_text},"replica_id":{replica},"schema_version":{SCHEMA_VERSION},'
+        f'"event":{proto}'
     )
     if event.event_id:
         text += f',"event_id":{_str(event.event_id)}'
@@ -99,8 +178,12 @@ def event_json(event: RouteEvent, replica_id: str | None = None) -> str:
 
 
 def event_from_payload(payload: Mapping[str, Any], event_id: str = "") -> RouteEvent:
-    """The event back from its JSON payload (as read from Redis). Raises ValueError,
-    KeyError or TypeError on a payload this code did not write."""
+    """The event back from its JSON payload (as read from Redis): from ``event`` when the
+    payload has it (version 2, full precision), else from the version-1 fields. Raises
+    ValueError, KeyError or TypeError on a payload this code did not write."""
+    message = payload.get("event")
+    if isinstance(message, dict):
+        return event_from_proto_json(message, payload, event_id)
     return RouteEvent(
         timestamp=float(payload["timestamp"]),
         status=RouteStatus(payload.get("status", "ok")),

@@ -19,7 +19,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from llm_router_server.breaker.breaker import Transition
+from llm_router_server.breaker.rules import Transition
 from llm_router_server.metrics.bus import BusStats, EventFilter, Notice
 from llm_router_server.metrics.watch_schedule import WatchRing, WatchScheduler
 from llm_router_server.types import RouteEvent

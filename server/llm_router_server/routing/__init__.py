@@ -1,2 +1,3 @@
-"""The fallback chain: the loop over models, judging answers, request limits, hedging,
-concurrency limits and warm-up. Imports neither grpc nor litellm nor redis."""
+"""The fallback chain: the loop over models (``chain.py``, one call's state in ``call.py``),
+judging answers, request limits, hedging, concurrency limits and warm-up. Imports neither
+grpc nor litellm nor redis."""

@@ -2,10 +2,14 @@
 
 Plain asyncio over the dataclasses in ``types.py``. It imports neither grpc
 nor litellm nor redis: the provider and the metrics bus come in through their
-seams (``providers/base.py``, ``metrics.py``).
+seams (``providers/base.py``, ``metrics/``). Requests are checked against the
+limits first (``limits.py``); an answer longer than ``limits.max_answer_chars`` is
+rejected unread (so every reply fits a default client), the others are judged by
+``judging.py``; what a provider error means (its category) is carried by its class
+(``errors.py``).
 
 Resilience (each in its own module): a circuit breaker per model skips models
-that keep failing (``breaker.py``); a per-model concurrency limit skips a model
+that keep failing (``breaker/``); a per-model concurrency limit skips a model
 that is full (``limiter.py``); a chain with ``hedge_after_ms`` starts the next
 model early when the current one is slow (``hedging.py``). When every model of
 a chain was skipped as open, the least recently failed one is tried anyway
@@ -17,6 +21,9 @@ Budget: one outer deadline (the caller's) wraps the loop; each attempt gets
 ``min_attempt_seconds`` is left. A provider timeout is just another provider
 error. When the caller cancels, the in-flight provider call is cancelled with
 it, and the call's event is still published.
+
+An optional observer (``observer.py``; tracing is one) is told of each attempt as it
+starts and ends and of the call's end; without one the chain makes no observer call.
 """
 
 from __future__ import annotations
@@ -27,35 +34,30 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 from llm_router_server.breaker.breaker import CircuitBreaker
+from llm_router_server.config.model import Limits, ValidationPolicy
 from llm_router_server.errors import (
     AllModelsFailedError,
+    ChainFailedError,
     DeadlineExceededError,
-    ProviderAuthenticationError,
-    ProviderConnectionError,
-    ProviderContextWindowError,
     ProviderError,
-    ProviderRateLimitError,
-    ProviderRefusalError,
-    ProviderTimeoutError,
     RefusedError,
     UnknownChainError,
+    timeout_error,
 )
 from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.counters import ModelCounters
 from llm_router_server.providers.base import Provider
+from llm_router_server.routing.call import Answer, Call, ends_call, ms, rejected, skipped
 from llm_router_server.routing.hedging import staggered
-from llm_router_server.routing.judging import (
-    Limits,
-    RefusalDetector,
-    Schema,
-    check_messages,
-    check_schema_text,
-    judge,
-)
+from llm_router_server.routing.judging import RefusalDetector
 from llm_router_server.routing.limiter import ConcurrencyLimiter
+from llm_router_server.routing.limits import check_context, check_messages, check_schema_text
+from llm_router_server.routing.observer import CallObserver
+from llm_router_server.routing.validation.offload import CheckedSchema, Validation
+from llm_router_server.safe_text import echo
 from llm_router_server.types import (
     Attempt,
     Category,
@@ -72,23 +74,9 @@ from llm_router_server.types import (
 
 logger = logging.getLogger("llm_router")
 
-_PROVIDER_CATEGORIES: tuple[tuple[type[ProviderError], Category], ...] = (
-    (ProviderTimeoutError, Category.TIMEOUT),
-    (ProviderRefusalError, Category.SAFETY_REFUSAL),
-    (ProviderRateLimitError, Category.RATE_LIMITED),
-    (ProviderAuthenticationError, Category.AUTHENTICATION),
-    (ProviderContextWindowError, Category.CONTEXT_WINDOW),
-    (ProviderConnectionError, Category.PROVIDER_ERROR),
-    (ProviderError, Category.PROVIDER_ERROR),
-)
-
-
+_INVALID = frozenset({Category.INVALID_JSON, Category.SCHEMA_MISMATCH, Category.VALIDATION_TIMEOUT})
 _DEFAULT_LIMITS = Limits()
 _NO_DEADLINE = Deadline()
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
 
 
 class Router:
@@ -105,6 +93,8 @@ class Router:
         limits: Limits = _DEFAULT_LIMITS,
         min_attempt_seconds: float = 0.05,
         breaker: CircuitBreaker | None = None,
+        observer: CallObserver | None = None,
+        validation: Validation | None = None,
     ) -> None:
         if default_chain not in chains:
             raise ValueError(f"default chain {default_chain!r} is not among the chains")
@@ -118,18 +108,28 @@ class Router:
         self.counters = ModelCounters()
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self.limiter = ConcurrencyLimiter()
+        self.observer = observer
+        """Watches each attempt and call (tracing); None: nobody (``routing/observer.py``)."""
+        self.validation = validation if validation is not None else Validation(ValidationPolicy())
 
-    def check(self, request: RouteRequest) -> tuple[ChainSpec, Schema | None]:
-        """Validate a request before any model is called; raise InvalidRequestError."""
+    async def check(self, request: RouteRequest) -> tuple[ChainSpec, CheckedSchema | None]:
+        """Validate a request before any model is called; raise InvalidRequestError.
+
+        A new schema is checked in a validation worker (``validation/offload.py``)."""
         check_messages(request.messages, self.limits)
-        schema = check_schema_text(request.schema, self.limits)
+        check_context(request.context, self.limits)
+        has_schema = bool(request.schema.strip())
+        if has_schema:
+            check_schema_text(request.schema, self.limits)
         name = request.chain or self.default_chain
         chain = self.chains.get(name)
         if chain is None:
             raise UnknownChainError(
-                f"unknown chain {name!r}; configured chains: " + ", ".join(sorted(self.chains))
+                f"unknown chain {echo(name)}; configured chains: " + ", ".join(sorted(self.chains))
             )
-        return chain, schema
+        if not has_schema:
+            return chain, None
+        return chain, await self.validation.check_schema(request.schema)
 
     async def route(self, request: RouteRequest, deadline: Deadline = _NO_DEADLINE) -> RouteResult:
         """Return the first valid answer of the request's chain.
@@ -139,16 +139,16 @@ class Router:
         out first, RefusedError when a safety refusal ends the call (refusal_policy
         "stop").
         """
-        chain, schema = self.check(request)
+        chain, schema = await self.check(request)
         tag = f"[{request.context}] " if request.context else ""
-        call = _Call(request, chain, schema, deadline, tag)
+        call = Call(request, chain, schema, deadline, tag, self.observer)
         start = time.monotonic()
         status = RouteStatus.CANCELLED
         model_used = "none"
         try:
             delay = chain.hedge_after_ms / 1000 if chain.hedge_after_ms > 0 else math.inf
             steps = [functools.partial(self._step, call, spec) for spec in chain.models]
-            won = await staggered(steps, delay, _ends_call)
+            won = await staggered(steps, delay, ends_call)
             last_resort = self.breaker.policy.when_all_open == "try_one"
             if won is None and last_resort and self._all_open(call) and deadline.remaining() > 0:
                 last = await self.breaker.least_recently_failed(chain.models)
@@ -160,9 +160,9 @@ class Router:
                         last.model,
                     )
                     answer = await self._step(call, last, forced=True)
-                    won = answer if _ends_call(answer) else None
+                    won = answer if ends_call(answer) else None
             attempts = call.recorded()
-            latency_ms = _ms(time.monotonic() - start)
+            latency_ms = ms(time.monotonic() - start)
             if won is not None and won.attempt.outcome is Outcome.SUCCESS:
                 model_used = won.attempt.model
                 status = RouteStatus.OK
@@ -174,71 +174,48 @@ class Router:
                     latency_ms=latency_ms,
                     chain=chain.name,
                 )
-            summary = "; ".join(f"{a.model}: {a.outcome.value}: {a.reason}" for a in attempts)
-            if won is not None:  # a safety refusal under refusal_policy = "stop"
-                status = RouteStatus.REFUSED
-                raise RefusedError(
-                    f"{won.attempt.model} refused for safety and chain {chain.name!r} has "
-                    f"refusal_policy 'stop': {won.attempt.reason}",
-                    chain=chain.name,
-                    attempts=attempts,
-                    latency_ms=latency_ms,
-                )
-            if deadline.expired or any(a.category is Category.SKIPPED for a in attempts):
-                status = RouteStatus.DEADLINE_EXCEEDED
-                raise DeadlineExceededError(
-                    f"deadline exceeded after {len(attempts)} attempt(s): {summary}",
-                    chain=chain.name,
-                    attempts=attempts,
-                    latency_ms=latency_ms,
-                )
-            status = RouteStatus.ALL_FAILED
-            raise AllModelsFailedError(
-                f"all {len(chain.models)} models of chain {chain.name!r} failed: {summary}",
-                chain=chain.name,
-                attempts=attempts,
-                latency_ms=latency_ms,
-            )
+            status, error = _failure(chain, won, attempts, deadline, latency_ms)
+            raise error
         finally:
             self._finish(request, chain.name, status, model_used, list(call.recorded()), start)
 
-    async def _step(self, call: _Call, spec: ModelSpec, *, forced: bool = False) -> _Answer:
+    async def _step(self, call: Call, spec: ModelSpec, *, forced: bool = False) -> Answer:
         """One model's turn: admission (deadline, breaker, concurrency), the call, the verdict.
 
         The attempt is recorded in ``call`` in start order, also when the step is
         cancelled (by the caller, or because a hedged model answered first).
         """
-        slot = call.reserve()
+        slot = call.reserve(spec)
         left = call.deadline.remaining()
         if left < self.min_attempt_seconds:
             why = f"deadline: {max(left, 0) * 1000:.0f} ms left, not started"
-            return call.put(slot, _skipped(spec, why))
+            return call.put(slot, skipped(spec, why))
         if not forced:
             admission = await self.breaker.admit(spec, lease=min(spec.timeout, left) + 1)
             if not admission.allowed:
-                return call.put(slot, _skipped(spec, admission.reason, Category.CIRCUIT_OPEN))
+                return call.put(slot, skipped(spec, admission.reason, Category.CIRCUIT_OPEN))
         if not self.limiter.try_acquire(spec):
             why = f"saturated: {spec.max_concurrency} call(s) already in flight"
-            return call.put(slot, _skipped(spec, why, Category.SATURATED))
+            return call.put(slot, skipped(spec, why, Category.SATURATED))
         logger.debug("%sattempt: %s (timeout %.3gs)", call.tag, spec.model, min(spec.timeout, left))
         started = time.monotonic()
         try:
             attempt, value, raw_text, error = await self._attempt(
-                spec, call.request, call.schema, left
+                spec, call.request, call.schema, left, call.headers(slot), call.deadline
             )
         except asyncio.CancelledError:
             why = call.cancel_reason if call.winner is None else "another model answered first"
-            call.put(slot, _rejected(spec, Category.CANCELLED, why, started))
+            call.put(slot, rejected(spec, Category.CANCELLED, why, started))
             raise
         finally:
             self.limiter.release(spec)
         answer = call.put(slot, attempt, value, raw_text)
+        attempt = answer.attempt  # its reason bounded and redacted
         if attempt.category is Category.SAFETY_REFUSAL:
             answer.stop = call.chain.refusal_policy == "stop"
-        if _ends_call(answer) and call.winner is None:
+        if ends_call(answer) and call.winner is None:
             call.winner = answer
-        healthy = error is None or attempt.category is Category.SAFETY_REFUSAL
-        await self.breaker.record(spec, error, healthy=healthy)
+        await self.breaker.record(spec, error, healthy=error is None)
         if attempt.outcome is Outcome.SUCCESS:
             logger.info("%s%s -> success [%.0f ms]", call.tag, spec.model, attempt.latency_ms)
         else:
@@ -253,36 +230,50 @@ class Router:
         return answer
 
     @staticmethod
-    def _all_open(call: _Call) -> bool:
+    def _all_open(call: Call) -> bool:
         attempts = call.recorded()
         return bool(attempts) and all(a.category is Category.CIRCUIT_OPEN for a in attempts)
 
     async def _attempt(
-        self, spec: ModelSpec, request: RouteRequest, schema: Schema | None, left: float
+        self,
+        spec: ModelSpec,
+        request: RouteRequest,
+        schema: CheckedSchema | None,
+        left: float,
+        headers: Mapping[str, str],
+        deadline: Deadline,
     ) -> tuple[Attempt, object, str, ProviderError | None]:
         """Call one model and judge its answer: (attempt, parsed value, raw text, error)."""
         timeout = min(spec.timeout, left)
         call = CompletionRequest(
             messages=request.messages,
-            schema=schema.document if schema is not None and spec.structured_output else None,
+            schema=schema.provider_schema
+            if schema is not None and spec.structured_output
+            else None,
             timeout=timeout,
+            headers=headers,
         )
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
                 completion = await self.provider.complete(spec, call)
         except TimeoutError:
-            why = "caller's deadline" if timeout < spec.timeout else "timeout"
-            reason = f"no answer within {timeout:.3g}s ({why})"
-            error = ProviderTimeoutError(reason)
-            return _rejected(spec, Category.TIMEOUT, reason, started), None, "", error
+            error = timeout_error(timeout, spec.timeout)
+            return rejected(spec, error.category, str(error), started), None, "", error
         except ProviderError as exc:
-            category = next(c for t, c in _PROVIDER_CATEGORIES if isinstance(exc, t))
-            return _rejected(spec, category, str(exc), started), None, "", exc
-        verdict = judge(completion.text, schema, self.refusals)
+            return rejected(spec, exc.category, str(exc), started), None, "", exc
+        if len(completion.text) > self.limits.max_answer_chars:
+            reason = (
+                f"answer too large: {len(completion.text)} characters; the limit is "
+                f"{self.limits.max_answer_chars} (limits.max_answer_chars)"
+            )
+            attempt = rejected(spec, Category.PROVIDER_ERROR, reason, started)
+            return replace(attempt, usage=completion.usage), None, "", None
+        wait = None if math.isinf(deadline.expires_at) else max(deadline.remaining(), 0.0)
+        verdict = await self.validation.judge(completion.text, schema, self.refusals, wait=wait)
         if verdict.accepted:
             outcome = Outcome.SUCCESS
-        elif verdict.category in (Category.INVALID_JSON, Category.SCHEMA_MISMATCH):
+        elif verdict.category in _INVALID:
             outcome = Outcome.INVALID
         else:
             outcome = Outcome.REJECTED
@@ -291,8 +282,9 @@ class Router:
             outcome=outcome,
             category=verdict.category,
             reason=verdict.reason,
-            latency_ms=_ms(time.monotonic() - started),
+            latency_ms=ms(time.monotonic() - started),
             usage=completion.usage,
+            response_model=completion.model,
         )
         return attempt, verdict.value, completion.text, None
 
@@ -307,75 +299,41 @@ class Router:
     ) -> None:
         """Count the call and publish its event; runs on every exit, cancellation included."""
         self.counters.record_call(tuple(attempts))
-        self.bus.publish(
-            RouteEvent(
-                timestamp=time.time(),
-                status=status,
-                chain=chain,
-                context=request.context,
-                model_used=model_used,
-                latency_ms=_ms(time.monotonic() - start),
-                attempts=tuple(attempts),
-                metrics_snapshot=self.counters.snapshot(),
-            )
+        event = RouteEvent(
+            timestamp=time.time(),
+            status=status,
+            chain=chain,
+            context=request.context,
+            model_used=model_used,
+            latency_ms=ms(time.monotonic() - start),
+            attempts=tuple(attempts),
+            metrics_snapshot=self.counters.snapshot(),
         )
+        if self.observer is not None:
+            self.observer.finished(event)
+        self.bus.publish(event)
 
 
-def _rejected(spec: ModelSpec, category: Category, reason: str, started: float) -> Attempt:
-    return Attempt(
-        model=spec.model,
-        outcome=Outcome.REJECTED,
-        category=category,
-        reason=reason,
-        latency_ms=_ms(time.monotonic() - started),
-    )
-
-
-def _skipped(spec: ModelSpec, reason: str, category: Category = Category.SKIPPED) -> Attempt:
-    return Attempt(
-        model=spec.model,
-        outcome=Outcome.SKIPPED,
-        category=category,
-        reason=reason,
-        latency_ms=0.0,
-    )
-
-
-@dataclass
-class _Answer:
-    """What one step ended with."""
-
-    attempt: Attempt
-    value: object = None
-    raw_text: str = ""
-    stop: bool = False
-    """A safety refusal that ends the call (refusal_policy = "stop")."""
-
-
-def _ends_call(answer: _Answer) -> bool:
-    return answer.attempt.outcome is Outcome.SUCCESS or answer.stop
-
-
-@dataclass
-class _Call:
-    """One Route call's shared state: its request and its attempts, in start order."""
-
-    request: RouteRequest
-    chain: ChainSpec
-    schema: Schema | None
-    deadline: Deadline
-    tag: str
-    slots: list[Attempt | None] = field(default_factory=list)
-    winner: _Answer | None = None
-    cancel_reason: str = "cancelled by the caller"
-
-    def reserve(self) -> int:
-        self.slots.append(None)
-        return len(self.slots) - 1
-
-    def put(self, slot: int, attempt: Attempt, value: object = None, raw_text: str = "") -> _Answer:
-        self.slots[slot] = attempt
-        return _Answer(attempt, value, raw_text)
-
-    def recorded(self) -> tuple[Attempt, ...]:
-        return tuple(a for a in self.slots if a is not None)
+def _failure(
+    chain: ChainSpec,
+    won: Answer | None,
+    attempts: tuple[Attempt, ...],
+    deadline: Deadline,
+    latency_ms: float,
+) -> tuple[RouteStatus, ChainFailedError]:
+    """How a call without an answer ended: its status and the error that carries its attempts."""
+    summary = "; ".join(f"{a.model}: {a.outcome.value}: {a.reason}" for a in attempts)
+    kind: type[ChainFailedError]
+    if won is not None:  # a safety refusal under refusal_policy = "stop"
+        status, kind = RouteStatus.REFUSED, RefusedError
+        message = (
+            f"{won.attempt.model} refused for safety and chain {chain.name!r} has "
+            f"refusal_policy 'stop': {won.attempt.reason}"
+        )
+    elif deadline.expired or any(a.category is Category.SKIPPED for a in attempts):
+        status, kind = RouteStatus.DEADLINE_EXCEEDED, DeadlineExceededError
+        message = f"deadline exceeded after {len(attempts)} attempt(s): {summary}"
+    else:
+        status, kind = RouteStatus.ALL_FAILED, AllModelsFailedError
+        message = f"all {len(chain.models)} models of chain {chain.name!r} failed: {summary}"
+    return status, kind(message, chain=chain.name, attempts=attempts, latency_ms=latency_ms)

@@ -1,4 +1,4 @@
-"""Judging a model's answer, and checking a request before any model is called.
+"""Judging a model's answer.
 
 A free-text answer is rejected when it contains a refusal pattern. With a
 schema, an answer is accepted when it is JSON (a fenced ```json block counts)
@@ -9,21 +9,13 @@ pattern, else invalid JSON or a schema mismatch.
 
 from __future__ import annotations
 
-import functools
-import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import jsonschema
-import jsonschema.exceptions
-import jsonschema.validators
-import referencing
-import referencing.exceptions
-
-from llm_router_server.errors import InvalidRequestError
-from llm_router_server.types import ROLES, Category, Message
+from llm_router_server.routing.validation.answers import parse_json_answer, text_problem
+from llm_router_server.types import Category
 
 # The seed's list: any case-insensitive substring match is a refusal.
 DEFAULT_REFUSAL_PATTERNS: tuple[str, ...] = (
@@ -39,8 +31,6 @@ DEFAULT_REFUSAL_PATTERNS: tuple[str, ...] = (
     "beyond my capabilities",
 )
 
-_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -53,25 +43,6 @@ class Verdict:
     @property
     def accepted(self) -> bool:
         return self.category is Category.NONE
-
-
-@dataclass(frozen=True)
-class Schema:
-    """A caller's JSON Schema, checked and compiled once per distinct text."""
-
-    document: Mapping[str, Any]
-    validator: Any  # a jsonschema Validator instance (jsonschema ships no precise type)
-
-    def first_error(self, value: Any) -> str | None:
-        try:
-            error = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
-        except Exception as exc:  # jsonschema wraps referencing errors in a private class
-            # $refs are checked up front (_check_refs); this is a safety net.
-            return f"at $: the schema could not be applied: {type(exc).__name__}"
-        if error is None:
-            return None
-        where = error.json_path if error.path else "$"
-        return f"at {where}: {error.message}"
 
 
 class RefusalDetector:
@@ -89,86 +60,43 @@ class RefusalDetector:
         return match.group(0) if match else None
 
 
-@functools.lru_cache(maxsize=256)
-def compile_schema(text: str) -> Schema:
-    """Parse and check a JSON Schema text; cached by text, so repeat callers pay once."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"schema is not valid JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise InvalidRequestError(f"schema must be a JSON object, got {type(document).__name__}")
-    cls = jsonschema.validators.validator_for(document, default=jsonschema.Draft202012Validator)
-    try:
-        cls.check_schema(document)
-    except jsonschema.exceptions.SchemaError as exc:
-        where = exc.json_path if exc.path else "$"
-        raise InvalidRequestError(
-            f"schema is not a valid JSON Schema at {where}: {exc.message}"
-        ) from exc
-    # No $ref is ever fetched (jsonschema would retrieve remote URLs by default).
-    registry: referencing.Registry[Any] = referencing.Registry(retrieve=_no_retrieval)  # type: ignore[call-arg]  # attrs init
-    validator = cls(document, registry=registry)
-    _check_refs(document, validator)
-    return Schema(document=document, validator=validator)
+class Schema(Protocol):
+    """A compiled schema, as ``judge`` applies it (``validation/schemas.py``)."""
+
+    def first_error(self, value: Any) -> str | None: ...
 
 
-def _no_retrieval(uri: str) -> referencing.Resource[Any]:
-    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]  # attrs class
+MAX_REASON_CHARS = 500
+"""Longest reason kept from a judgement (jsonschema quotes the offending value)."""
 
 
-def _check_refs(document: Any, validator: Any) -> None:
-    """Every ``$ref`` must be local ("#...") and resolve, checked before any model is called."""
-    stack: list[Any] = [document]
-    refs: list[str] = []
-    while stack and len(refs) < 1000:
-        node = stack.pop()
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str):
-                refs.append(ref)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    for ref in refs:
-        if not ref.startswith("#"):
-            raise InvalidRequestError(
-                f"schema $ref {ref[:80]!r} is not local: only '#...' references are allowed"
-            )
-        try:
-            validator._resolver.lookup(ref)  # the resolver jsonschema itself validates with
-        except referencing.exceptions.Unresolvable as exc:
-            raise InvalidRequestError(f"schema $ref {ref[:80]!r} does not resolve") from exc
-
-
-def parse_json_answer(text: str) -> tuple[bool, Any, str]:
-    """Parse an answer as JSON, falling back to the first fenced block that parses.
-
-    Returns ``(ok, value, error)``.
-    """
-    try:
-        return True, json.loads(text), ""
-    except json.JSONDecodeError as exc:
-        error = f"answer is not JSON: {exc}"
-    for match in _FENCE.finditer(text):
-        try:
-            return True, json.loads(match.group(1)), ""
-        except json.JSONDecodeError:
-            continue
-    return False, None, error
+def _short(reason: str) -> str:
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return reason[: MAX_REASON_CHARS - 3] + "..."
 
 
 def judge(text: str, schema: Schema | None, refusals: RefusalDetector) -> Verdict:
-    """Accept or reject one answer text."""
+    """Accept or reject one answer text.
+
+    An accepted answer can always be delivered: its text and content have no lone
+    surrogate, its numbers are finite doubles, its nesting is bounded (``answers.py``).
+    Pure and synchronous: ``validation/offload.py`` decides where it runs.
+    """
+    problem = text_problem(text)
     if schema is None:
         if not text.strip():
             return Verdict(Category.PROVIDER_ERROR, "empty answer")
         pattern = refusals.find(text)
         if pattern is not None:
             return Verdict(Category.REFUSAL, f"refusal pattern matched: {pattern!r}")
+        if problem is not None:
+            return Verdict(Category.PROVIDER_ERROR, f"answer text {problem}")
         return Verdict(Category.NONE, value=text)
 
     ok, value, parse_error = parse_json_answer(text)
+    if ok and problem is not None:
+        ok, parse_error = False, f"answer text {problem}"
     schema_error = schema.first_error(value) if ok else None
     if ok and schema_error is None:
         return Verdict(Category.NONE, value=value)
@@ -177,79 +105,4 @@ def judge(text: str, schema: Schema | None, refusals: RefusalDetector) -> Verdic
         return Verdict(Category.REFUSAL, f"refusal pattern matched: {pattern!r}")
     if not ok:
         return Verdict(Category.INVALID_JSON, parse_error if text.strip() else "empty answer")
-    return Verdict(Category.SCHEMA_MISMATCH, f"schema mismatch {schema_error}")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on a Route request, checked before any model is called."""
-
-    max_messages: int = 200
-    """Most messages one request may carry."""
-    max_message_chars: int = 200_000
-    """Longest content of one message, in characters."""
-    max_schema_chars: int = 100_000
-    """Longest schema text, in characters."""
-    max_schema_depth: int = 32
-    """Deepest nesting of objects and arrays in the schema."""
-
-
-def check_messages(messages: Sequence[Message], limits: Limits) -> None:
-    """Raise InvalidRequestError naming the first problem with the messages."""
-    if not messages:
-        raise InvalidRequestError("messages is empty: at least one message is required")
-    if len(messages) > limits.max_messages:
-        raise InvalidRequestError(f"too many messages: {len(messages)} > {limits.max_messages}")
-    for i, message in enumerate(messages):
-        if message.role not in ROLES:
-            raise InvalidRequestError(
-                f"messages[{i}].role is {message.role!r}; expected one of: "
-                + ", ".join(sorted(ROLES))
-            )
-        if not message.content.strip():
-            raise InvalidRequestError(f"messages[{i}].content is empty")
-        if len(message.content) > limits.max_message_chars:
-            raise InvalidRequestError(
-                f"messages[{i}].content has {len(message.content)} characters; "
-                f"the limit is {limits.max_message_chars}"
-            )
-
-
-def check_schema_text(text: str, limits: Limits) -> Schema | None:
-    """Compile the request's schema text, or return None for free text."""
-    if not text.strip():
-        return None
-    if len(text) > limits.max_schema_chars:
-        raise InvalidRequestError(
-            f"schema has {len(text)} characters; the limit is {limits.max_schema_chars}"
-        )
-    depth = nesting_depth(text)
-    if depth > limits.max_schema_depth:
-        raise InvalidRequestError(
-            f"schema nests {depth} levels deep; the limit is {limits.max_schema_depth}"
-        )
-    return compile_schema(text)
-
-
-@functools.lru_cache(maxsize=256)
-def nesting_depth(text: str) -> int:
-    """Deepest ``{``/``[`` nesting of a JSON text, outside strings; counted before parsing,
-    so a hostile schema cannot exhaust the parser's recursion."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
+    return Verdict(Category.SCHEMA_MISMATCH, _short(f"schema mismatch {schema_error}"))
