@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import pytest
 
 from llm_router.v1 import router_pb2
-from llm_router_server.breaker.breaker import State, Transition
+from llm_router_server.breaker.rules import State, Transition
 from llm_router_server.metrics.memory import InMemoryMetricsBus
 from llm_router_server.metrics.watch_schedule import BURST, MESSAGES_PER_EVENT, MESSAGES_PER_SECOND
 from llm_router_server.metrics.watchers import Subscription, event_filter
 from llm_router_server.service.servicer import RouterServicer, router_handlers
 from llm_router_server.types import Attempt, Category, Outcome, RouteEvent, RouteStatus
-from tests.fakes.upstream import Answer, FakeUpstream
-from tests.server_fixtures import Serve, ollama
-from tests.waiting import eventually
+from tests.support.fixtures import Upstream
+from tests.support.server import Serve, ollama
+from tests.support.upstream import Answer
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -122,7 +122,7 @@ def test_every_method_of_the_service_is_registered() -> None:
 
 
 async def test_every_stream_gets_the_same_bytes_for_an_event(
-    serve: Serve, upstream: Callable[[], FakeUpstream]
+    serve: Serve, upstream: Upstream
 ) -> None:
     """The event's message is serialized once: three watchers read identical bytes, which
     are the event (and, for one that missed events, the same bytes plus the count)."""

@@ -1,7 +1,8 @@
 """The Redis publisher against a real redis-server: one round trip per batch, each batch
-applied once even when Redis freezes with a batch in flight, the script reloaded when Redis
-comes back empty, the payload's JSON as the json module writes it, and replicas that listen
-to each other only while watched."""
+applied once even when Redis freezes with a batch in flight (Route calls over gRPC to a
+real server, Redis stopped with SIGSTOP), the script reloaded when Redis comes back empty,
+the payload's JSON exactly what ``json.dumps`` writes of the version-2 payload, and
+replicas that listen to each other only while watched."""
 
 from __future__ import annotations
 
@@ -9,18 +10,22 @@ import asyncio
 import json
 import signal
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from llm_router_server.config.model import MetricsConfig
 from llm_router_server.metrics.redis_bus import RedisMetricsBus
 from llm_router_server.metrics.redis_codec import (
     BATCH_CHANNEL,
     COUNTS_KEY,
+    SCHEMA_VERSION,
     STREAM_KEY,
     event_from_payload,
     event_json,
+    event_payload,
 )
 from llm_router_server.types import (
     Attempt,
@@ -30,8 +35,11 @@ from llm_router_server.types import (
     RouteStatus,
     Usage,
 )
-from tests.redis_fixtures import RedisServer
-from tests.waiting import eventually
+from tests.support.fixtures import Upstream
+from tests.support.redis_server import RedisServer
+from tests.support.server import Serve, ollama
+from tests.support.upstream import Answer
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -76,36 +84,37 @@ async def counted(url: str) -> tuple[int, int]:
 
 
 async def test_a_batch_in_flight_when_redis_freezes_is_counted_once(
-    redis_server: RedisServer,
+    serve: Serve, upstream: Upstream, redis_server: RedisServer
 ) -> None:
-    """Redis is stopped (SIGSTOP) while events keep coming: the batch in flight times out
-    and is sent again (Redis runs every copy when it resumes), yet each event is in the
-    stream once and counted once."""
-    bus = RedisMetricsBus(redis_server.url, replica_id="A", timeout=0.3)
-    await bus.start()
+    """Redis is stopped (SIGSTOP) while Route calls keep coming over gRPC: the calls are
+    answered all along, the batch in flight times out and is sent again (Redis runs every
+    copy when it resumes), yet each call's event is in the stream once and counted once."""
+    local = upstream()
+    local.default = Answer("fine")
+    metrics = MetricsConfig(redis_url=redis_server.url, replica_id="A", redis_timeout=0.3)
+    server = await serve([ollama(local)], metrics=metrics)
+    bus = server.app.bus
+    assert isinstance(bus, RedisMetricsBus)
     process = redis_server.process
     assert process is not None
     published = 0
+    for _ in range(20):
+        await server.route()
+        published += 1
+    await eventually(lambda: bus.stats().buffered == 0 and bus.stats().connected, within=10)
+    process.send_signal(signal.SIGSTOP)
     try:
-        for _ in range(20):
-            bus.publish(event())
+        for _ in range(100):  # about 2 s frozen, calls answered all along
+            reply = await server.route()
+            assert reply.model_used == MODEL
             published += 1
             await asyncio.sleep(0.01)
-        await eventually(lambda: bus.stats().buffered == 0)
-        process.send_signal(signal.SIGSTOP)
-        try:
-            for _ in range(100):  # 2 s frozen, events arriving all along
-                bus.publish(event())
-                published += 1
-                await asyncio.sleep(0.02)
-        finally:
-            process.send_signal(signal.SIGCONT)
-        await eventually(lambda: bus.stats().buffered == 0 and bus.stats().connected, within=20)
-        assert await counted(redis_server.url) == (published, published)
-        assert bus.publisher.duplicates >= 1  # a batch was applied before it was sent again
-        assert bus.stats().dropped == 0
     finally:
-        await bus.aclose()
+        process.send_signal(signal.SIGCONT)
+    await eventually(lambda: bus.stats().buffered == 0 and bus.stats().connected, within=20)
+    assert await counted(redis_server.url) == (published, published)
+    assert bus.publisher.duplicates >= 1  # a batch was applied before it was sent again
+    assert bus.stats().dropped == 0
 
 
 async def test_events_go_out_in_few_round_trips_and_reach_the_batch_channel(
@@ -170,14 +179,21 @@ async def test_redis_restarted_empty_gets_the_script_again(redis_server: RedisSe
 def test_the_payload_is_what_json_dumps_writes_and_reads_back(
     attempts: tuple[Attempt, ...],
 ) -> None:
-    """The hand-written JSON is exactly what ``json.dumps`` writes for the same fields, and
-    reads back to the same event, whatever the strings hold."""
-    original = event('ctx "with" \\ and \u2603', *attempts)
+    """The hand-written JSON is exactly what ``json.dumps`` writes of the version-2 payload
+    (``event_payload``), the replica's id stamped in both places, and reads back to the
+    same event, whatever the strings hold."""
+    original = event('ctx "with" \\ and \u2603 \ud800', *attempts)
     text = event_json(original)
-    assert text == json.dumps(json.loads(text), separators=(",", ":"))
-    back = event_from_payload(json.loads(text))
-    assert back == original
+    assert text == json.dumps(event_payload(original), separators=(",", ":"))
+    payload = json.loads(text)
+    assert payload["schema_version"] == SCHEMA_VERSION
+    assert event_from_payload(payload) == original
     assert "\n" not in text
+    stamped = event_json(original, "replica-b")
+    assert stamped == json.dumps(
+        event_payload(replace(original, replica_id="replica-b")), separators=(",", ":")
+    )
+    assert json.loads(stamped)["event"]["replica_id"] == "replica-b"
 
 
 async def listeners(url: str) -> int:
