@@ -11,6 +11,7 @@ generated classes and compares it with the servicer's encoding, so the two canno
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,13 +31,18 @@ def _usage_from(raw: Any) -> Usage | None:
     return Usage(*(int(raw.get(k, 0)) for k in TOKEN_KINDS))
 
 
+@functools.lru_cache(maxsize=4)
+def _utc_second(whole: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+
+
 def rfc3339(timestamp: float) -> str:
     """Unix seconds as proto3 JSON writes a ``google.protobuf.Timestamp`` (UTC, micros)."""
     whole = int(timestamp)
     micros = round((timestamp - whole) * 1e6)
     if micros == 1_000_000:
         whole, micros = whole + 1, 0
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{micros:06d}Z"
+    return f"{_utc_second(whole)}.{micros:06d}Z"
 
 
 def _attempt(a: Attempt) -> dict[str, Any]:
