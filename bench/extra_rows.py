@@ -75,7 +75,7 @@ def local_model_lines(result: dict[str, Any]) -> list[str]:
         f"{s['decode_tokens_per_s']:.1f} tok/s",
         f"embedded model: {s['native_valid']}/{s['tasks']} tasks valid with native "
         f"structured output, {s['prompted_valid']}/{s['tasks']} prompt-only; Route over "
-        f"direct p50 {s["route_minus_direct_p50_ms"]:+.1f} ms "
+        f"direct p50 {s['route_minus_direct_p50_ms']:+.1f} ms "
         f"({s['route_over_direct_p50_ratio']:.2f}x)",
     ]
 
