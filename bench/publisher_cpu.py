@@ -25,7 +25,7 @@ from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.memory import InMemoryMetricsBus
 from llm_router_server.metrics.redis_bus import RedisMetricsBus
 from llm_router_server.types import Attempt, Category, Outcome, RouteEvent, RouteStatus, Usage
-from tests.redis_fixtures import RedisServer
+from tests.support.redis_server import RedisServer
 
 MODEL = "ollama_chat/qwen2.5:7b"
 
