@@ -62,6 +62,10 @@ class Attempt:
     reason: str
     latency_ms: float
     usage: Usage | None
+    repair: int = 0
+    """0 for the model's first answer; n for its n-th repair (asked again with its answer)."""
+    cost_usd: float | None = None
+    """USD; None when unknown (the model has no price, or no usage was reported)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,11 @@ class RouteResult:
     attempts: tuple[Attempt, ...]
     latency_ms: float
     chain: str
+    cost_usd: float | None = None
+    """The attempts' costs summed, in USD; None when any is unknown."""
+    cost_avoided_usd: float | None = None
+    """What the chain's first priced model would have charged for the answer, when a model
+    without a price answered (0 when a priced one did); None when unknown."""
 
 
 class RouterError(Exception):
@@ -98,6 +107,7 @@ class ChainFailedError(RouterError):
         self.attempts = tuple(_attempt(a) for a in failure.attempts) if failure else ()
         self.chain = failure.chain if failure else ""
         self.latency_ms = failure.latency_ms if failure else 0.0
+        self.cost_usd = failure.cost_usd if failure and failure.HasField("cost_usd") else None
 
 
 class AllModelsFailedError(ChainFailedError):
@@ -121,6 +131,8 @@ def _attempt(a: router_pb2.Attempt) -> Attempt:
         reason=a.reason,
         latency_ms=a.latency_ms,
         usage=usage,
+        repair=a.repair,
+        cost_usd=a.cost_usd if a.HasField("cost_usd") else None,
     )
 
 
@@ -134,6 +146,10 @@ def _result(response: router_pb2.RouteResponse) -> RouteResult:
         attempts=tuple(_attempt(a) for a in response.attempts),
         latency_ms=response.latency_ms,
         chain=response.chain,
+        cost_usd=response.cost_usd if response.HasField("cost_usd") else None,
+        cost_avoided_usd=(
+            response.cost_avoided_usd if response.HasField("cost_avoided_usd") else None
+        ),
     )
 
 

@@ -27,8 +27,9 @@ from llm_router_server.config import Config
 from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.memory import InMemoryMetricsBus
 from llm_router_server.metrics.prometheus import PrometheusExporter
+from llm_router_server.pricing.book import PriceBook
 from llm_router_server.providers.base import Provider
-from llm_router_server.providers.protocols import missing_api_key
+from llm_router_server.providers.protocols import missing_api_key, unenforced_keywords
 from llm_router_server.routing.chain import Router
 from llm_router_server.routing.warmup import warm_up
 from llm_router_server.service.security import BearerTokenInterceptor, server_credentials
@@ -105,6 +106,8 @@ class App:
             limits=config.limits,
             min_attempt_seconds=config.server.min_attempt_ms / 1000,
             breaker=CircuitBreaker(default_breaker_store(config), config.breaker),
+            prices=PriceBook(),
+            unenforced=unenforced_keywords,
         )
         # Circuit changes go to this replica's watchers and to Prometheus as they happen.
         self.router.breaker.listeners.append(self.bus.notice)
@@ -148,6 +151,7 @@ class App:
             self.port = self.server.add_insecure_port(self.config.server.listen)
         if self.port == 0:
             raise OSError(f"could not listen on {self.config.server.listen}")
+        self.router.prices.start()  # litellm's price table, read in a worker thread
         await self.provider.start()
         await self.bus.start()
         if self.prometheus is not None:

@@ -10,6 +10,7 @@ than running on a silent default.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ from typing import Any
 
 from llm_router_server.config.model import (
     DEFAULT_CHAIN,
+    DEFAULT_REPAIR_ATTEMPTS,
+    MAX_REPAIR_ATTEMPTS,
     AuthConfig,
     BreakerPolicy,
     Config,
@@ -45,9 +48,22 @@ def default_chains(env: Mapping[str, str]) -> dict[str, ChainSpec]:
         DEFAULT_CHAIN: ChainSpec(
             name=DEFAULT_CHAIN,
             models=(
-                ModelSpec("ollama_chat/qwen2.5:7b", timeout=8.0, api_base=ollama),
-                ModelSpec("claude-haiku-4-5-20251001", timeout=30.0),
-                ModelSpec("claude-sonnet-4-6", timeout=30.0),
+                # The local model is free: its price is said here, never assumed.
+                ModelSpec(
+                    "ollama_chat/qwen2.5:7b",
+                    timeout=8.0,
+                    api_base=ollama,
+                    repair_attempts=DEFAULT_REPAIR_ATTEMPTS,
+                    price_per_mtok=(0.0, 0.0),
+                ),
+                ModelSpec(
+                    "claude-haiku-4-5-20251001",
+                    timeout=30.0,
+                    repair_attempts=DEFAULT_REPAIR_ATTEMPTS,
+                ),
+                ModelSpec(
+                    "claude-sonnet-4-6", timeout=30.0, repair_attempts=DEFAULT_REPAIR_ATTEMPTS
+                ),
             ),
         )
     }
@@ -67,12 +83,37 @@ def _model(raw: Any, path: str) -> ModelSpec:
         provider=t.choice("provider", ProviderChoice, ModelSpec.provider),
         max_concurrency=t.take("max_concurrency", int, 0),
         warm_up=t.take("warm_up", bool, False),
+        repair_attempts=t.take("repair_attempts", int, DEFAULT_REPAIR_ATTEMPTS),
+        constraint_notes=t.take("constraint_notes", bool, True),
+        price_per_mtok=_price(t.table("price_per_mtok")),
     )
     if spec.max_concurrency < 0:
         raise ConfigError(f"{t.key('max_concurrency')}: must be >= 0, got {spec.max_concurrency}")
+    if not 0 <= spec.repair_attempts <= MAX_REPAIR_ATTEMPTS:
+        raise ConfigError(
+            f"{t.key('repair_attempts')}: must be 0..{MAX_REPAIR_ATTEMPTS}, "
+            f"got {spec.repair_attempts}"
+        )
     t.done()
     _check_provider(spec, t.key("provider"))
     return spec
+
+
+def _price(t: Table) -> tuple[float, float] | None:
+    """``price_per_mtok = { input = 1.0, output = 5.0 }``: USD per million tokens, both
+    required; an empty table (the default) leaves the price to litellm's table."""
+    if not t.data:
+        return None
+    rates = []
+    for side in ("input", "output"):
+        if side not in t.data:
+            raise ConfigError(f"{t.key(side)}: required (USD per million {side} tokens)")
+        rate = t.take(side, float, 0.0)
+        if not (math.isfinite(rate) and rate >= 0):
+            raise ConfigError(f"{t.key(side)}: must be a number >= 0, got {rate!r}")
+        rates.append(rate)
+    t.done()
+    return rates[0], rates[1]
 
 
 def _check_provider(spec: ModelSpec, key: str) -> None:

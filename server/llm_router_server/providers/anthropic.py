@@ -50,6 +50,7 @@ class Anthropic:
     default_base = "https://api.anthropic.com"
     key_variable: str | None = "ANTHROPIC_API_KEY"
     serves_schema = False
+    unenforced: frozenset[str] = frozenset()  # not known to drop any
 
     def url(self, base: str) -> str:
         return base if base.endswith("/v1/messages") else base + "/v1/messages"

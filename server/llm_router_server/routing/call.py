@@ -24,25 +24,29 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-def rejected(spec: ModelSpec, category: Category, reason: str, started: float) -> Attempt:
-    """A model's attempt that ended without an accepted answer."""
+def rejected(
+    spec: ModelSpec, category: Category, reason: str, started: float, repair: int = 0
+) -> Attempt:
+    """A model's attempt that ended without an accepted answer (cost not filled in)."""
     return Attempt(
         model=spec.model,
         outcome=Outcome.REJECTED,
         category=category,
         reason=reason,
         latency_ms=ms(time.monotonic() - started),
+        repair=repair,
     )
 
 
 def skipped(spec: ModelSpec, reason: str, category: Category = Category.SKIPPED) -> Attempt:
-    """A model that was not called (deadline, open circuit, saturated)."""
+    """A model that was not called (deadline, open circuit, saturated): it cost nothing."""
     return Attempt(
         model=spec.model,
         outcome=Outcome.SKIPPED,
         category=category,
         reason=reason,
         latency_ms=0.0,
+        cost_usd=0.0,
     )
 
 
@@ -55,6 +59,8 @@ class Answer:
     raw_text: str = ""
     stop: bool = False
     """A safety refusal that ends the call (refusal_policy = "stop")."""
+    spec: ModelSpec | None = None
+    """The model that answered (None for an attempt that was not started)."""
 
 
 def ends_call(answer: Answer) -> bool:
@@ -74,6 +80,10 @@ class Call:
     slots: list[Attempt | None] = field(default_factory=list)
     winner: Answer | None = None
     cancel_reason: str = "cancelled by the caller"
+    cost_avoided: float | None = None
+    """Set when an answer is accepted: see ``RouteResult.cost_avoided_usd``."""
+    local_answer: bool = False
+    """Set when an answer is accepted: it came from a model without a price."""
 
     def reserve(self) -> int:
         self.slots.append(None)
