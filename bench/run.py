@@ -13,6 +13,9 @@ latency, calls/s and CPU per call:
 (c') ``route-litellm``: the same with ``provider = "litellm"`` (the path before issue 6)
 (c'') ``route-asyncio``: ``route`` on a second router with ``server.event_loop = "asyncio"``
 (d) ``route-fallback``: ``Route`` whose first model is refused, the second answers
+(g) ``route-schema``: ``Route`` with a JSON Schema, the model's first answer valid
+(g') ``route-repair``: the same, the first answer not JSON: the model is asked again
+    with its answer and the error (one repair), and that answer is valid
 (e) Route with metrics to Redis up / down (nothing listening) / blackholed (accepts,
     never answers), interleaved with the server without Redis (``redis-none``)
 
@@ -53,6 +56,7 @@ from llm_router.v1 import router_pb2, router_pb2_grpc
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MESSAGES = [{"role": "user", "content": "Is 17 prime? Answer yes or no."}]
+SCHEMA = '{"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}'
 
 
 def free_port() -> int:
@@ -114,6 +118,12 @@ models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = 5, api_base = "{upstrea
 [chains.route-litellm]
 models = [
   {{ model = "ollama_chat/qwen2.5:7b", api_base = "{upstream}", provider = "litellm" }},
+]
+[chains.route-schema]
+models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = 5, api_base = "{upstream}/schema" }}]
+[chains.route-repair]
+models = [
+  {{ model = "ollama_chat/qwen2.5:7b", api_base = "{upstream}/repair", repair_attempts = 1 }},
 ]
 [chains.route-fallback]
 models = [
@@ -305,9 +315,14 @@ def direct_litellm(url: str) -> Callable[[], Awaitable[None]]:
     return call
 
 
-def route(stub: router_pb2_grpc.RouterStub, chain: str) -> Callable[[], Awaitable[None]]:
+def route(
+    stub: router_pb2_grpc.RouterStub, chain: str, schema: str = ""
+) -> Callable[[], Awaitable[None]]:
     request = router_pb2.RouteRequest(
-        messages=[router_pb2.Message(**m) for m in MESSAGES], chain=chain, context="bench"
+        messages=[router_pb2.Message(**m) for m in MESSAGES],
+        chain=chain,
+        context="bench",
+        schema=schema,
     )
 
     async def call() -> None:
@@ -423,6 +438,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ("route", route(stub, "route"), pid, counts, 200),
                 ("route-asyncio", route(std_stub, "route"), std.proc.pid, counts, 200),
                 ("route-fallback", route(stub, "route-fallback"), pid, counts, 200),
+                ("route-schema", route(stub, "route-schema", SCHEMA), pid, counts, 200),
+                ("route-repair", route(stub, "route-repair", SCHEMA), pid, counts, 200),
             ]
             rows += await rounds(plan, args.rounds)
             if not args.skip_litellm:
@@ -516,6 +533,13 @@ def summary(rows: list[Row], results: dict[str, Any]) -> dict[str, Any]:
         out["route_minus_floor_minus_http_p50_ms_c1"] = round(c1.p50_ms - f1.p50_ms - a1.p50_ms, 3)
     if c1 and d1:
         out["fallback_adds_p50_ms_c1"] = round(d1.p50_ms - c1.p50_ms, 3)
+    for conc in (1, 64):
+        valid, repaired = get("route-schema", conc), get("route-repair", conc)
+        if valid and repaired:
+            out[f"repair_adds_p50_ms_c{conc}"] = round(repaired.p50_ms - valid.p50_ms, 3)
+            out[f"repair_adds_cpu_ms_per_call_c{conc}"] = round(
+                repaired.cpu_ms_per_call - valid.cpu_ms_per_call, 3
+            )
     for conc in (1, 64):
         none = get("redis-none", conc)
         for state in ("up", "down", "blackholed"):

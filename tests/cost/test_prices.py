@@ -14,7 +14,7 @@ import pytest
 from llm_router_server import config
 from llm_router_server.errors import ConfigError
 from llm_router_server.pricing.book import PriceBook
-from llm_router_server.pricing.price import Price, call_cost, cost_avoided, priced, usage_cost
+from llm_router_server.pricing.price import Price, call_cost, cost_avoided, usage_cost
 from llm_router_server.pricing.table import bundled_table_path, lookup, read_table
 from llm_router_server.types import Attempt, Category, ModelSpec, Outcome, Usage
 
@@ -105,7 +105,6 @@ def test_a_call_costs_the_sum_or_is_unknown() -> None:
     assert call_cost([attempt(Outcome.REJECTED, 0.0), skipped, ok]) == pytest.approx(4.1e-05)
     assert call_cost([attempt(Outcome.REJECTED, None), ok]) is None
     assert call_cost([]) == 0.0
-    assert priced(skipped, None).cost_usd == 0.0  # not called: nothing spent
 
 
 def test_the_cost_avoided() -> None:

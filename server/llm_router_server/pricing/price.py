@@ -11,7 +11,7 @@ configuration) makes a model free: its attempts cost 0 whatever their usage.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from llm_router_server.types import Attempt, Outcome, Usage
 
@@ -52,13 +52,6 @@ def usage_cost(price: Price | None, usage: Usage | None) -> float | None:
         price.output_per_mtok
     )
     return round(units * 1000) * NANO_USD
-
-
-def priced(attempt: Attempt, price: Price | None) -> Attempt:
-    """The attempt with its cost filled in (a skipped attempt costs 0: no call was made)."""
-    if attempt.outcome is Outcome.SKIPPED:
-        return replace(attempt, cost_usd=0.0)
-    return replace(attempt, cost_usd=usage_cost(price, attempt.usage))
 
 
 def call_cost(attempts: Iterable[Attempt]) -> float | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from llm_router_server.errors import ProviderError, ProviderTimeoutError
 from llm_router_server.pricing.book import PriceBook
-from llm_router_server.pricing.price import priced
+from llm_router_server.pricing.price import usage_cost
 from llm_router_server.providers.base import Provider
 from llm_router_server.routing.call import ms, rejected
 from llm_router_server.routing.judging import RefusalDetector, Schema, judge
@@ -73,6 +73,7 @@ async def ask(provider: Provider, question: Question, left: float, prices: Price
     except ProviderError as exc:
         error = exc
     else:
+        price = await prices.price(spec)
         verdict = judge(completion.text, schema, question.refusals)
         if verdict.accepted:
             outcome = Outcome.SUCCESS
@@ -88,8 +89,9 @@ async def ask(provider: Provider, question: Question, left: float, prices: Price
             latency_ms=ms(time.monotonic() - started),
             usage=completion.usage,
             repair=question.repair,
+            cost_usd=usage_cost(price, completion.usage),
         )
-        price = await prices.price(spec)
-        return Asked(priced(attempt, price), verdict.value, completion.text, None)
-    attempt = rejected(spec, error.category, str(error), started, question.repair)
-    return Asked(priced(attempt, await prices.price(spec)), None, "", error)
+        return Asked(attempt, verdict.value, completion.text, None)
+    cost = usage_cost(await prices.price(spec), None)  # no usage: 0 when free, else unknown
+    attempt = rejected(spec, error.category, str(error), started, question.repair, cost)
+    return Asked(attempt, None, "", error)

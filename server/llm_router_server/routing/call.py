@@ -25,9 +25,14 @@ def ms(seconds: float) -> float:
 
 
 def rejected(
-    spec: ModelSpec, category: Category, reason: str, started: float, repair: int = 0
+    spec: ModelSpec,
+    category: Category,
+    reason: str,
+    started: float,
+    repair: int = 0,
+    cost_usd: float | None = None,
 ) -> Attempt:
-    """A model's attempt that ended without an accepted answer (cost not filled in)."""
+    """A model's attempt that ended without an accepted answer."""
     return Attempt(
         model=spec.model,
         outcome=Outcome.REJECTED,
@@ -35,6 +40,7 @@ def rejected(
         reason=reason,
         latency_ms=ms(time.monotonic() - started),
         repair=repair,
+        cost_usd=cost_usd,
     )
 
 

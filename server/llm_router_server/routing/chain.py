@@ -52,7 +52,7 @@ from llm_router_server.errors import (
 from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.counters import ChainCounters, ModelCounters
 from llm_router_server.pricing.book import PriceBook
-from llm_router_server.pricing.price import call_cost, cost_avoided, is_priced, priced
+from llm_router_server.pricing.price import Price, call_cost, cost_avoided, is_priced, usage_cost
 from llm_router_server.providers.base import Provider
 from llm_router_server.routing.ask import Question, ask
 from llm_router_server.routing.call import Answer, Call, ends_call, ms, rejected, skipped
@@ -117,6 +117,8 @@ class Router:
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self.limiter = ConcurrencyLimiter()
         self.prices = prices if prices is not None else PriceBook()
+        self._references: dict[str, Price | None] = {}
+        """Per chain: the price of its first priced model (for the cost avoided)."""
         self.unenforced = unenforced if unenforced is not None else _nothing_unenforced
 
     def check(self, request: RouteRequest) -> tuple[ChainSpec, Schema | None]:
@@ -234,8 +236,8 @@ class Router:
             asked = await ask(self.provider, question, left, self.prices)
         except asyncio.CancelledError:
             why = call.cancel_reason if call.winner is None else "another model answered first"
-            attempt = rejected(spec, Category.CANCELLED, why, started, question.repair)
-            call.put(slot, priced(attempt, self.prices.known(spec)))
+            cost = usage_cost(self.prices.known(spec), None)
+            call.put(slot, rejected(spec, Category.CANCELLED, why, started, question.repair, cost))
             raise
         attempt = asked.attempt
         answer = call.put(slot, attempt, asked.value, asked.raw_text)
@@ -283,8 +285,11 @@ class Router:
         """The cost avoided by an accepted answer, and whether it came from a model without
         a price (a local model)."""
         price = await self.prices.price(won.spec) if won.spec is not None else None
-        reference = None if is_priced(price) else await self.prices.reference(chain.models)
-        return cost_avoided(won.attempt, price, reference), not is_priced(price)
+        if is_priced(price):
+            return 0.0, False
+        if chain.name not in self._references:  # prices do not change once read
+            self._references[chain.name] = await self.prices.reference(chain.models)
+        return cost_avoided(won.attempt, price, self._references[chain.name]), True
 
     def _finish(self, call: Call, status: RouteStatus, model_used: str, start: float) -> None:
         """Count the call and publish its event; runs on every exit, cancellation included."""
