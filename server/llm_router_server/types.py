@@ -91,6 +91,8 @@ class Completion:
 
     text: str
     usage: Usage | None = None
+    truncated: bool = False
+    """The answer was cut at the token limit (finish reason ``length``)."""
 
 
 @dataclass(frozen=True)

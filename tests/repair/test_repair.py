@@ -168,6 +168,28 @@ async def test_refusals_and_provider_errors_are_not_repaired(
     assert len(local.chat_requests()) == 1
 
 
+async def test_an_answer_cut_at_the_token_limit_is_not_repaired(
+    serve: Serve, upstream: Callable[[], FakeUpstream]
+) -> None:
+    """Asked again with the same token limit, it would be cut again."""
+    local, cloud = upstream(), upstream()
+    cut = {
+        "model": "qwen2.5:7b",
+        "message": {"role": "assistant", "content": '{"action": "restart", "confidence": 0.99999'},
+        "done": True,
+        "done_reason": "length",  # Ollama: num_predict reached
+        "prompt_eval_count": 30,
+        "eval_count": 256,
+    }
+    local.choose = bad_then_good(HttpError(200, body=cut))
+    cloud.default = Answer(VALID)
+    server = await serve([ollama(local, repair_attempts=2), openai(cloud)])
+    reply = await route(server)
+    assert outcomes(reply) == [(LOCAL, 0, INVALID), (CLOUD, 0, SUCCESS)]
+    assert reply.attempts[0].reason.endswith("(cut at the token limit)")
+    assert len(local.chat_requests()) == 1
+
+
 async def test_a_safety_refusal_is_not_repaired(
     serve: Serve, upstream: Callable[[], FakeUpstream]
 ) -> None:

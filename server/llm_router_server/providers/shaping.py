@@ -62,7 +62,7 @@ def completion(text: object, finish: object, counts: Usage | None) -> Completion
         raise ProviderRefusalError("the provider refused to answer (content_filter)")
     if not isinstance(text, str) or not text:
         raise ProviderResponseError(f"empty answer from provider (finish_reason {finish})")
-    return Completion(text=text, usage=counts)
+    return Completion(text=text, usage=counts, truncated=finish == "length")
 
 
 def malformed(detail: str) -> ProviderResponseError:

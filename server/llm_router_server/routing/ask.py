@@ -39,6 +39,8 @@ class Asked:
     """The model's answer text ("" when there was none)."""
     error: ProviderError | None
     """The provider's failure, for the breaker (None when the model answered)."""
+    truncated: bool = False
+    """The answer was cut at the token limit: asking again would cut it again."""
 
 
 @dataclass(frozen=True)
@@ -85,13 +87,15 @@ async def ask(provider: Provider, question: Question, left: float, prices: Price
             model=spec.model,
             outcome=outcome,
             category=verdict.category,
-            reason=verdict.reason,
+            reason=f"{verdict.reason} (cut at the token limit)"
+            if completion.truncated and not verdict.accepted
+            else verdict.reason,
             latency_ms=ms(time.monotonic() - started),
             usage=completion.usage,
             repair=question.repair,
             cost_usd=usage_cost(price, completion.usage),
         )
-        return Asked(attempt, verdict.value, completion.text, None)
+        return Asked(attempt, verdict.value, completion.text, None, completion.truncated)
     cost = usage_cost(await prices.price(spec), None)  # no usage: 0 when free, else unknown
     attempt = rejected(spec, error.category, str(error), started, question.repair, cost)
     return Asked(attempt, None, "", error)

@@ -67,6 +67,8 @@ class Answer:
     """A safety refusal that ends the call (refusal_policy = "stop")."""
     spec: ModelSpec | None = None
     """The model that answered (None for an attempt that was not started)."""
+    truncated: bool = False
+    """The answer was cut at the token limit (it is not repaired)."""
 
 
 def ends_call(answer: Answer) -> bool:

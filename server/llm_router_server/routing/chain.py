@@ -209,6 +209,7 @@ class Router:
             while (
                 question.repair < spec.repair_attempts
                 and repairable(answer.attempt)
+                and not answer.truncated
                 and call.winner is None
                 and (left := call.deadline.remaining()) >= self.min_attempt_seconds
             ):
@@ -242,6 +243,7 @@ class Router:
         attempt = asked.attempt
         answer = call.put(slot, attempt, asked.value, asked.raw_text)
         answer.spec = spec
+        answer.truncated = asked.truncated
         if attempt.category is Category.SAFETY_REFUSAL:
             answer.stop = call.chain.refusal_policy == "stop"
         if ends_call(answer) and call.winner is None:

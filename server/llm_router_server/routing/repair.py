@@ -6,8 +6,11 @@ moves on: the conversation as the model saw it, then the model's own answer, the
 turn that says what was wrong with it, path-qualified as the validator says it (``at
 $.confidence: 1.5 is greater than the maximum of 1``). Only such answers are repaired: a
 refusal, a safety refusal, a provider error or a timeout is not (asking again would not
-change it, or the provider is failing). Both the echoed answer and the error are bounded:
-they come from a model and from the caller's schema.
+change it, or the provider is failing), and neither is an answer cut at the token limit
+(finish reason ``length``): asked again with the same limit it is cut again (measured: a
+small model's runaway string repeated itself on every repair, at a full call's cost). Both
+the echoed answer and the error are bounded: they come from a model and from the caller's
+schema.
 """
 
 from __future__ import annotations
