@@ -14,7 +14,7 @@ COPY pyproject.toml README.md ./
 COPY server ./server
 COPY client ./client
 RUN ${PYTHON} -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check .
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check ".[tracing]"
 
 FROM ${BASE_IMAGE}
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin router
@@ -25,8 +25,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     LLM_ROUTER_LISTEN=0.0.0.0:50051
 USER 10001
 EXPOSE 50051
+# --local: the address and TLS settings of the server this container runs, read from its
+# own configuration ($LLM_ROUTER_CONFIG, $LLM_ROUTER_LISTEN): plaintext, TLS and tokens
+# alike (health needs no token). With mTLS, set LLM_ROUTER_CERT and LLM_ROUTER_KEY too.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["llm-router", "health", "--target", "127.0.0.1:50051"]
+  CMD ["llm-router", "health", "--local"]
 # Exec form: the server is PID 1 and receives SIGTERM itself.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["llm-router", "serve"]

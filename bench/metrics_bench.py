@@ -46,11 +46,11 @@ from llm_router_server.app import App  # noqa: E402
 from llm_router_server.config import Config, MetricsConfig, ServerConfig  # noqa: E402
 from llm_router_server.providers.base import Provider  # noqa: E402
 from llm_router_server.types import ChainSpec, Completion, ModelSpec  # noqa: E402
-from tests.fakes.net import free_port  # noqa: E402
-from tests.fakes.upstream import Answer, FakeUpstream  # noqa: E402
-from tests.redis_fixtures import RedisServer  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.scripted_provider import ScriptedProvider  # noqa: E402
-from tests.waiting import eventually  # noqa: E402
+from tests.support.upstream import Answer, FakeUpstream  # noqa: E402
+from tests.support.waiting import eventually  # noqa: E402
 
 REQUEST = router_pb2.RouteRequest(
     messages=[router_pb2.Message(role="user", content="ping")], context="bench"

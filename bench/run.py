@@ -12,9 +12,11 @@ latency, calls/s and CPU per call:
 (c) ``route``: ``Route`` through the gRPC service, one native model (CPU: server process)
 (c') ``route-litellm``: the same with ``provider = "litellm"`` (the path before issue 6)
 (c'') ``route-asyncio``: ``route`` on a second router with ``server.event_loop = "asyncio"``
+(g) ``claude-schema``: ``Route`` with a schema to one Claude model (Haiku 4.5: ``output_format``),
+    native; (g') ``claude-schema-litellm``: the same with ``provider = "litellm"``
 (d) ``route-fallback``: ``Route`` whose first model is refused, the second answers
-(g) ``route-schema``: ``Route`` with a JSON Schema, the model's first answer valid
-(g') ``route-repair``: the same, the first answer not JSON: the model is asked again
+(h) ``route-schema``: ``Route`` with a JSON Schema, the model's first answer valid
+(h') ``route-repair``: the same, the first answer not JSON: the model is asked again
     with its answer and the error (one repair), and that answer is valid
 (e) Route with metrics to Redis up / down (nothing listening) / blackholed (accepts,
     never answers), interleaved with the server without Redis (``redis-none``)
@@ -56,7 +58,13 @@ from llm_router.v1 import router_pb2, router_pb2_grpc
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MESSAGES = [{"role": "user", "content": "Is 17 prime? Answer yes or no."}]
-SCHEMA = '{"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}'
+PRIME_SCHEMA = {
+    "type": "object",
+    "properties": {"prime": {"type": "boolean"}},
+    "required": ["prime"],
+    "additionalProperties": False,
+}
+OK_SCHEMA = {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}
 
 
 def free_port() -> int:
@@ -129,6 +137,12 @@ models = [
 models = [
   {{ model = "ollama_chat/qwen2.5:7b", timeout = 5, api_base = "{dead}" }},
   {{ model = "ollama_chat/qwen2.5:7b", timeout = 5, api_base = "{upstream}" }},
+]
+[chains.claude-schema]
+models = [{{ model = "claude-haiku-4-5-20251001", timeout = 5, api_base = "{upstream}" }}]
+[chains.claude-schema-litellm]
+models = [
+  {{ model = "claude-haiku-4-5-20251001", api_base = "{upstream}", provider = "litellm" }},
 ]
 """
     )
@@ -316,13 +330,13 @@ def direct_litellm(url: str) -> Callable[[], Awaitable[None]]:
 
 
 def route(
-    stub: router_pb2_grpc.RouterStub, chain: str, schema: str = ""
+    stub: router_pb2_grpc.RouterStub, chain: str, schema: dict[str, Any] | None = None
 ) -> Callable[[], Awaitable[None]]:
     request = router_pb2.RouteRequest(
         messages=[router_pb2.Message(**m) for m in MESSAGES],
         chain=chain,
         context="bench",
-        schema=schema,
+        schema=json.dumps(schema) if schema is not None else "",
     )
 
     async def call() -> None:
@@ -438,14 +452,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ("route", route(stub, "route"), pid, counts, 200),
                 ("route-asyncio", route(std_stub, "route"), std.proc.pid, counts, 200),
                 ("route-fallback", route(stub, "route-fallback"), pid, counts, 200),
-                ("route-schema", route(stub, "route-schema", SCHEMA), pid, counts, 200),
-                ("route-repair", route(stub, "route-repair", SCHEMA), pid, counts, 200),
+                ("claude-schema", route(stub, "claude-schema", PRIME_SCHEMA), pid, counts, 200),
+                ("route-schema", route(stub, "route-schema", OK_SCHEMA), pid, counts, 200),
+                ("route-repair", route(stub, "route-repair", OK_SCHEMA), pid, counts, 200),
             ]
             rows += await rounds(plan, args.rounds)
             if not args.skip_litellm:
                 plan = [
                     ("direct-litellm", direct_litellm(up), None, slow_counts, 20),
                     ("route-litellm", route(stub, "route-litellm"), pid, slow_counts, 20),
+                    (
+                        "claude-schema-litellm",
+                        route(stub, "claude-schema-litellm", PRIME_SCHEMA),
+                        pid,
+                        slow_counts,
+                        20,
+                    ),
                 ]
                 rows += await rounds(plan, 1)
         results["server_rss_mb_after_load"] = round(rss_mb(server.proc.pid), 1)
@@ -528,6 +550,12 @@ def summary(rows: list[Row], results: dict[str, Any]) -> dict[str, Any]:
             out[f"ratio_route_over_litellm_calls_per_s_c{conc}"] = round(
                 c.calls_per_s / b.calls_per_s, 2
             )
+    for conc in (1, 64):
+        native, via_litellm = get("claude-schema", conc), get("claude-schema-litellm", conc)
+        if native and via_litellm:
+            out[f"claude_schema_litellm_over_native_cpu_c{conc}"] = round(
+                via_litellm.cpu_ms_per_call / native.cpu_ms_per_call, 1
+            )
     f1 = get("grpc-floor", 1)
     if f1 and c1 and a1:
         out["route_minus_floor_minus_http_p50_ms_c1"] = round(c1.p50_ms - f1.p50_ms - a1.p50_ms, 3)
@@ -574,12 +602,12 @@ def summary(rows: list[Row], results: dict[str, Any]) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    head = f"{'row':<16}{'conc':>5}{'calls':>7}{'p50 ms':>9}{'p99 ms':>9}{'calls/s':>9}"
+    head = f"{'row':<22}{'conc':>5}{'calls':>7}{'p50 ms':>9}{'p99 ms':>9}{'calls/s':>9}"
     head += f"{'CPU ms/call':>13}  of"
     lines = [head]
     for r in results["rows"]:
         lines.append(
-            f"{r['name']:<16}{r['concurrency']:>5}{r['calls']:>7}{r['p50_ms']:>9.3f}"
+            f"{r['name']:<22}{r['concurrency']:>5}{r['calls']:>7}{r['p50_ms']:>9.3f}"
             f"{r['p99_ms']:>9.3f}{r['calls_per_s']:>9.0f}{r['cpu_ms_per_call']:>13.3f}"
             f"  {r['cpu_of']}" + (f"  errors {r['errors']}" if r["errors"] else "")
         )

@@ -4,6 +4,8 @@
 ``/v1/messages`` and OpenAI ``/v1/chat/completions`` on 127.0.0.1:PORT with a
 fixed, valid answer (precomputed bytes: the upstream should cost as little CPU
 as it can, since it shares the machine with the server and the load generator).
+Claude's answer is JSON text, valid against ``run.PRIME_SCHEMA``, or the same JSON
+as the input of a ``tool_use`` block when the request forces a tool.
 It prints ``ready`` when it listens.
 
 Under ``/schema`` (an ``api_base`` of ``http://HOST:PORT/schema``) Ollama's ``/api/chat``
@@ -34,7 +36,7 @@ ANSWERS = {
         "type": "message",
         "role": "assistant",
         "model": "claude-haiku-4-5-20251001",
-        "content": [{"type": "text", "text": "ok"}],
+        "content": [{"type": "text", "text": '{"prime": true}'}],
         "stop_reason": "end_turn",
         "stop_sequence": None,
         "usage": {"input_tokens": 11, "output_tokens": 7},
@@ -62,13 +64,30 @@ INVALID = _ollama("ok, sure")
 REPAIR_MARK = b"Your answer was rejected"
 
 
+TOOL_ANSWER = {
+    **ANSWERS["/v1/messages"],
+    "content": [
+        {
+            "type": "tool_use",
+            "id": "toolu_bench",
+            "name": "json_tool_call",
+            "input": {"prime": True},
+        }
+    ],
+    "stop_reason": "tool_use",
+}
+
+
 def app() -> web.Application:
     application = web.Application()
+    tool_body = json.dumps(TOOL_ANSWER).encode()
     for path, answer in ANSWERS.items():
         body = json.dumps(answer).encode()
 
         async def handle(request: web.Request, body: bytes = body) -> web.Response:
-            await request.read()
+            raw = await request.read()
+            if b'"tool_choice"' in raw:
+                body = tool_body
             return web.Response(body=body, content_type="application/json")
 
         application.router.add_post(path, handle)

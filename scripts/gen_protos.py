@@ -4,9 +4,12 @@ Run: python scripts/gen_protos.py   (CI runs it and fails on any diff)
 
 The generated modules' import path equals the proto package
 (``from llm_router.v1 import router_pb2``), so no import rewriting is needed.
-The Go code goes where the proto's ``go_package`` says, inside the module
-``llm-router/client/go``. The Go plugins are pinned (their versions are written
-into the generated files); install them with
+The Go code is the package ``llmrouterv1`` of the Go module ``GO_REPOSITORY/client/go``.
+``GO_REPOSITORY`` below is the one place that says where the repository is hosted: change
+it and run this script, and go.mod, the generated code and every import in client/go
+follow (the proto carries no ``go_package``: the import path is not part of the contract).
+The Go plugins are pinned (their versions are written into the generated files); install
+them with
 
     go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
     go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
@@ -15,6 +18,7 @@ into the generated files); install them with
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +31,11 @@ PROTO_DIR = ROOT / "proto"
 OUT_DIR = ROOT / "client"
 WELL_KNOWN = Path(grpc_tools.__file__).parent / "_proto"
 GO_OUT_DIR = ROOT / "client" / "go"
-GO_MODULE = "llm-router/client/go"
+GO_REPOSITORY = "github.com/llm-router/llm-router"
+"""Where this repository is hosted, as a Go import path (``go get`` fetches the module from
+there: ``go get github.com/OWNER/REPO/client/go@latest``; release tags are ``client/go/vX.Y.Z``)."""
+GO_MODULE = f"{GO_REPOSITORY}/client/go"
+GO_PACKAGE = "llmrouterv1"
 GO_PLUGINS = {
     "protoc-gen-go": ("google.golang.org/protobuf/cmd/protoc-gen-go", "v1.36.12"),
     "protoc-gen-go-grpc": ("google.golang.org/grpc/cmd/protoc-gen-go-grpc", "1.6.2"),
@@ -56,6 +64,25 @@ def go_plugin(name: str) -> Path:
     return Path(found)
 
 
+def set_go_module() -> None:
+    """Make go.mod and every Go file of client/go use ``GO_MODULE`` (after GO_REPOSITORY
+    changed)."""
+    go_mod = GO_OUT_DIR / "go.mod"
+    text = go_mod.read_text(encoding="utf-8")
+    found = re.search(r"^module (\S+)$", text, re.M)
+    if found is None:
+        sys.exit(f"{go_mod}: no module line")
+    old = found.group(1)
+    if old == GO_MODULE:
+        return
+    go_mod.write_text(text.replace(f"module {old}\n", f"module {GO_MODULE}\n", 1), encoding="utf-8")
+    for source in sorted(GO_OUT_DIR.rglob("*.go")):
+        code = source.read_text(encoding="utf-8")
+        if f"{old}/" in code:
+            source.write_text(code.replace(f"{old}/", f"{GO_MODULE}/"), encoding="utf-8")
+    print(f"Go module path: {old} -> {GO_MODULE}")
+
+
 def main() -> int:
     protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
     bin_dir = Path(sys.executable).parent
@@ -80,6 +107,10 @@ def main() -> int:
     print(
         f"generated Python code for {len(protos)} proto file(s) into {OUT_DIR.relative_to(ROOT)}/"
     )
+    set_go_module()
+    # Every proto file goes into the one Go package (M: the import path protoc-gen-go uses).
+    go_opts = [f"module={GO_MODULE}"]
+    go_opts += [f"M{p}={GO_MODULE}/{GO_PACKAGE};{GO_PACKAGE}" for p in protos]
     go_cmd = [
         sys.executable,
         "-m",
@@ -89,9 +120,9 @@ def main() -> int:
         f"--plugin=protoc-gen-go={go_plugin('protoc-gen-go')}",
         f"--plugin=protoc-gen-go-grpc={go_plugin('protoc-gen-go-grpc')}",
         f"--go_out={GO_OUT_DIR}",
-        f"--go_opt=module={GO_MODULE}",
+        *(f"--go_opt={o}" for o in go_opts),
         f"--go-grpc_out={GO_OUT_DIR}",
-        f"--go-grpc_opt=module={GO_MODULE}",
+        *(f"--go-grpc_opt={o}" for o in go_opts),
         *protos,
     ]
     subprocess.run(go_cmd, check=True, cwd=PROTO_DIR)

@@ -1,4 +1,4 @@
-"""Shared test set-up. Fixtures live in plugin modules beside the fakes they serve."""
+"""Shared test set-up. Fixtures live in tests/support/, beside the fakes and builders they serve."""
 
 import os
 
@@ -8,7 +8,7 @@ import pytest
 # before it is imported; tests never reach the internet.
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
-pytest_plugins = ["tests.fakes.fixtures", "tests.server_fixtures", "tests.redis_fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.server", "tests.support.redis_server"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -13,7 +13,9 @@ circuit)::
     │   ├── DeadlineExceededError    the caller's deadline ran out first
     │   └── RefusedError             a provider's safety refusal ended the call
     └── ProviderError                one model call failed          PROVIDER_ERROR   FAILURE
-        ├── ProviderTimeoutError     no answer within its timeout   TIMEOUT          FAILURE
+        ├── ProviderTimeoutError     no answer within its time      TIMEOUT          FAILURE
+        │   ├── ProviderHangError        none in its own timeout    TIMEOUT          HANG
+        │   └── ProviderCutShortError    its circuit opened         TIMEOUT          NEUTRAL
         ├── ProviderConnectionError  refused, reset, dropped        PROVIDER_ERROR   FAILURE
         ├── ProviderStatusError      an HTTP error status           PROVIDER_ERROR   FAILURE
         │   ├── ProviderRateLimitError       429, Retry-After       RATE_LIMITED     OPENS
@@ -21,24 +23,29 @@ circuit)::
         │   ├── ProviderAuthenticationError  401/403                AUTHENTICATION   OPENS
         │   └── ProviderContextWindowError   prompt too long        CONTEXT_WINDOW   NEUTRAL
         ├── ProviderResponseError    malformed, truncated, empty    PROVIDER_ERROR   FAILURE
+        │   └── ProviderEmptyAnswerError no answer text         PROVIDER_ERROR   FAILURE
         └── ProviderRefusalError     a safety refusal (policy)      SAFETY_REFUSAL   SUCCESS
 
 Breaker effects (``BreakerEffect``; the rules are in ``breaker/rules.py``): FAILURE
-counts towards opening the circuit; OPENS opens it at once, a rate limit for its
-``retry_after`` (or the configured cool-down), an authentication error for the
-longest cool-down (and is logged as an error); NEUTRAL says nothing about the
-model's health; SUCCESS means the model answered (a refusal is an answer). No
-class is retried on the same model within a call. A new error class is one edit
-here: the chain and the breaker read these attributes.
+counts towards opening the circuit; OPENS opens it at once on the provider's own
+word, a rate limit for its ``retry_after`` (or the configured cool-down), an
+authentication error for the longest cool-down (and is logged as an error), and
+nothing probes the model before then; HANG (no answer for the model's whole
+timeout) opens it at once too, and background probes find when the model answers
+again; NEUTRAL says nothing about the model's health; SUCCESS means the model
+answered (a refusal is an answer). No class is retried on the same model within a
+call. A new error class is one edit here: the chain and the breaker read these
+attributes.
 
 Where foreign exceptions become these: at the provider seam, each provider adapter
 translates its own library's exceptions, most specific first, ``raise ... from exc``
 (under ``providers/``: one translation for the native HTTP path's aiohttp errors,
 one for litellm's, plus litellm failing to load; HTTP error statuses map to the
-classes above through one function both paths share). The chain itself raises
-``ProviderTimeoutError`` when an attempt outlives its time. Router errors become
-gRPC status codes in one table at the servicer (``service/convert.py``). Nothing
-else translates.
+classes above through one function both paths share). The chain itself makes
+``ProviderTimeoutError`` or ``ProviderHangError`` (``timeout_error``) when an attempt
+outlives its time, and the breaker's watch on calls in flight ``ProviderCutShortError``.
+Router errors become gRPC status codes in one table at the servicer
+(``service/convert.py``). Nothing else translates.
 """
 
 from __future__ import annotations
@@ -100,7 +107,11 @@ class BreakerEffect(enum.Enum):
     FAILURE = "failure"
     """Counts towards opening the circuit."""
     OPENS = "opens"
-    """Opens the circuit at once, for ``ProviderError.open_for`` seconds."""
+    """Opens the circuit at once, for ``ProviderError.open_for`` seconds: the provider's own
+    word (a rate limit, a refused key), so nothing probes the model before then."""
+    HANG = "hang"
+    """Opens the circuit at once: the model gave nothing for its whole timeout. Background
+    probes close it again as soon as the model answers."""
     NEUTRAL = "neutral"
     """Says nothing about the model's health: the circuit is left as it is."""
     SUCCESS = "success"
@@ -127,9 +138,33 @@ class ProviderError(LLMRouterError):
 
 
 class ProviderTimeoutError(ProviderError):
-    """The model did not answer within the attempt's timeout."""
+    """The model did not answer within the attempt's time (e.g. what was left of the
+    caller's deadline)."""
 
     category = Category.TIMEOUT
+
+
+class ProviderHangError(ProviderTimeoutError):
+    """The model gave no answer for its whole own timeout: it hangs (or is far slower than
+    its timeout says), so its circuit opens at once rather than after more callers waited
+    as long."""
+
+    breaker_effect = BreakerEffect.HANG
+
+
+class ProviderCutShortError(ProviderTimeoutError):
+    """The call was still waiting when its model's circuit opened (other calls to it got no
+    answer): it stops waiting and the chain moves on. The circuit already knows."""
+
+    breaker_effect = BreakerEffect.NEUTRAL
+
+
+def timeout_error(waited: float, own_timeout: float) -> ProviderTimeoutError:
+    """The error of an attempt that got no answer within ``waited`` seconds: a hang when
+    that was the model's whole ``own_timeout``, else a timeout (the caller's deadline)."""
+    if waited < own_timeout:
+        return ProviderTimeoutError(f"no answer within {waited:.3g}s (caller's deadline)")
+    return ProviderHangError(f"no answer within {waited:.3g}s (timeout)")
 
 
 class ProviderConnectionError(ProviderError):
@@ -186,6 +221,11 @@ class ProviderContextWindowError(ProviderStatusError):
 
 class ProviderResponseError(ProviderError):
     """The provider's response was malformed or had no answer in it."""
+
+
+class ProviderEmptyAnswerError(ProviderResponseError):
+    """A well-formed response without any answer text (a thinking model's first tokens go
+    to its thinking). A failed call, but it shows the model runs: a probe counts it."""
 
 
 class ProviderRefusalError(ProviderError):

@@ -16,6 +16,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from llm_router_server.safe_text import without_credentials
+
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 """What a Redis call raises when Redis is down, slow or confused; callers catch these."""
 
@@ -37,11 +39,8 @@ class RedisConnection:
 
     @property
     def safe_url(self) -> str:
-        """The URL without its password, for logs."""
-        scheme, sep, rest = self.url.partition("://")
-        if "@" in rest:
-            rest = "***@" + rest.split("@", 1)[1]
-        return f"{scheme}{sep}{rest}"
+        """The URL without its credentials, for logs."""
+        return without_credentials(self.url)
 
     async def aclose(self) -> None:
         with contextlib.suppress(*REDIS_ERRORS):

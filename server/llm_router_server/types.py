@@ -10,10 +10,11 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the option types live beside the configuration that reads them
-    from llm_router_server.config.model import ProviderChoice, RefusalPolicy
+    from llm_router_server.config.model import ProbeMode, ProviderChoice, RefusalPolicy
 
 ROLES = frozenset({"system", "user", "assistant"})
 
@@ -60,6 +61,9 @@ class ModelSpec:
     the caller's schema either way."""
     price_per_mtok: tuple[float, float] | None = None
     """USD per million (input, output) tokens; None: litellm's price table, if it has one."""
+    probe: ProbeMode = "auto"
+    """How its open circuit learns that it answers again: "background" one-token probes,
+    a "live" call after the cool-down, or "auto" (see ``config.model.ProbeMode``)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,12 @@ class Completion:
     usage: Usage | None = None
     truncated: bool = False
     """The answer was cut at the token limit (finish reason ``length``)."""
+    model: str = ""
+    """The model name the provider says answered (empty when it did not say)."""
+
+
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+"""No extra headers (shared, read-only)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,8 @@ class CompletionRequest:
     """The caller's JSON Schema, or None for free text."""
     timeout: float
     """Seconds the provider may take; the chain enforces it as well."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra HTTP headers for the provider request (the W3C ``traceparent`` when tracing)."""
 
 
 class Outcome(enum.Enum):
@@ -132,6 +144,7 @@ class Category(enum.Enum):
     CONTEXT_WINDOW = "context_window"
     AUTHENTICATION = "authentication"
     RATE_LIMITED = "rate_limited"
+    VALIDATION_TIMEOUT = "validation_timeout"
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,8 @@ class Attempt:
     asked again with its previous answer and why it was not valid)."""
     cost_usd: float | None = None
     """What the attempt cost in USD; None when unknown (no price, or no usage reported)."""
+    response_model: str = ""
+    """The model name the provider reported in its answer; empty when there was none."""
 
 
 @dataclass(frozen=True)

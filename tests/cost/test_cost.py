@@ -17,8 +17,8 @@ import pytest
 
 from llm_router import AllModelsFailedError
 from llm_router.v1 import router_pb2
-from tests.fakes.upstream import Answer, FakeUpstream, HttpError
-from tests.server_fixtures import Serve, anthropic, ollama, openai
+from tests.support.server import Serve, anthropic, ollama, openai
+from tests.support.upstream import Answer, FakeUpstream, HttpError
 
 pytestmark = pytest.mark.timeout(60)
 

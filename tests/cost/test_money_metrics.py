@@ -11,15 +11,16 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from google.protobuf import json_format
 from rich.console import Console
 
 from llm_router.v1 import router_pb2
 from llm_router_server.cli.watch_view import ViewState, render
 from llm_router_server.config import MetricsConfig
 from llm_router_server.metrics.redis_codec import METRICS_CHANNEL, event_from_payload
-from tests.fakes.upstream import Answer, FakeUpstream, HttpError
-from tests.redis_fixtures import RedisServer
-from tests.server_fixtures import Running, Serve, anthropic, ollama
+from tests.support.redis_server import RedisServer
+from tests.support.server import Running, Serve, anthropic, ollama
+from tests.support.upstream import Answer, FakeUpstream, HttpError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -108,12 +109,16 @@ async def test_redis_carries_money_in_events_and_cluster_counters(
     await pubsub.aclose()
     await client.aclose()
     local_call, cloud_call = payloads
-    assert local_call["cost_usd"] == 0 and local_call["local_answer"] is True
-    assert local_call["cost_avoided_usd"] == pytest.approx(AVOIDED, abs=1e-12)
-    assert [x["cost_usd"] for x in local_call["attempts"]] == [0]
-    assert [x["repair"] for x in local_call["attempts"]] == [0]
-    assert cloud_call["cost_usd"] == pytest.approx(SPENT, abs=1e-12)
-    assert cloud_call["local_answer"] is False and cloud_call["cost_avoided_usd"] == 0
+    # The money travels in the payload's proto event (version 2), as RouteEvent has it.
+    local, cloud = local_call["event"], cloud_call["event"]
+    assert local["cost_usd"] == 0 and local["local_answer"] is True
+    assert local["cost_avoided_usd"] == pytest.approx(AVOIDED, abs=1e-12)
+    assert [x["cost_usd"] for x in local["attempts"]] == [0]
+    assert [x["repair"] for x in local["attempts"]] == [0]
+    assert cloud["cost_usd"] == pytest.approx(SPENT, abs=1e-12)
+    assert cloud["local_answer"] is False and cloud["cost_avoided_usd"] == 0
+    parsed = json_format.ParseDict(cloud, router_pb2.RouteEvent())
+    assert parsed.cost_usd == pytest.approx(SPENT, abs=1e-12) and parsed.HasField("cost_usd")
     event = event_from_payload(cloud_call)
     assert [x.cost_usd for x in event.attempts] == [0, pytest.approx(SPENT, abs=1e-12)]
     snapshot = await snapshot_of(a)  # a saw one call; the counters in Redis saw both

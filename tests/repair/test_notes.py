@@ -24,8 +24,8 @@ from llm_router_server.routing.repair import (
     repair_messages,
 )
 from llm_router_server.types import Message, ModelSpec
-from tests.fakes.upstream import Answer, FakeUpstream
-from tests.server_fixtures import Serve, ollama, openai
+from tests.support.server import Serve, ollama, openai
+from tests.support.upstream import Answer, FakeUpstream
 
 pytestmark = pytest.mark.timeout(60)
 

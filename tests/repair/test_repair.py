@@ -14,8 +14,8 @@ import pytest
 from google.protobuf import json_format
 
 from llm_router.v1 import router_pb2
-from tests.fakes.upstream import Answer, Behaviour, FakeUpstream, Hang, HttpError, SafetyRefusal
-from tests.server_fixtures import Serve, ollama, openai
+from tests.support.server import Serve, ollama, openai
+from tests.support.upstream import Answer, Behaviour, FakeUpstream, Hang, HttpError, SafetyRefusal
 
 pytestmark = pytest.mark.timeout(60)
 

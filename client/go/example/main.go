@@ -1,7 +1,9 @@
 // Command example sends one Route call with a JSON Schema and prints the answer,
-// or every attempt when all models failed.
+// or every attempt when all models failed. The token and TLS settings come from
+// LLM_ROUTER_TOKEN, LLM_ROUTER_CA, LLM_ROUTER_CERT, LLM_ROUTER_KEY, ... (none: plain text).
 //
 //	go run ./example -target 127.0.0.1:50051 "nginx is down. What now?"
+//	LLM_ROUTER_TOKEN=... LLM_ROUTER_CA=ca.pem go run ./example -target router.internal:50051
 package main
 
 import (
@@ -13,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"llm-router/client/go/llmrouter"
+	"github.com/llm-router/llm-router/client/go/llmrouter"
 )
 
 // Decision is the answer the schema asks for.
@@ -22,7 +24,7 @@ type Decision struct {
 }
 
 func main() {
-	target := flag.String("target", "127.0.0.1:50051", "host:port of the llm-router server")
+	target := flag.String("target", llmrouter.EnvTarget(), "host:port of the llm-router server ($LLM_ROUTER_TARGET)")
 	timeout := flag.Duration("timeout", 40*time.Second, "deadline of the whole chain")
 	flag.Parse()
 	prompt := strings.Join(flag.Args(), " ")
@@ -30,7 +32,12 @@ func main() {
 		prompt = "nginx is down. What now?"
 	}
 
-	client, err := llmrouter.Dial(*target)
+	connection, err := llmrouter.EnvOptions() // token and TLS from LLM_ROUTER_*
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	client, err := llmrouter.Dial(*target, connection...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -52,6 +59,9 @@ func main() {
 	switch {
 	case errors.As(err, &failed):
 		fmt.Fprintf(os.Stderr, "%s: %s\n", failed.Code, failed.Message)
+		if failed.Hint != "" { // what to change: a token, TLS, a certificate
+			fmt.Fprintf(os.Stderr, "hint: %s\n", failed.Hint)
+		}
 		for _, a := range failed.Attempts() {
 			fmt.Fprintf(os.Stderr, "  %s: %s %s %.0f ms: %s\n",
 				a.GetModel(), a.GetOutcome(), a.GetReasonCategory(), a.GetLatencyMs(), a.GetReason())

@@ -1,6 +1,8 @@
 // Package llmrouter is a thin typed client for the llm-router gRPC service.
 //
-//	client, err := llmrouter.Dial("127.0.0.1:50051")
+//	client, err := llmrouter.Dial("router.internal:50051",
+//		llmrouter.WithToken(token), llmrouter.WithTLS(llmrouter.TLS{CA: "ca.pem"}))
+//	// or llmrouter.DialEnv(): LLM_ROUTER_TARGET, LLM_ROUTER_TOKEN, LLM_ROUTER_CA, ...
 //	if err != nil { ... }
 //	defer client.Close()
 //	resp, err := client.Route(ctx, llmrouter.Request{
@@ -13,14 +15,15 @@
 //		for _, a := range failed.Attempts() { ... }
 //	}
 //
-// The generated code is in package llm-router/client/go/llmrouterv1; Stub gives
-// direct access to it.
+// The generated code is the package llmrouterv1 beside this one; Stub gives direct
+// access to it (the token and TLS options apply to its calls too).
 package llmrouter
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"google.golang.org/grpc"
@@ -28,7 +31,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	llmrouterv1 "llm-router/client/go/llmrouterv1"
+	llmrouterv1 "github.com/llm-router/llm-router/client/go/llmrouterv1"
 )
 
 // DefaultTimeout is the deadline a call gets when its context has none: enough for
@@ -49,6 +52,8 @@ type Client struct {
 	conn           *grpc.ClientConn
 	stub           llmrouterv1.RouterClient
 	defaultTimeout time.Duration
+	// How the connection was made, for the hints of errors.
+	secure, clientCert, token bool
 }
 
 // Option changes how Dial builds a Client.
@@ -57,6 +62,8 @@ type Option func(*options)
 type options struct {
 	defaultTimeout time.Duration
 	dialOptions    []grpc.DialOption
+	token          string
+	tls            *TLS
 }
 
 // WithDefaultTimeout sets the deadline of calls whose context has none (default
@@ -65,30 +72,43 @@ func WithDefaultTimeout(d time.Duration) Option {
 	return func(o *options) { o.defaultTimeout = d }
 }
 
-// WithDialOptions adds gRPC dial options; they come after the defaults
-// (plain-text transport, DefaultKeepalive), so they can replace them, e.g. with
-// grpc.WithTransportCredentials for TLS.
+// WithDialOptions adds gRPC dial options; they come after the defaults (the transport
+// of WithTLS or plain text, DefaultKeepalive, round-robin balancing), so they can
+// replace them.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOptions = append(o.dialOptions, opts...) }
 }
 
-// Dial returns a Client for target ("host:port"). It does not wait for the
-// connection: the first call does. The service has no authentication and speaks
-// plain-text gRPC: keep it on loopback or a private network such as Tailscale.
+// Dial returns a Client for target: "host:port", several of them comma-separated, or a
+// gRPC URI such as "dns:///router.internal:50051". Calls are spread round-robin over
+// every address (several replicas; a Kubernetes headless Service). It does not wait for
+// the connection: the first call does.
+//
+// Without options the connection is plain text and sends no token, which suits a server
+// without auth.tokens and [tls] on loopback or a private network such as Tailscale.
+// WithToken and WithTLS match a secured server; DialEnv reads them from LLM_ROUTER_*.
 func Dial(target string, opts ...Option) (*Client, error) {
 	o := options{defaultTimeout: DefaultTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	dialOptions := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithKeepaliveParams(DefaultKeepalive),
-	}, o.dialOptions...)
-	conn, err := grpc.NewClient(target, dialOptions...)
+	dialTarget, connect, err := connectOptions(target, &o)
+	if err != nil {
+		return nil, err
+	}
+	dialOptions := []grpc.DialOption{grpc.WithKeepaliveParams(DefaultKeepalive)}
+	if o.tls == nil {
+		dialOptions = append(dialOptions, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	dialOptions = append(append(dialOptions, connect...), o.dialOptions...)
+	conn, err := grpc.NewClient(dialTarget, dialOptions...)
 	if err != nil {
 		return nil, fmt.Errorf("llmrouter: dial %s: %w", target, err)
 	}
-	return &Client{conn: conn, stub: llmrouterv1.NewRouterClient(conn), defaultTimeout: o.defaultTimeout}, nil
+	return &Client{
+		conn: conn, stub: llmrouterv1.NewRouterClient(conn), defaultTimeout: o.defaultTimeout,
+		secure: o.tls != nil, clientCert: o.tls != nil && o.tls.Cert != "", token: o.token != "",
+	}, nil
 }
 
 // Close closes the connection.
@@ -119,9 +139,9 @@ type Request struct {
 }
 
 // Route sends the request through the server's fallback chain. On failure the
-// error is a *RouteError (errors.Is matches ErrInvalidRequest,
-// ErrAllModelsFailed, ErrDeadlineExceeded); a schema that cannot be encoded
-// fails before anything is sent.
+// error is a *RouteError (errors.Is matches ErrInvalidRequest, ErrAllModelsFailed,
+// ErrDeadlineExceeded, ErrRefused, ErrUnauthenticated, ErrUnreachable); a schema that
+// cannot be encoded fails before anything is sent.
 func (c *Client) Route(ctx context.Context, req Request, opts ...grpc.CallOption) (*llmrouterv1.RouteResponse, error) {
 	schema, err := SchemaJSON(req.Schema)
 	if err != nil {
@@ -135,19 +155,37 @@ func (c *Client) Route(ctx context.Context, req Request, opts ...grpc.CallOption
 	defer cancel()
 	resp, err := c.stub.Route(ctx, msg, opts...)
 	if err != nil {
-		return nil, routeError(err)
+		return nil, c.routeError(err)
 	}
 	return resp, nil
 }
 
 // WatchMetrics opens the metrics stream: a snapshot of the per-model counters,
 // then one event per finished Route call. It runs until ctx ends; the default
-// deadline does not apply.
+// deadline does not apply. Errors of Recv other than io.EOF are *RouteError, as
+// Route's are.
 func (c *Client) WatchMetrics(ctx context.Context, req *llmrouterv1.WatchMetricsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[llmrouterv1.WatchMetricsResponse], error) {
 	if req == nil {
 		req = &llmrouterv1.WatchMetricsRequest{}
 	}
-	return c.stub.WatchMetrics(ctx, req, opts...)
+	stream, err := c.stub.WatchMetrics(ctx, req, opts...)
+	if err != nil {
+		return nil, c.routeError(err)
+	}
+	return watchStream{stream, c}, nil
+}
+
+type watchStream struct {
+	grpc.ServerStreamingClient[llmrouterv1.WatchMetricsResponse]
+	client *Client
+}
+
+func (w watchStream) Recv() (*llmrouterv1.WatchMetricsResponse, error) {
+	m, err := w.ServerStreamingClient.Recv()
+	if err != nil && err != io.EOF {
+		return nil, w.client.routeError(err)
+	}
+	return m, err
 }
 
 func (c *Client) withDefaultDeadline(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -16,11 +16,16 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
-	"llm-router/client/go/llmrouter"
-	llmrouterv1 "llm-router/client/go/llmrouterv1"
+	"github.com/llm-router/llm-router/client/go/llmrouter"
+	llmrouterv1 "github.com/llm-router/llm-router/client/go/llmrouterv1"
 )
 
 func dial(t *testing.T, opts ...llmrouter.Option) *llmrouter.Client {
+	t.Helper()
+	return dialTo(t, target, opts...)
+}
+
+func dialTo(t *testing.T, target string, opts ...llmrouter.Option) *llmrouter.Client {
 	t.Helper()
 	client, err := llmrouter.Dial(target, opts...)
 	if err != nil {

@@ -2,7 +2,7 @@ package llmrouter_test
 
 // The Go tests call the real Python server, started once for the package:
 // `python -m llm_router_server serve` with a fake model provider behind it
-// (`python -m tests.fakes.serve_upstream`, whose behaviour each test picks with a
+// (`python -m tests.support.serve_upstream`, whose behaviour each test picks with a
 // marker in its prompt: [fail], [fallback], [hang], ...).
 //
 // The Python is $LLM_ROUTER_PYTHON (scripts/test sets it), else the repository's
@@ -30,8 +30,16 @@ const (
 	fakeAnswer  = `{"action": "restart"}`
 )
 
-// target is the running server's host:port, set by TestMain.
-var target string
+// target is the running server's host:port, set by TestMain; secureTarget is a second
+// server that requires TLS with a client certificate (mTLS) and the bearer token
+// secureToken, with the certificates of pki (made by makePKI).
+var (
+	target       string
+	secureTarget string
+	pki          testPKI
+)
+
+const secureToken = "tok-0123456789abcdef-go-secret"
 
 func TestMain(m *testing.M) {
 	stop, err := startServer()
@@ -132,7 +140,7 @@ func startServer() (stop func(), err error) {
 
 	// The fake model provider: it stops when its stdin closes, so it never outlives us.
 	upLog := &logBuffer{}
-	up := exec.Command(python, "-m", "tests.fakes.serve_upstream", "--answer", fakeAnswer, "--exit-on-stdin-eof")
+	up := exec.Command(python, "-m", "tests.support.serve_upstream", "--answer", fakeAnswer, "--exit-on-stdin-eof")
 	up.Dir, up.Env, up.Stderr = root, env, upLog
 	upIn, _ := up.StdinPipe()
 	upOut, _ := up.StdoutPipe()
@@ -150,7 +158,71 @@ func startServer() (stop func(), err error) {
 		return nil, err
 	}
 	stops = append(stops, func() { _ = os.RemoveAll(dir) })
-	config := filepath.Join(dir, "llm-router.toml")
+	if pki, err = makePKI(dir); err != nil {
+		return nil, err
+	}
+	// The secured server's one model is on the native path: it never loads litellm, whose
+	// import would compete for the CPU with the other server's.
+	secure := fmt.Sprintf(`
+[chains.default]
+models = [{ model = %q, timeout = 10, api_base = %q, provider = "native" }]
+
+[auth]
+tokens = [%q]
+
+[tls]
+cert_file = %q
+key_file = %q
+client_ca_file = %q
+`, ollamaModel, upURL, secureToken, pki.serverCert, pki.serverKey, pki.ca)
+	plain := fmt.Sprintf(`
+[chains.default]
+models = [
+  { model = %q, timeout = 10, api_base = %q },
+  { model = %q, timeout = 10, api_base = %q },
+]
+
+# A provider's safety refusal ends the call (PERMISSION_DENIED) instead of falling through.
+[chains.strict]
+models = [{ model = %q, timeout = 10, api_base = %q }]
+refusal_policy = "stop"
+`, ollamaModel, upURL, haikuModel, upURL, haikuModel, upURL)
+	// Both servers start at once; each is stopped at the end.
+	type started struct {
+		target string
+		stop   func()
+		err    error
+	}
+	results := make(chan started, 2)
+	for i, chains := range []string{plain, secure} {
+		go func() {
+			t, stop, err := startRouter(python, root, env, filepath.Join(dir, fmt.Sprintf("router%d.toml", i)), chains)
+			if i == 0 {
+				target = t
+			} else {
+				secureTarget = t
+			}
+			results <- started{t, stop, err}
+		}()
+	}
+	for range 2 {
+		r := <-results
+		if r.stop != nil {
+			stops = append(stops, r.stop)
+		}
+		if r.err != nil && err == nil {
+			err = r.err
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return stopAll, nil
+}
+
+// startRouter runs `python -m llm_router_server serve` with the common settings below plus
+// chainsTOML (chains, security); it returns once it serves.
+func startRouter(python, root string, env []string, config, chainsTOML string) (string, func(), error) {
 	// deadline_margin_ms: room for the server's DEADLINE_EXCEEDED reply (with its
 	// attempts) to beat the client's own deadline on a loaded machine.
 	toml := fmt.Sprintf(`
@@ -163,26 +235,19 @@ deadline_margin_ms = 400
 # carry one test's failures into the next.
 [breaker]
 enabled = false
-
-[chains.default]
-models = [
-  { model = %q, timeout = 10, api_base = %q },
-  { model = %q, timeout = 10, api_base = %q },
-]
-`, ollamaModel, upURL, haikuModel, upURL)
+%s`, chainsTOML)
 	if err := os.WriteFile(config, []byte(toml), 0o600); err != nil {
-		return nil, err
+		return "", nil, err
 	}
-
 	serverLog := &logBuffer{}
 	server := exec.Command(python, "-m", "llm_router_server", "serve", "--config", config)
 	server.Dir, server.Env = root, env
 	serverErr, _ := server.StderrPipe()
 	server.Stdout = serverLog
 	if err := server.Start(); err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	stops = append(stops, func() {
+	stop := func() {
 		_ = server.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { _ = server.Wait(); close(done) }()
@@ -192,10 +257,10 @@ models = [
 			_ = server.Process.Kill()
 			<-done
 		}
-	})
-	target, err = waitForLine(serverErr, regexp.MustCompile(`serving on (127\.0\.0\.1:\d+)`), serverLog, 90*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("server: %w\n%s", err, serverLog)
 	}
-	return stopAll, nil
+	address, err := waitForLine(serverErr, regexp.MustCompile(`serving on (127\.0\.0\.1:\d+)`), serverLog, 90*time.Second)
+	if err != nil {
+		return "", stop, fmt.Errorf("server: %w\n%s", err, serverLog)
+	}
+	return address, stop, nil
 }

@@ -136,6 +136,11 @@ const (
 	// The provider rate-limited the call (HTTP 429); its Retry-After sets how
 	// long the model's circuit stays open.
 	ReasonCategory_REASON_CATEGORY_RATE_LIMITED ReasonCategory = 13
+	// The answer could not be judged within the server's budget
+	// (validation.answer_budget_ms): parsing it or validating it against the
+	// caller's schema took too long (for example a backtracking "pattern"), or
+	// the validation worker failed. Outcome INVALID; the next model is tried.
+	ReasonCategory_REASON_CATEGORY_VALIDATION_TIMEOUT ReasonCategory = 14
 )
 
 // Enum value maps for ReasonCategory.
@@ -155,22 +160,24 @@ var (
 		11: "REASON_CATEGORY_CONTEXT_WINDOW",
 		12: "REASON_CATEGORY_AUTHENTICATION",
 		13: "REASON_CATEGORY_RATE_LIMITED",
+		14: "REASON_CATEGORY_VALIDATION_TIMEOUT",
 	}
 	ReasonCategory_value = map[string]int32{
-		"REASON_CATEGORY_UNSPECIFIED":     0,
-		"REASON_CATEGORY_TIMEOUT":         1,
-		"REASON_CATEGORY_PROVIDER_ERROR":  2,
-		"REASON_CATEGORY_REFUSAL":         3,
-		"REASON_CATEGORY_INVALID_JSON":    4,
-		"REASON_CATEGORY_SCHEMA_MISMATCH": 5,
-		"REASON_CATEGORY_SKIPPED":         6,
-		"REASON_CATEGORY_CANCELLED":       7,
-		"REASON_CATEGORY_CIRCUIT_OPEN":    8,
-		"REASON_CATEGORY_SAFETY_REFUSAL":  9,
-		"REASON_CATEGORY_SATURATED":       10,
-		"REASON_CATEGORY_CONTEXT_WINDOW":  11,
-		"REASON_CATEGORY_AUTHENTICATION":  12,
-		"REASON_CATEGORY_RATE_LIMITED":    13,
+		"REASON_CATEGORY_UNSPECIFIED":        0,
+		"REASON_CATEGORY_TIMEOUT":            1,
+		"REASON_CATEGORY_PROVIDER_ERROR":     2,
+		"REASON_CATEGORY_REFUSAL":            3,
+		"REASON_CATEGORY_INVALID_JSON":       4,
+		"REASON_CATEGORY_SCHEMA_MISMATCH":    5,
+		"REASON_CATEGORY_SKIPPED":            6,
+		"REASON_CATEGORY_CANCELLED":          7,
+		"REASON_CATEGORY_CIRCUIT_OPEN":       8,
+		"REASON_CATEGORY_SAFETY_REFUSAL":     9,
+		"REASON_CATEGORY_SATURATED":          10,
+		"REASON_CATEGORY_CONTEXT_WINDOW":     11,
+		"REASON_CATEGORY_AUTHENTICATION":     12,
+		"REASON_CATEGORY_RATE_LIMITED":       13,
+		"REASON_CATEGORY_VALIDATION_TIMEOUT": 14,
 	}
 )
 
@@ -1807,7 +1814,7 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x17ATTEMPT_OUTCOME_SUCCESS\x10\x01\x12\x1c\n" +
 	"\x18ATTEMPT_OUTCOME_REJECTED\x10\x02\x12\x1b\n" +
 	"\x17ATTEMPT_OUTCOME_INVALID\x10\x03\x12\x1b\n" +
-	"\x17ATTEMPT_OUTCOME_SKIPPED\x10\x04*\xe1\x03\n" +
+	"\x17ATTEMPT_OUTCOME_SKIPPED\x10\x04*\x89\x04\n" +
 	"\x0eReasonCategory\x12\x1f\n" +
 	"\x1bREASON_CATEGORY_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17REASON_CATEGORY_TIMEOUT\x10\x01\x12\"\n" +
@@ -1823,7 +1830,8 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x12\"\n" +
 	"\x1eREASON_CATEGORY_CONTEXT_WINDOW\x10\v\x12\"\n" +
 	"\x1eREASON_CATEGORY_AUTHENTICATION\x10\f\x12 \n" +
-	"\x1cREASON_CATEGORY_RATE_LIMITED\x10\r*\xb7\x01\n" +
+	"\x1cREASON_CATEGORY_RATE_LIMITED\x10\r\x12&\n" +
+	"\"REASON_CATEGORY_VALIDATION_TIMEOUT\x10\x0e*\xb7\x01\n" +
 	"\vRouteStatus\x12\x1c\n" +
 	"\x18ROUTE_STATUS_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fROUTE_STATUS_OK\x10\x01\x12\x1b\n" +
@@ -1838,7 +1846,7 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x17CIRCUIT_STATE_HALF_OPEN\x10\x032\xa7\x01\n" +
 	"\x06Router\x12B\n" +
 	"\x05Route\x12\x1b.llm_router.v1.RouteRequest\x1a\x1c.llm_router.v1.RouteResponse\x12Y\n" +
-	"\fWatchMetrics\x12\".llm_router.v1.WatchMetricsRequest\x1a#.llm_router.v1.WatchMetricsResponse0\x01B.Z,llm-router/client/go/llmrouterv1;llmrouterv1b\x06proto3"
+	"\fWatchMetrics\x12\".llm_router.v1.WatchMetricsRequest\x1a#.llm_router.v1.WatchMetricsResponse0\x01b\x06proto3"
 
 var (
 	file_llm_router_v1_router_proto_rawDescOnce sync.Once

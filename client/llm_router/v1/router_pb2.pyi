@@ -124,6 +124,12 @@ class _ReasonCategoryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason
     """The provider rate-limited the call (HTTP 429); its Retry-After sets how
     long the model's circuit stays open.
     """
+    REASON_CATEGORY_VALIDATION_TIMEOUT: _ReasonCategory.ValueType  # 14
+    """The answer could not be judged within the server's budget
+    (validation.answer_budget_ms): parsing it or validating it against the
+    caller's schema took too long (for example a backtracking "pattern"), or
+    the validation worker failed. Outcome INVALID; the next model is tried.
+    """
 
 class ReasonCategory(_ReasonCategory, metaclass=_ReasonCategoryEnumTypeWrapper):
     """ReasonCategory classifies why an attempt was not accepted, so that callers
@@ -178,6 +184,12 @@ problem; the model's circuit is opened.
 REASON_CATEGORY_RATE_LIMITED: ReasonCategory.ValueType  # 13
 """The provider rate-limited the call (HTTP 429); its Retry-After sets how
 long the model's circuit stays open.
+"""
+REASON_CATEGORY_VALIDATION_TIMEOUT: ReasonCategory.ValueType  # 14
+"""The answer could not be judged within the server's budget
+(validation.answer_budget_ms): parsing it or validating it against the
+caller's schema took too long (for example a backtracking "pattern"), or
+the validation worker failed. Outcome INVALID; the next model is tried.
 """
 Global___ReasonCategory: _TypeAlias = ReasonCategory  # noqa: Y015
 

@@ -10,7 +10,10 @@ a model is down. A store that fails (its backend is down) is logged and the call
 goes through: the breaker never stops traffic on its own account.
 
 State changes go to ``listeners`` (the first logs them) and are counted in
-``transitions`` for metrics.
+``transitions`` for metrics. Whenever a circuit is seen open, ``on_open`` hooks hear
+its key: the prober (``prober.py``) wakes up, and the watch on calls in flight
+(``watch.py``) cuts short the calls still waiting on that model. A call still waiting
+after ``hang_fraction`` of its model's timeout is reported by that watch (``slow_call``).
 
 Reads on the Route path: a shared store's circuit is read once per model and then
 refreshed in the background when the last read is older than ``read_cache_seconds``
@@ -33,14 +36,20 @@ from llm_router_server.breaker.rules import (
     Admission,
     Change,
     Circuit,
+    Fault,
     State,
     Transition,
     admit,
+    claim_probe,
     counts_as_success,
     fail,
     fault_of,
     key_of,
+    probe_failed,
+    probes_in_background,
     release,
+    shown_base,
+    slow,
     succeed,
 )
 from llm_router_server.breaker.store import BreakerStore, BreakerStoreError, InMemoryBreakerStore
@@ -79,6 +88,13 @@ class CircuitBreaker:
         self.transitions: Counter[tuple[str, str]] = Counter()
         """(model, new state) -> how often this process moved a circuit there."""
         self.store_errors = 0
+        self.probing = False
+        """True while a ``Prober`` probes open circuits in the background: models whose
+        ``probe`` mode says so get no live probe call then."""
+        self.on_open: list[Callable[[str], None]] = []
+        """Called with a circuit's key whenever it is seen open."""
+        self._open: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def admit(self, spec: ModelSpec, lease: float) -> Admission:
         """Whether to call ``spec`` now; a probe holds the circuit for ``lease`` seconds."""
@@ -92,13 +108,14 @@ class CircuitBreaker:
             verdict: list[Admission] = []
 
             def change(circuit: Circuit) -> Circuit:
-                new, admission = admit(circuit, self.clock(), lease)
+                live = not (self.probing and probes_in_background(spec.probe, circuit))
+                new, admission = admit(circuit, self.clock(), lease, live=live)
                 verdict[:] = [admission]
                 return new
 
             old, new = await self._update(key, change)
         except BreakerStoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
             return Admission(True)
         self._changed(spec, old, new, "cool-down over: one probe call")
         return verdict[0]
@@ -129,9 +146,68 @@ class CircuitBreaker:
                 return
             old, new = await self._update(key, change)
         except BreakerStoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
             return
         self._changed(spec, old, new, why)
+
+    def slow_call(self, spec: ModelSpec, waited: float) -> None:
+        """A call to ``spec`` is still waiting after ``waited`` seconds (``hang_fraction`` of
+        its timeout): count one failure now, in the background."""
+        task = asyncio.create_task(self._slow(spec, waited))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _slow(self, spec: ModelSpec, waited: float) -> None:
+        share = self.policy.hang_fraction
+        fault = Fault(f"no answer after {waited:.3g}s ({share:g} of its timeout)")
+        now = self.clock()
+        try:
+            old, new = await self._update(key_of(spec), lambda c: slow(c, fault, now, self.policy))
+        except BreakerStoreError as exc:
+            self.store_failed(exc)
+            return
+        self._changed(spec, old, new, fault.reason)
+
+    def is_open(self, key: str) -> bool:
+        """Whether this replica last saw the circuit ``key`` open (no I/O)."""
+        return key in self._open
+
+    async def current(self, spec: ModelSpec) -> Circuit:
+        """The circuit as the store has it now (raises ``BreakerStoreError``)."""
+        key = key_of(spec)
+        circuit = await self.store.load(key)
+        self._seen(key, circuit)
+        return circuit
+
+    async def claim_probe(self, spec: ModelSpec) -> bool:
+        """Take this interval's background probe of ``spec``'s open circuit, if nobody has."""
+        claimed: list[bool] = []
+        interval = self.policy.probe_interval_seconds
+
+        def change(circuit: Circuit) -> Circuit:
+            new, ok = claim_probe(circuit, self.clock(), interval)
+            claimed[:] = [ok]
+            return new
+
+        await self._update(key_of(spec), change)
+        return claimed[0]
+
+    async def probed(self, spec: ModelSpec, error: ProviderError | None) -> None:
+        """How a background probe of ``spec`` ended: ``error`` None if the model answered."""
+        if error is None or counts_as_success(error):
+            change: Change = succeed
+            why = "a background probe answered"
+        else:
+            fault = fault_of(error) or Fault(str(error))
+            now = self.clock()
+            change, why = (lambda c: probe_failed(c, fault, now, self.policy)), fault.reason
+        try:
+            old, new = await self._update(key_of(spec), change)
+        except BreakerStoreError as exc:
+            self.store_failed(exc)
+            return
+        if old.state is not new.state or old.firm is not new.firm:
+            self._changed(spec, old, new, why)
 
     async def least_recently_failed(self, specs: Iterable[ModelSpec]) -> ModelSpec | None:
         """The model whose circuit opened longest ago (the last resort when all are open)."""
@@ -140,7 +216,7 @@ class CircuitBreaker:
             try:
                 circuit = await self.store.load(key_of(spec))
             except BreakerStoreError as exc:
-                self._store_failed(exc)
+                self.store_failed(exc)
                 return spec
             if best is None or circuit.opened_at < best[0]:
                 best = (circuit.opened_at, spec)
@@ -160,20 +236,23 @@ class CircuitBreaker:
                 if known is None or rank[circuit.state] > rank[known.state]:
                     states[spec.model] = circuit
         except BreakerStoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
             return {}
         return states
 
     async def aclose(self) -> None:
-        for task in list(self._refreshing.values()):
+        tasks = [*self._refreshing.values(), *self._tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.store.aclose()
 
     async def _load(self, key: str) -> Circuit:
         """The circuit as last read; stale reads are refreshed in the background."""
         if self.read_cache_seconds <= 0:
-            return await self.store.load(key)
+            circuit = await self.store.load(key)
+            self._seen(key, circuit)
+            return circuit
         hit = self._cache.get(key)
         if hit is None:
             try:
@@ -184,6 +263,7 @@ class CircuitBreaker:
                 self._cache[key] = (time.monotonic(), Circuit())
                 raise
             self._cache[key] = (time.monotonic(), circuit)
+            self._seen(key, circuit)
             return circuit
         if time.monotonic() - hit[0] >= self.read_cache_seconds and key not in self._refreshing:
             self._refreshing[key] = asyncio.create_task(self._refresh(key, hit[1]))
@@ -193,24 +273,37 @@ class CircuitBreaker:
         try:
             circuit = await self.store.load(key)
         except BreakerStoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
             circuit = known  # keep what we knew; try again after the next window
         finally:
             self._refreshing.pop(key, None)
         self._cache[key] = (time.monotonic(), circuit)
+        self._seen(key, circuit)
 
     async def _update(self, key: str, change: Change) -> tuple[Circuit, Circuit]:
         old, new = await self.store.update(key, change)
         if self.read_cache_seconds > 0:
             self._cache[key] = (time.monotonic(), new)
+        self._seen(key, new)
         return old, new
+
+    def _seen(self, key: str, circuit: Circuit) -> None:
+        if circuit.state is not State.OPEN:
+            self._open.discard(key)
+            return
+        self._open.add(key)
+        for hook in self.on_open:
+            try:
+                hook(key)
+            except Exception:
+                logger.exception("breaker on_open hook failed")
 
     def _changed(self, spec: ModelSpec, old: Circuit, new: Circuit, why: str) -> None:
         if old.state is new.state and not (new.state is State.OPEN and old != new):
             return
         transition = Transition(
             model=spec.model,
-            api_base=spec.api_base or "",
+            api_base=shown_base(spec),
             old=old.state,
             new=new.state,
             reason=why,
@@ -224,7 +317,7 @@ class CircuitBreaker:
             except Exception:
                 logger.exception("breaker listener failed")
 
-    def _store_failed(self, exc: BreakerStoreError) -> None:
+    def store_failed(self, exc: BreakerStoreError) -> None:
         self.store_errors += 1
         if self.store_errors == 1 or self.store_errors % 100 == 0:
             logger.warning(

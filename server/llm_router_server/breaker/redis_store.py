@@ -2,9 +2,10 @@
 that is down is learned once, not once per replica. The only module of the breaker that
 imports redis; redis errors become ``BreakerStoreError`` here.
 
-Each circuit is one JSON string at ``llm_router:breaker:<model>|<api_base>``, changed with
-an optimistic transaction (WATCH, GET, MULTI/SET/EXEC, retried on conflict), so the rules in
-``rules.py`` run unchanged on every replica. A closed, clean circuit is deleted; the others
+Each circuit is one JSON string at ``llm_router:breaker:<model>|<api_base>`` (the api_base
+without credentials, ``rules.shown_base``), changed with an optimistic transaction (WATCH,
+GET, MULTI/SET/EXEC, retried on conflict), so the rules in ``rules.py`` run unchanged on
+every replica. A closed, clean circuit is deleted; the others
 expire after ``ttl_seconds`` without a change. When Redis fails, the store reports it at
 once for ``backoff_seconds`` instead of making every call wait on a dead server, and the
 breaker lets calls through meanwhile.
@@ -121,6 +122,7 @@ def _decode(data: dict[str, object]) -> Circuit:
             probe_until=float(data["probe_until"]),  # type: ignore[arg-type]
             cool_down=float(data["cool_down"]),  # type: ignore[arg-type]
             reason=str(data["reason"]),
+            firm=bool(data.get("firm", False)),  # absent in what older replicas wrote
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise BreakerStoreError(f"unreadable circuit state: {exc}") from exc

@@ -1,16 +1,15 @@
 """The ``llm-router`` command: ``serve`` runs the server, ``route`` sends one request,
-``health`` checks it, ``watch`` shows its metrics live (``watch_view.py``)."""
+``health`` checks it (``connect.py``), ``watch`` shows its metrics live (``watch_view.py``).
+The last three take the Python client's connection options (``llm_router.connection``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -20,12 +19,12 @@ def _serve(args: argparse.Namespace) -> int:
     # Must precede any litellm import: otherwise litellm fetches a cost map from the internet.
     os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
     from llm_router_server import config as config_module
-    from llm_router_server import event_loop
-    from llm_router_server.app import serve
     from llm_router_server.errors import ConfigError
 
     try:
         config = config_module.load(args.config)
+        if args.listen:
+            config_module.check_listen(args.listen, "--listen")
     except ConfigError as exc:
         print(f"llm-router: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -33,8 +32,16 @@ def _serve(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         config = replace(config, server=replace(config.server, listen=args.listen))
+    # Imported once the configuration is known good: a bad one is reported at once.
+    from llm_router_server import event_loop, logs
+    from llm_router_server.app import serve
+
+    logs.configure(config.server.log_format, verbose=args.verbose)
     try:
         event_loop.run(serve(config), config.server.event_loop)
+    except ConfigError as exc:  # found at start-up: a TLS file that does not load
+        print(f"llm-router: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except OSError as exc:
         print(f"llm-router: cannot serve: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -49,14 +56,22 @@ def _schema_arg(value: str) -> str:
 
 
 def _route(args: argparse.Namespace) -> int:
-    from llm_router.client import ChainFailedError, RouterClient, RouterError
+    from llm_router import ChainFailedError, RefusedError, RouterClient, RouterError
+    from llm_router.connection import from_arguments
     from llm_router_server.cli.money import usd
 
     messages = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": args.prompt})
-    with RouterClient(args.target) as client:
+    # -- connection options (llm_router.connection): --target, --token, --ca, ... --
+    try:
+        client = RouterClient(from_arguments(args))
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    # --
+    with client:
         try:
             result = client.route(
                 messages,
@@ -66,10 +81,8 @@ def _route(args: argparse.Namespace) -> int:
                 timeout=args.timeout,
             )
         except ChainFailedError as exc:
-            print(
-                f"error: {exc.code.name}: all attempts failed (cost {usd(exc.cost_usd)})",
-                file=sys.stderr,
-            )
+            what = "a provider refused" if isinstance(exc, RefusedError) else "all attempts failed"
+            print(f"error: {exc.code.name}: {what} (cost {usd(exc.cost_usd)})", file=sys.stderr)
             for a in exc.attempts:
                 print(
                     f"  {a.model}{_repair(a.repair)}: {a.outcome} {a.reason_category}"
@@ -121,25 +134,6 @@ def _repair(n: int) -> str:
     return f" (repair {n})" if n else ""
 
 
-def _health(args: argparse.Namespace) -> int:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(args.target) as channel:
-        # types-grpcio-health-checking declares HealthStub without its methods.
-        stub: Any = health_pb2_grpc.HealthStub(channel)
-        try:
-            reply = stub.Check(
-                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
-            )
-        except grpc.RpcError as exc:
-            print(f"{args.target}: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return EXIT_FAILED
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    print(f"{args.target}: {status}")
-    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else EXIT_FAILED
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-router",
@@ -163,11 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send one Route request; print the answer, then the attempts on stderr.",
     )
     route.add_argument("prompt", help="the user message")
-    route.add_argument(
-        "--target",
-        default=os.environ.get("LLM_ROUTER_TARGET", "127.0.0.1:50051"),
-        help="host:port of the server (default: $LLM_ROUTER_TARGET or 127.0.0.1:50051)",
-    )
     route.add_argument("--system", default="", help="a system message to send first")
     route.add_argument(
         "--schema",
@@ -185,32 +174,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     route.set_defaults(func=_route)
 
-    health = sub.add_parser(
-        "health",
-        help="check the server's gRPC health service",
-        description="Exit 0 when the server reports SERVING, else 1.",
-    )
-    health.add_argument(
-        "--target",
-        default=os.environ.get("LLM_ROUTER_TARGET", "127.0.0.1:50051"),
-        help="host:port of the server (default: $LLM_ROUTER_TARGET or 127.0.0.1:50051)",
-    )
-    health.add_argument("--service", default="", help="service name; empty means the whole server")
-    health.add_argument("--timeout", type=float, default=3.0, help="seconds")
-    health.set_defaults(func=_health)
+    # -- route, health and watch share the Python client's connection options --
+    from llm_router.connection import add_arguments
+    from llm_router_server.cli import connect, watch_view
 
-    from llm_router_server.cli import watch_view
-
-    watch_view.add_parser(sub, os.environ.get("LLM_ROUTER_TARGET", "127.0.0.1:50051"))
+    add_arguments(route)
+    connect.add_health_parser(sub)
+    watch_view.add_parser(sub)
+    # --
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from llm_router_server import logs
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure("text", verbose=args.verbose)
     code: int = args.func(args)
     return code
 

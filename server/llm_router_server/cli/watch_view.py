@@ -17,16 +17,16 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import grpc
 from google.protobuf import json_format
 from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from llm_router.v1 import router_pb2, router_pb2_grpc
+from llm_router.v1 import router_pb2
 from llm_router_server.cli.money import usd
 from llm_router_server.metrics.counters import COUNT_KINDS, attempt_kinds
+from llm_router_server.safe_text import escape
 from llm_router_server.types import Outcome
 
 _STATUS = {v: k.removeprefix("ROUTE_STATUS_").lower() for k, v in router_pb2.RouteStatus.items()}
@@ -147,7 +147,7 @@ def render(state: ViewState, target: str) -> RenderableType:
             e.time.ToDatetime().strftime("%H:%M:%S"),
             e.replica_id,
             e.chain,
-            e.context,
+            Text(escape(e.context)),  # the caller's label: no markup, no control characters
             _STATUS.get(e.status, "?"),
             e.model_used,
             f"{e.latency_ms:.0f}",
@@ -204,34 +204,48 @@ def _live(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Stream until interrupted (or ``--count`` events); 1 when the stream fails."""
-    with grpc.insecure_channel(args.target) as channel:
-        stream = router_pb2_grpc.RouterStub(channel).WatchMetrics(request_from_args(args))
+    """Stream until interrupted (or ``--count`` events); 1 when the stream fails. A stream
+    that breaks after it was open is reopened where it left off (``RouterClient.watch``)."""
+    from llm_router import RouterClient, RouterError
+    from llm_router.connection import from_arguments
+
+    try:
+        client = RouterClient(from_arguments(args))
+    except (ValueError, OSError) as exc:
+        print(f"llm-router watch: {exc}", file=sys.stderr)
+        return 2
+    target = client.connection.target
+    with client:
+        watched = client.watch(
+            interval=args.interval,
+            chains=args.chain,
+            models=args.model,
+            contexts=args.context,
+            resume_after=args.resume_after,
+        )
+        messages = (m.raw for m in watched)
         try:
             if args.json:
-                _json_lines(stream, args.count)
+                _json_lines(messages, args.count)
             else:
-                _live(stream, args.target, args.count)
-        except grpc.RpcError as exc:
-            code = exc.code() if isinstance(exc, grpc.Call) else None
-            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-            print(f"{args.target}: {code.name if code else 'ERROR'}: {details}", file=sys.stderr)
+                _live(messages, target, args.count)
+        except RouterError as exc:
+            print(f"{target}: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             return 0
         finally:
-            stream.cancel()
+            watched.close()
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], target: str) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from llm_router.connection import add_arguments
+
     watch = sub.add_parser(
         "watch",
         help="live view of the server's metrics (WatchMetrics)",
         description="Live per-model counters and the last events; --json for raw lines.",
-    )
-    watch.add_argument(
-        "--target", default=target, help=f"host:port of the server (default: {target})"
     )
     watch.add_argument("--json", action="store_true", help="print each message as a JSON line")
     watch.add_argument(
@@ -246,4 +260,5 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], target:
         "--resume-after", default="", help="event id: first replay the events after it"
     )
     watch.add_argument("--count", type=int, default=None, help="exit after this many events")
+    add_arguments(watch)
     watch.set_defaults(func=run)

@@ -6,7 +6,13 @@ through ``table.py``'s fail-fast reader that names the dotted key of any bad val
 See ``config.example.toml`` for every key with its meaning.
 """
 
-from llm_router_server.config.loader import DEFAULT_OLLAMA_API_BASE, default_chains, load, parse
+from llm_router_server.config.loader import (
+    DEFAULT_OLLAMA_API_BASE,
+    check_listen,
+    default_chains,
+    load,
+    parse,
+)
 from llm_router_server.config.model import (
     DEFAULT_CHAIN,
     AuthConfig,
@@ -14,11 +20,14 @@ from llm_router_server.config.model import (
     Config,
     EventLoop,
     Limits,
+    LogFormat,
     MetricsConfig,
+    ProbeMode,
     ProviderChoice,
     RefusalPolicy,
     ServerConfig,
     TLSConfig,
+    TracingConfig,
     WhenAllOpen,
 )
 
@@ -30,12 +39,16 @@ __all__ = [
     "Config",
     "EventLoop",
     "Limits",
+    "LogFormat",
     "MetricsConfig",
+    "ProbeMode",
     "ProviderChoice",
     "RefusalPolicy",
     "ServerConfig",
     "TLSConfig",
+    "TracingConfig",
     "WhenAllOpen",
+    "check_listen",
     "default_chains",
     "load",
     "parse",

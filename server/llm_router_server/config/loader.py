@@ -14,8 +14,10 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
+from urllib.parse import urlsplit
 
 from llm_router_server.config.model import (
     DEFAULT_CHAIN,
@@ -26,24 +28,38 @@ from llm_router_server.config.model import (
     Config,
     EventLoop,
     Limits,
+    LogFormat,
     MetricsConfig,
+    ProbeMode,
     ProviderChoice,
     RefusalPolicy,
     ServerConfig,
     TLSConfig,
+    TracingConfig,
+    ValidationPolicy,
     WhenAllOpen,
 )
 from llm_router_server.config.table import Table, expand_env
+from llm_router_server.embedded import settings as embedded_settings
 from llm_router_server.errors import ConfigError
 from llm_router_server.routing.judging import DEFAULT_REFUSAL_PATTERNS
+from llm_router_server.safe_text import has_credentials, without_credentials
 from llm_router_server.types import ChainSpec, ModelSpec
 
 DEFAULT_OLLAMA_API_BASE = "http://127.0.0.1:11434"
+
+MAX_MARGIN_MS = 60_000.0
+"""Upper bound of ``server.deadline_margin_ms`` and ``server.min_attempt_ms``."""
+MAX_TIMEOUT_SECONDS = 86_400.0
+"""Upper bound of a model's ``timeout``."""
+MAX_RECEIVE_BYTES = 2**31 - 1
+"""gRPC's message size limits are 32-bit."""
 
 
 def default_chains(env: Mapping[str, str]) -> dict[str, ChainSpec]:
     """The seed's chain: local Qwen on Ollama, then Claude Haiku, then Claude Sonnet."""
     ollama = env.get("OLLAMA_API_BASE") or DEFAULT_OLLAMA_API_BASE
+    check_url(ollama, "$OLLAMA_API_BASE")
     return {
         DEFAULT_CHAIN: ChainSpec(
             name=DEFAULT_CHAIN,
@@ -76,7 +92,7 @@ def _model(raw: Any, path: str) -> ModelSpec:
         raise ConfigError(f"{t.key('model')}: required, e.g. 'ollama_chat/qwen2.5:7b'")
     spec = ModelSpec(
         model=name,
-        timeout=t.positive("timeout", float, 30.0),
+        timeout=t.within("timeout", float, 30.0, 0, MAX_TIMEOUT_SECONDS, above=True),
         api_base=t.take("api_base", str, "") or None,
         structured_output=t.take("structured_output", bool, True),
         params=t.take("params", dict, {}),
@@ -86,6 +102,7 @@ def _model(raw: Any, path: str) -> ModelSpec:
         repair_attempts=t.take("repair_attempts", int, DEFAULT_REPAIR_ATTEMPTS),
         constraint_notes=t.take("constraint_notes", bool, True),
         price_per_mtok=_price(t.table("price_per_mtok")),
+        probe=t.choice("probe", ProbeMode, ModelSpec.probe),
     )
     if spec.max_concurrency < 0:
         raise ConfigError(f"{t.key('max_concurrency')}: must be >= 0, got {spec.max_concurrency}")
@@ -96,6 +113,12 @@ def _model(raw: Any, path: str) -> ModelSpec:
         )
     t.done()
     _check_provider(spec, t.key("provider"))
+    if spec.api_base == embedded_settings.EMBEDDED_API_BASE:
+        if spec.price_per_mtok is None:  # it runs here: free unless the file prices it
+            spec = replace(spec, price_per_mtok=embedded_settings.FREE)
+    elif spec.api_base is not None:
+        check_url(spec.api_base, t.key("api_base"))
+        _check_credentials(spec, t.key("api_base"))
     return spec
 
 
@@ -125,8 +148,59 @@ def _check_provider(spec: ModelSpec, key: str) -> None:
         raise ConfigError(f"{key}: 'native' cannot serve this model: {why}")
 
 
+def check_url(url: str, key: str) -> None:
+    """An API base must be an http:// or https:// URL with a host and a valid port."""
+    parts = urlsplit(url)
+    problem = None
+    if parts.scheme not in ("http", "https"):
+        problem = "expected an http:// or https:// URL"
+    elif not parts.hostname:
+        problem = "the URL has no host"
+    else:
+        try:
+            parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+        except ValueError:
+            problem = "the URL's port is not a number from 0 to 65535"
+    if problem is not None:
+        # The URL is shown without credentials: the message goes to logs and terminals.
+        raise ConfigError(f"{key}: {problem}, got {without_credentials(url)!r}")
+
+
+def _check_credentials(spec: ModelSpec, key: str) -> None:
+    """Credentials in an api_base URL only where they reach the model."""
+    from llm_router_server.providers.protocols import url_credentials_problem
+
+    if spec.api_base is not None and has_credentials(spec.api_base):
+        why = url_credentials_problem(spec)
+        if why is not None:
+            raise ConfigError(f"{key}: user:password@ in the URL cannot work here: {why}")
+
+
+_UNIX_FORMS = ("unix:", "unix-abstract:")
+
+
+def check_listen(
+    address: str, key: str, example: str = "127.0.0.1:50051", *, unix: bool = True
+) -> None:
+    """A listening address: host:port with a port from 0 to 65535 (0: any free port), or
+    with ``unix`` one of gRPC's Unix socket forms (``unix:PATH``, ``unix-abstract:NAME``)."""
+    if unix and address.startswith(_UNIX_FORMS) and address.partition(":")[2]:
+        return
+    host, sep, port = address.rpartition(":")
+    if not (sep and host and port.isdigit() and int(port) <= 65535):
+        raise ConfigError(
+            f"{key}: expected host:port with a port from 0 to 65535, e.g. {example!r}, "
+            f"got {address!r}"
+        )
+
+
 def _chains(t: Table) -> dict[str, ChainSpec]:
     chains: dict[str, ChainSpec] = {}
+    if not t.data:
+        raise ConfigError(
+            "chains: the table is empty; define a chain ([chains.NAME] with models), or leave "
+            "[chains] out to run the built-in chain"
+        )
     for name in list(t.data):
         chain = t.table(name)
         raw_models = chain.take("models", list, [])
@@ -150,16 +224,61 @@ def _env_or(env: Mapping[str, str], name: str, value: str) -> str:
 
 def _server(s: Table, env: Mapping[str, str]) -> ServerConfig:
     d = ServerConfig()
+    margin = (0, MAX_MARGIN_MS)
     server = ServerConfig(
         listen=_env_or(env, "LLM_ROUTER_LISTEN", s.take("listen", str, d.listen)),
         grace_seconds=s.positive("grace_seconds", float, d.grace_seconds),
-        deadline_margin_ms=s.take("deadline_margin_ms", float, d.deadline_margin_ms),
-        min_attempt_ms=s.take("min_attempt_ms", float, d.min_attempt_ms),
-        max_receive_bytes=s.positive("max_receive_bytes", int, d.max_receive_bytes),
+        deadline_margin_ms=s.within("deadline_margin_ms", float, d.deadline_margin_ms, *margin),
+        min_attempt_ms=s.within("min_attempt_ms", float, d.min_attempt_ms, *margin),
+        max_receive_bytes=s.within(
+            "max_receive_bytes", int, d.max_receive_bytes, 0, MAX_RECEIVE_BYTES, above=True
+        ),
         event_loop=s.choice("event_loop", EventLoop, d.event_loop),
+        log_format=_log_format(env, s.choice("log_format", LogFormat, d.log_format)),
     )
     s.done()
+    check_listen(
+        server.listen, "$LLM_ROUTER_LISTEN" if env.get("LLM_ROUTER_LISTEN") else s.key("listen")
+    )
     return server
+
+
+def _log_format(env: Mapping[str, str], value: LogFormat) -> LogFormat:
+    """``$LLM_ROUTER_LOG_FORMAT`` over the file's ``server.log_format``."""
+    override = env.get("LLM_ROUTER_LOG_FORMAT") or value
+    for known in get_args(LogFormat):
+        if override == known:
+            return cast(LogFormat, known)
+    raise ConfigError(f"$LLM_ROUTER_LOG_FORMAT: expected 'text' or 'json', got {override!r}")
+
+
+# -- [tracing] (tracing/) ------------------------------------------------------------
+
+
+def _tracing(t: Table, env: Mapping[str, str]) -> TracingConfig:
+    """The ``[tracing]`` table; the standard ``OTEL_*`` variables can turn it on or off."""
+    d = TracingConfig()
+    enabled = t.take("enabled", bool, d.enabled)
+    endpoint = t.take("endpoint", str, d.endpoint)
+    service_name = t.take("service_name", str, d.service_name)
+    ratio = t.take("sample_ratio", float, d.sample_ratio)
+    t.done()
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"{t.key('endpoint')}: expected an http:// or https:// URL")
+    if not service_name:
+        raise ConfigError(f"{t.key('service_name')}: must not be empty")
+    if not 0 <= ratio <= 1:
+        raise ConfigError(f"{t.key('sample_ratio')}: must be between 0 and 1, got {ratio!r}")
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    endpoints = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
+    disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    enabled = (enabled or exporter == "otlp" or any(endpoints)) and not (
+        disabled or exporter == "none"
+    )
+    return TracingConfig(enabled, endpoint, service_name, ratio)
 
 
 def _metrics(m: Table, env: Mapping[str, str]) -> MetricsConfig:
@@ -179,16 +298,12 @@ def _metrics(m: Table, env: Mapping[str, str]) -> MetricsConfig:
     url = metrics.redis_url
     if url and not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
-            f"{m.key('redis_url')}: expected redis://, rediss:// or unix:// URL, got {url!r}"
+            f"{m.key('redis_url')}: expected redis://, rediss:// or unix:// URL, "
+            f"got {without_credentials(url)!r}"
         )
-    listen = metrics.prometheus_listen
-    if listen:
-        host, sep, port = listen.rpartition(":")
-        if not (sep and host and port.isdigit() and int(port) <= 65535):
-            raise ConfigError(
-                f"{m.key('prometheus_listen')}: expected host:port, e.g. '127.0.0.1:9464', "
-                f"got {listen!r}"
-            )
+    if metrics.prometheus_listen:
+        listen, key = metrics.prometheus_listen, m.key("prometheus_listen")
+        check_listen(listen, key, "127.0.0.1:9464", unix=False)
     m.done()
     return metrics
 
@@ -200,6 +315,8 @@ def _limits(t: Table) -> Limits:
         max_message_chars=t.positive("max_message_chars", int, d.max_message_chars),
         max_schema_chars=t.positive("max_schema_chars", int, d.max_schema_chars),
         max_schema_depth=t.positive("max_schema_depth", int, d.max_schema_depth),
+        max_context_chars=t.positive("max_context_chars", int, d.max_context_chars),
+        max_answer_chars=t.positive("max_answer_chars", int, d.max_answer_chars),
     )
     t.done()
     return limits
@@ -214,9 +331,15 @@ def _breaker(t: Table) -> BreakerPolicy:
         max_cool_down_seconds=t.positive("max_cool_down_seconds", float, d.max_cool_down_seconds),
         when_all_open=t.choice("when_all_open", WhenAllOpen, d.when_all_open),
         shared=t.take("shared", bool, d.shared),
+        probe_interval_seconds=t.positive(
+            "probe_interval_seconds", float, d.probe_interval_seconds
+        ),
+        hang_fraction=t.positive("hang_fraction", float, d.hang_fraction),
     )
     if policy.max_cool_down_seconds < policy.cool_down_seconds:
         raise ConfigError(f"{t.key('max_cool_down_seconds')}: must be >= cool_down_seconds")
+    if policy.hang_fraction > 1:
+        raise ConfigError(f"{t.key('hang_fraction')}: must be <= 1, got {policy.hang_fraction!r}")
     t.done()
     return policy
 
@@ -253,6 +376,21 @@ def _tls(t: Table) -> TLSConfig:
     return tls
 
 
+def _validation(t: Table) -> ValidationPolicy:
+    d = ValidationPolicy()
+    policy = ValidationPolicy(
+        answer_budget_ms=t.positive("answer_budget_ms", float, d.answer_budget_ms),
+        schema_budget_ms=t.positive("schema_budget_ms", float, d.schema_budget_ms),
+        workers=t.positive("workers", int, d.workers),
+        schema_cache_mb=t.positive("schema_cache_mb", float, d.schema_cache_mb),
+    )
+    for name in ("answer_budget_ms", "schema_budget_ms", "schema_cache_mb"):
+        if not math.isfinite(getattr(policy, name)):
+            raise ConfigError(f"{t.key(name)}: must be finite, got {getattr(policy, name)!r}")
+    t.done()
+    return policy
+
+
 def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     """Build a Config from parsed TOML (already a dict) and the environment."""
     root = Table(expand_env(dict(data), "", env), "")
@@ -261,15 +399,25 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     limits = _limits(root.table("limits"))
     breaker = _breaker(root.table("breaker"))
     auth, tls = _auth(root.table("auth"), env), _tls(root.table("tls"))
+    validation = _validation(root.table("validation"))
+    tracing = _tracing(root.table("tracing"), env)
     patterns = root.take("refusal_patterns", list, list(DEFAULT_REFUSAL_PATTERNS))
     if not all(isinstance(p, str) and p for p in patterns):
         raise ConfigError("refusal_patterns: expected a list of non-empty strings")
     default_max_tokens = root.positive("default_max_tokens", int, Config.default_max_tokens)
     default_chain = root.take("default_chain", str, DEFAULT_CHAIN)
+    has_chains = "chains" in root.data
     chains_table = root.table("chains")
-    chains = _chains(chains_table) or default_chains(env)
+    embedded = embedded_settings.read(root.table("embedded"), env)
+    if has_chains:
+        chains = _chains(chains_table)
+    else:
+        chains = embedded_settings.with_last_resort(
+            default_chains(env), embedded, DEFAULT_REPAIR_ATTEMPTS
+        )
     chains_table.done()
     root.done()
+    embedded_settings.check(chains, embedded)
     if default_chain not in chains:
         raise ConfigError(
             f"default_chain: {default_chain!r} is not defined under [chains] "
@@ -282,6 +430,9 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         breaker=breaker,
         auth=auth,
         tls=tls,
+        validation=validation,
+        embedded=embedded,
+        tracing=tracing,
         refusal_patterns=tuple(patterns),
         default_max_tokens=default_max_tokens,
         default_chain=default_chain,

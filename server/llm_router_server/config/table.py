@@ -1,12 +1,14 @@
 """The fail-fast reader of the TOML file: every error names its dotted key.
 
-``Table`` reads a table key by key, checking each value's type (and range, or
-membership of a ``Literal`` type); whatever is left unread is an unknown key.
+``Table`` reads a table key by key, checking each value's type (a float must be finite:
+``inf`` and ``nan`` are refused everywhere), its range, or membership of a ``Literal`` type;
+whatever is left unread is an unknown key.
 ``expand_env`` expands ``${VAR}`` and ``${VAR:-default}`` in string values.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, TypeVar, cast, get_args
@@ -15,6 +17,7 @@ from llm_router_server.errors import ConfigError
 
 T = TypeVar("T")
 L = TypeVar("L", bound=str)
+N = TypeVar("N", int, float)
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -61,12 +64,26 @@ class Table:
             raise ConfigError(
                 f"{self.key(name)}: expected {kind.__name__}, got {type(value).__name__} {value!r}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{self.key(name)}: must be a finite number, got {value!r}")
         return value
 
     def positive(self, name: str, kind: type[T], default: T) -> T:
         value = self.take(name, kind, default)
         if not value > 0:  # type: ignore[operator]
             raise ConfigError(f"{self.key(name)}: must be > 0, got {value!r}")
+        return value
+
+    def within(
+        self, name: str, kind: type[N], default: N, low: float, high: float, *, above: bool = False
+    ) -> N:
+        """A number from ``low`` (or above it, with ``above``) up to ``high``."""
+        value = self.take(name, kind, default)
+        if value < low or (above and value == low) or value > high:
+            floor = f"> {_shown(low)}" if above else f">= {_shown(low)}"
+            raise ConfigError(
+                f"{self.key(name)}: must be {floor} and <= {_shown(high)}, got {value!r}"
+            )
         return value
 
     def choice(self, name: str, options: Any, default: L) -> L:
@@ -85,3 +102,7 @@ class Table:
         if self.data:
             unknown = ", ".join(repr(self.key(k)) for k in sorted(self.data))
             raise ConfigError(f"unknown key(s): {unknown}")
+
+
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else repr(bound)

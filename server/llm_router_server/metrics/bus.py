@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from llm_router_server.breaker.rules import Transition
 from llm_router_server.metrics.counters import ChainStats, ModelStats
+from llm_router_server.safe_text import echo
 from llm_router_server.types import RouteEvent
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def parse_event_id(event_id: str) -> tuple[int, int]:
     """``"1718000000000-3"`` -> ``(1718000000000, 3)``; ValueError when it is not one."""
     ms, sep, seq = event_id.partition("-")
     if not (sep and ms.isdigit() and seq.isdigit()):
-        raise ValueError(f"not an event id like '1718000000000-0': {event_id!r}")
+        raise ValueError(f"not an event id like '1718000000000-0': {echo(event_id)}")
     return int(ms), int(seq)
 
 

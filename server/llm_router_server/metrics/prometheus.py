@@ -1,10 +1,18 @@
-"""A Prometheus ``/metrics`` endpoint: this replica's Route calls, attempts and metrics bus.
+"""The Prometheus counters: this replica's Route calls, attempts, gRPC calls, metrics bus
+and process.
 
-Off unless ``metrics.prometheus_listen`` is set. Counts come from this process's
-own events (``MetricsBus.observe``), never from other replicas', so that
-Prometheus can sum replicas without counting a call twice. Each ``App`` has its
-own registry; the HTTP server runs in prometheus-client's daemon thread. The
+Off unless ``metrics.prometheus_listen`` is set; ``web.py`` serves the registry at
+``/metrics`` on that port. Counts come from this process's own events
+(``MetricsBus.observe``), never from other replicas', so that Prometheus can sum
+replicas without counting a call twice. Each ``App`` has its own registry. The
 caller's ``context`` label is not a Prometheus label (unbounded cardinality).
+
+``locality`` (``local`` or ``cloud``, see ``providers/identity.py``) is a label of the
+request, attempt and token counters, so that the local share is a ratio of two sums;
+``llm_router_grpc_calls_total`` counts every Router call by final status code, those
+turned away before any model included (``service/call_counter.py``); the process
+(CPU, memory, file descriptors, start time), the Python platform and its garbage
+collector have prometheus-client's standard collectors.
 
 Money is in US dollars, as Prometheus names units (``llm_router_cost_usd_total``): the
 known costs of attempts, the attempts whose cost is unknown (counted, not guessed), and
@@ -14,11 +22,17 @@ the cost avoided by answers from models without a price (``pricing/``).
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from wsgiref.simple_server import WSGIServer
+from collections.abc import Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -73,22 +87,33 @@ class _BusCollector(Collector):
 
 
 class PrometheusExporter:
-    """Counts this replica's events into a registry and serves it over HTTP."""
+    """Counts this replica's events and calls into a registry (served by ``web.py``)."""
 
-    def __init__(self, listen: str, bus: MetricsBus) -> None:
+    def __init__(
+        self, listen: str, bus: MetricsBus, localities: Mapping[str, str] | None = None
+    ) -> None:
         self.listen = listen
+        self.localities = dict(localities or {})
+        """``local`` or ``cloud`` by model string (the configured models)."""
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
             "llm_router_requests",
-            "Route calls by chain, answering model ('none' when none) and status.",
-            ["chain", "model", "status"],
+            "Route calls by chain, answering model ('none' when none), its locality and status.",
+            ["chain", "model", "locality", "status"],
             registry=r,
         )
         self.attempts = Counter(
             "llm_router_attempts",
-            "Model attempts by chain, model, outcome and reason category.",
-            ["chain", "model", "outcome", "reason"],
+            "Model attempts by chain, model, locality, outcome and reason category.",
+            ["chain", "model", "locality", "outcome", "reason"],
+            registry=r,
+        )
+        self.calls = Counter(
+            "llm_router_grpc_calls",
+            "Router calls by method and final gRPC status code, including those rejected "
+            "before any model (INVALID_ARGUMENT, UNAUTHENTICATED, RESOURCE_EXHAUSTED).",
+            ["method", "code"],
             registry=r,
         )
         self.fallbacks = Counter(
@@ -99,8 +124,8 @@ class PrometheusExporter:
         )
         self.tokens = Counter(
             "llm_router_tokens",
-            "Tokens reported by providers, by kind (prompt, completion).",
-            ["chain", "model", "kind"],
+            "Tokens reported by providers, by model, locality and kind (prompt, completion).",
+            ["chain", "model", "locality", "kind"],
             registry=r,
         )
         self.attempt_latency = Histogram(
@@ -161,27 +186,39 @@ class PrometheusExporter:
             registry=r,
         )
         r.register(_BusCollector(bus))
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.port = 0
+        """The HTTP port serving ``/metrics`` (set by ``web.py`` when it listens)."""
         bus.observe(self.observe)
+
+    def locality(self, model: str) -> str:
+        return self.localities.get(model, "none" if model == "none" else "unknown")
+
+    def call_finished(self, method: str, code: str) -> None:
+        """One Router call ended with ``code`` (``service/call_counter.py`` calls this)."""
+        self.calls.labels(method, code).inc()
 
     def observe(self, event: RouteEvent) -> None:
         chain = event.chain
-        self.requests.labels(chain, event.model_used, event.status.value).inc()
+        used = event.model_used
+        self.requests.labels(chain, used, self.locality(used), event.status.value).inc()
         self.request_latency.labels(chain, event.status.value).observe(event.latency_ms / 1000)
         for attempt in event.attempts:
+            where = self.locality(attempt.model)
             self.attempts.labels(
-                chain, attempt.model, attempt.outcome.value, attempt.category.value
+                chain, attempt.model, where, attempt.outcome.value, attempt.category.value
             ).inc()
             if attempt.outcome is not Outcome.SKIPPED:
                 self.attempt_latency.labels(chain, attempt.model, attempt.outcome.value).observe(
                     attempt.latency_ms / 1000
                 )
             if attempt.usage is not None:
-                self.tokens.labels(chain, attempt.model, "prompt").inc(attempt.usage.prompt_tokens)
-                self.tokens.labels(chain, attempt.model, "completion").inc(
-                    attempt.usage.completion_tokens
+                usage = attempt.usage
+                self.tokens.labels(chain, attempt.model, where, "prompt").inc(usage.prompt_tokens)
+                self.tokens.labels(chain, attempt.model, where, "completion").inc(
+                    usage.completion_tokens
                 )
             if attempt.outcome is not Outcome.SKIPPED:
                 if attempt.cost_usd is None:
@@ -201,21 +238,3 @@ class PrometheusExporter:
     def circuit_changed(self, change: Transition) -> None:
         self.circuit_state.labels(change.model, change.api_base).set(CIRCUIT_VALUES[change.new])
         self.circuit_changes.labels(change.model, change.new.value).inc()
-
-    def start(self) -> int:
-        """Serve ``/metrics``; returns the bound port. Raises OSError if it cannot listen."""
-        host, _, port = self.listen.rpartition(":")
-        host = host.strip("[]")
-        self._server, self._thread = start_http_server(int(port), host, registry=self.registry)
-        self.port = int(self._server.server_port)
-        logger.info("Prometheus metrics on http://%s:%d/metrics", host, self.port)
-        return self.port
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None

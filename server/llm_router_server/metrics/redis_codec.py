@@ -1,11 +1,16 @@
 """What the Redis bus writes to Redis and reads back: key names, the event's JSON payload,
 the channel message, and the counters as hash fields. Only the ``redis_*`` modules use it.
 
-The JSON payload (``event_payload``) keeps the seed's fields (``model_used``,
-``latency_ms``, ``attempts`` with model/outcome/reason/latency_ms, ``metrics_snapshot``,
-``timestamp``) and adds the rest. It never holds prompt or answer text. On the channel
-the payload starts with its stream entry id (``CHANNEL_HEAD``), so that a replica nobody
-watches can note the id without decoding the rest.
+The JSON payload (``event_payload``, schema version ``SCHEMA_VERSION``; documented in
+``docs/metrics.md`` and ``docs/schemas/route-event.schema.json``) keeps the seed's fields
+with the seed's types (``model_used``, integer ``latency_ms``, ``attempts`` with
+model/outcome/reason/latency_ms, ``metrics_snapshot``, ``timestamp``) and the fields
+version 1 added beside them, and carries the event exactly as the proto has it under
+``event``: a ``llm_router.v1.RouteEvent`` in proto3 JSON (proto field names, enum names,
+RFC 3339 time), which any protobuf JSON parser reads into the generated type. It never
+holds prompt or answer text. On the channel the payload starts with its stream entry id
+(``CHANNEL_HEAD``), so that a replica nobody watches can note the id without decoding
+the rest.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from llm_router_server.metrics.counters import (
     build_stats,
     event_usage,
 )
-from llm_router_server.pricing.price import call_cost
+from llm_router_server.metrics.proto_json import event_from_proto_json, proto_event, usage_json
 from llm_router_server.types import Attempt, Category, Outcome, RouteEvent, RouteStatus, Usage
+
+SCHEMA_VERSION = 2
+"""Version of the payload: 1 (no ``schema_version`` field) had no ``event``; 2 adds it."""
 
 METRICS_CHANNEL = "llm_router_metrics"
 """The pub/sub channel: one message per event, the seed's payload plus ``event_id``."""
@@ -42,9 +50,7 @@ fields. The publishing script is given this text; ``channel_event_id`` reads it 
 
 
 def _usage_dict(usage: Usage | None) -> dict[str, int] | None:
-    if usage is None:
-        return None
-    return {k: getattr(usage, k) for k in TOKEN_KINDS}
+    return None if usage is None else usage_json(usage)
 
 
 def _usage_from(raw: Any) -> Usage | None:
@@ -55,7 +61,8 @@ def _usage_from(raw: Any) -> Usage | None:
 
 def event_payload(event: RouteEvent) -> dict[str, Any]:
     """The JSON payload of an event: the seed's fields first, then chain, context, status,
-    usage, replica and (when known) event id. No prompt or answer text."""
+    usage, replica, the schema version, the event as the proto has it, and (when known)
+    the event id. No prompt or answer text."""
     payload: dict[str, Any] = {
         "model_used": event.model_used,
         "latency_ms": round(event.latency_ms),
@@ -67,8 +74,6 @@ def event_payload(event: RouteEvent) -> dict[str, Any]:
                 "latency_ms": round(a.latency_ms),
                 "category": a.category.value,
                 "usage": _usage_dict(a.usage),
-                "repair": a.repair,
-                "cost_usd": a.cost_usd,
             }
             for a in event.attempts
         ],
@@ -79,9 +84,8 @@ def event_payload(event: RouteEvent) -> dict[str, Any]:
         "context": event.context,
         "usage": _usage_dict(event_usage(event)),
         "replica_id": event.replica_id,
-        "cost_usd": call_cost(event.attempts),
-        "cost_avoided_usd": event.cost_avoided_usd,
-        "local_answer": event.local_answer,
+        "schema_version": SCHEMA_VERSION,
+        "event": proto_event(event),
     }
     if event.event_id:
         payload["event_id"] = event.event_id
@@ -93,8 +97,12 @@ def event_json(event: RouteEvent) -> str:
 
 
 def event_from_payload(payload: Mapping[str, Any], event_id: str = "") -> RouteEvent:
-    """The event back from its JSON payload (as read from Redis). Raises ValueError,
-    KeyError or TypeError on a payload this code did not write."""
+    """The event back from its JSON payload (as read from Redis): from ``event`` when the
+    payload has it (version 2, full precision), else from the version-1 fields. Raises
+    ValueError, KeyError or TypeError on a payload this code did not write."""
+    message = payload.get("event")
+    if isinstance(message, dict):
+        return event_from_proto_json(message, payload, event_id)
     return RouteEvent(
         timestamp=float(payload["timestamp"]),
         status=RouteStatus(payload.get("status", "ok")),
@@ -110,21 +118,13 @@ def event_from_payload(payload: Mapping[str, Any], event_id: str = "") -> RouteE
                 reason=a.get("reason") or "",
                 latency_ms=float(a["latency_ms"]),
                 usage=_usage_from(a.get("usage")),
-                repair=int(a.get("repair") or 0),
-                cost_usd=_float_or_none(a.get("cost_usd")),
             )
             for a in payload["attempts"]
         ),
         metrics_snapshot=dict(payload.get("metrics_snapshot") or {}),
         event_id=event_id or str(payload.get("event_id", "")),
         replica_id=str(payload.get("replica_id", "")),
-        cost_avoided_usd=_float_or_none(payload.get("cost_avoided_usd")),
-        local_answer=bool(payload.get("local_answer", False)),
     )
-
-
-def _float_or_none(raw: Any) -> float | None:
-    return None if raw is None else float(raw)
 
 
 def channel_event_id(message: str) -> str | None:

@@ -8,9 +8,10 @@ Per model, ``ModelSpec.provider`` decides (config key ``provider``):
 - ``"litellm"``: always ``litellm.acompletion``.
 
 Calls that carry a schema to a protocol whose native module does not serve
-schemas (``serves_schema``: today Anthropic, see ``anthropic.py``) go to
-litellm whatever the setting. A model string the native path does not know
-always goes to litellm.
+schemas (``serves_schema``; none today: Claude's structured output is native,
+see ``anthropic.py``) would go to litellm whatever the setting. A model string
+the native path does not know always goes to litellm. So the default chain
+(Ollama, Claude Haiku, Claude Sonnet) never imports litellm, schema or not.
 
 Start-up: ``import litellm`` takes seconds, so ``start()`` begins it in a worker
 thread and returns at once; the server reports SERVING while it runs. A call

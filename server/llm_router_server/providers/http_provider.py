@@ -10,13 +10,16 @@ thread hops per call. It speaks only what ``protocols.py`` lists;
 ``DispatchProvider`` (``dispatch.py``) sends everything else to litellm.
 
 Semantics are the litellm path's, pinned by the same wire-level tests
-(``tests/test_litellm_provider.py`` runs against both) and shared where they
+(``tests/providers/test_both_paths.py`` runs against both) and shared where they
 are decided (``shaping.py``, ``reasons.py``):
 
 - ``request.timeout`` bounds the whole call (``ProviderTimeoutError``); a
   cancelled call closes its upstream connection.
 - A call with a schema to a protocol that does not serve schemas
-  (``serves_schema``; today Anthropic) is not served here: ``serves()`` says so.
+  (``serves_schema``; every protocol serves them today, Anthropic since its
+  structured output moved here) is not served here: ``serves()`` says so.
+- The headers of a call are the endpoint's plus any its body needs
+  (``call_headers``: Anthropic's beta flag for ``output_format``).
 - aiohttp's exceptions become ``ProviderError``s in one place, ``_translate``,
   with the same reason texts as the litellm path (``reasons.py``).
 """
@@ -70,12 +73,15 @@ class AiohttpProvider:
         endpoint = self.endpoint(model)
         if endpoint is None or not self.serves(model, request):
             raise ProviderError(f"the native path does not serve this call to {model.model}")
-        data = json.dumps(endpoint.wire.body(endpoint.body, request)).encode()
+        body = endpoint.wire.body(endpoint.body, request)
+        sent = endpoint.wire.call_headers(endpoint.headers, body)
+        data = json.dumps(body).encode()
         session = self._sessions.get(endpoint.origin) or self._session(endpoint.origin)
+        if request.headers:  # the trace context (traceparent) goes on to the provider
+            sent = {**sent, **request.headers}
         try:
             async with asyncio.timeout(request.timeout):
-                post = session.post(endpoint.url, data=data, headers=endpoint.headers)
-                async with post as response:
+                async with session.post(endpoint.url, data=data, headers=sent) as response:
                     raw = await response.read()
                     status = response.status
                     phrase = response.reason or ""

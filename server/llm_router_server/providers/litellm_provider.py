@@ -138,6 +138,8 @@ class LiteLLMProvider:
         }
         if request.schema is not None:
             kwargs["response_format"] = shaping.response_format(request.schema)
+        if request.headers:  # the trace context (traceparent) goes on to the provider
+            kwargs["extra_headers"] = {**kwargs.get("extra_headers", {}), **request.headers}
         kwargs.update(model=model.model, timeout=request.timeout)
         if model.api_base is not None:
             kwargs["api_base"] = model.api_base
@@ -175,6 +177,7 @@ def _completion(response: object) -> Completion:
             getattr(usage, "completion_tokens", None),
             getattr(usage, "total_tokens", None),
         ),
+        getattr(response, "model", None),
     )
 
 

@@ -54,6 +54,11 @@ class OllamaChat:
     def headers(self, key: str) -> dict[str, str]:
         return {}
 
+    def call_headers(
+        self, headers: Mapping[str, str], body: Mapping[str, Any]
+    ) -> Mapping[str, str]:
+        return headers
+
     def fixed_body(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         return {"model": name, "options": dict(options), "stream": False}
 
@@ -69,4 +74,5 @@ class OllamaChat:
             message.get("content") if isinstance(message, dict) else None,
             answer.get("done_reason"),
             shaping.usage(answer.get("prompt_eval_count"), answer.get("eval_count")),
+            answer.get("model"),
         )

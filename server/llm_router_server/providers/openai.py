@@ -44,6 +44,11 @@ class OpenAIChat:
     def headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
+    def call_headers(
+        self, headers: Mapping[str, str], body: Mapping[str, Any]
+    ) -> Mapping[str, str]:
+        return headers
+
     def fixed_body(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         return {"model": name, **options}
 
@@ -69,4 +74,5 @@ class OpenAIChat:
                 counts.get("completion_tokens"),
                 counts.get("total_tokens"),
             ),
+            answer.get("model"),
         )

@@ -65,6 +65,11 @@ class WireProtocol(Protocol):
     def headers(self, key: str) -> dict[str, str]:
         """The headers beyond ``Content-Type``, given the API key ("" when none is set)."""
 
+    def call_headers(
+        self, headers: Mapping[str, str], body: Mapping[str, Any]
+    ) -> Mapping[str, str]:
+        """One call's headers: the endpoint's, plus any its body needs (a beta flag)."""
+
     def fixed_body(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         """The part of every body for upstream model ``name``; ``options`` are translated params."""
 
@@ -132,6 +137,26 @@ def unenforced_keywords(spec: ModelSpec) -> frozenset[str]:
         return WIRES["ollama_chat"].unenforced
     found = wire_of(spec.model)
     return found[0].unenforced if found is not None else frozenset()
+
+
+def url_credentials_problem(spec: ModelSpec) -> str | None:
+    """Why ``user:password@`` in ``spec.api_base`` cannot reach the model (None: it can,
+    as HTTP Basic authentication on the native path of a protocol that leaves the
+    ``Authorization`` header free: Ollama, Anthropic)."""
+    found = wire_of(spec.model)
+    if spec.provider == "litellm" or found is None or unsupported(spec) is not None:
+        return (
+            "only the native path (ollama_chat/, anthropic/ and claude- models) sends URL "
+            'credentials; litellm refuses them ("Cannot combine AUTHORIZATION header with '
+            'AUTH argument")'
+        )
+    wire = found[0]
+    if "Authorization" in wire.headers("key"):
+        return (
+            f"the {wire.name} protocol sends the API key in the Authorization header, which "
+            "URL credentials would replace; give the upstream's key as params.api_key instead"
+        )
+    return None
 
 
 def missing_api_key(spec: ModelSpec, env: Mapping[str, str]) -> str | None:

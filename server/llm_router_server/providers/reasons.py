@@ -23,19 +23,14 @@ from llm_router_server.errors import (
     ProviderStatusError,
     ProviderTimeoutError,
 )
+from llm_router_server.safe_text import escape, redact, shorten, without_credentials
 
 MAX_REASON = 300
+MAX_SCAN = 20_000
+"""Of a longer text (a whole HTML error page) only the start is read for the reason."""
 
 _TRACEBACK = "Traceback (most recent call last):"
 _SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\bsk-[\w\-*.]{3,}"), "sk-***"),
-    (re.compile(r"(?i)\bbearer\s+[^\s'\",}]+"), "Bearer ***"),
-    (
-        re.compile(
-            r"(?i)\b(x-api-key|api[_-]?key|authorization)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
-        ),
-        r"\1\2***",
-    ),
     (re.compile(r'File "[^"]*"(?:, line \d+)?(?:, in \S+)?'), ""),
     (re.compile(r"(?<![\w:/.])/(?:[\w.\-]+/)+[\w.\-]+"), "<path>"),
     (re.compile(r"\s*ssl:<[^>]*>"), ""),
@@ -44,24 +39,25 @@ _SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 def clean(text: str) -> str:
-    """One bounded line: no traceback, file path or secret."""
+    """One bounded line: no traceback, file path, secret (``safe_text.redact``: by pattern
+    and by every configured value) or control character."""
     if _TRACEBACK in text:
         head, _, tail = text.partition(_TRACEBACK)
         lines = [line for line in tail.splitlines() if line.strip()]
         text = head if head.strip() else (lines[-1] if lines else "")
-    text = text.replace("\\n", " ")
+    text = redact(text[:MAX_SCAN].replace("\\n", " "))
     for pattern, replacement in _SCRUBS:
         text = pattern.sub(replacement, text)
-    text = " ".join(text.split()).rstrip(" :-")
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+    text = escape(" ".join(text.split()).rstrip(" :-"))
+    return shorten(text, MAX_REASON)
 
 
 def origin(api_base: str | None) -> str:
     """`` (scheme://host:port)`` of an API base for reasons, or "" when there is none."""
     if not api_base:
         return ""
-    parts = urlsplit(api_base)
-    return f" ({parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''})"
+    parts = urlsplit(without_credentials(api_base))
+    return f" ({parts.scheme}://{parts.netloc})"
 
 
 def connection_reason(api_base: str | None, refused: bool, error: object) -> str:

@@ -12,7 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from llm_router_server.errors import ProviderRefusalError, ProviderResponseError
+from llm_router_server.errors import (
+    ProviderEmptyAnswerError,
+    ProviderRefusalError,
+    ProviderResponseError,
+)
 from llm_router_server.types import Completion, Message, Usage
 
 
@@ -52,17 +56,25 @@ def usage(prompt: object, completion: object, total: object = None) -> Usage | N
     return Usage(prompt, completion, total if isinstance(total, int) else prompt + completion)
 
 
-def completion(text: object, finish: object, counts: Usage | None) -> Completion:
+MAX_MODEL_NAME = 200
+"""Longest model name kept from an answer (it is the upstream's text: bounded)."""
+
+
+def completion(
+    text: object, finish: object, counts: Usage | None, model: object = None
+) -> Completion:
     """The answer, unless the provider refused or answered nothing.
 
     ``finish`` is the chat-completions finish reason (Claude's ``stop_reason:
-    refusal`` arrives as ``content_filter``, as litellm maps it).
+    refusal`` arrives as ``content_filter``, as litellm maps it). ``model`` is the model
+    name the answer reports, if any.
     """
     if finish == "content_filter":
         raise ProviderRefusalError("the provider refused to answer (content_filter)")
     if not isinstance(text, str) or not text:
-        raise ProviderResponseError(f"empty answer from provider (finish_reason {finish})")
-    return Completion(text=text, usage=counts, truncated=finish == "length")
+        raise ProviderEmptyAnswerError(f"empty answer from provider (finish_reason {finish})")
+    name = model[:MAX_MODEL_NAME] if isinstance(model, str) else ""
+    return Completion(text=text, usage=counts, model=name, truncated=finish == "length")
 
 
 def malformed(detail: str) -> ProviderResponseError:

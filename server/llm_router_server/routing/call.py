@@ -1,14 +1,22 @@
 """One Route call as the chain runs it: its attempts in start order, and the answers
 its steps end with. Plain data and the attempt builders; the decisions are in ``chain.py``.
+
+Every attempt is recorded through ``Call.put``, which bounds its reason to
+``MAX_REASON_CHARS`` and redacts it (a schema mismatch can quote a whole answer): reasons
+go to the caller, into the status's trailing metadata, into events and logs.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
-from llm_router_server.routing.judging import Schema
+from llm_router_server.routing.observer import AttemptWatch, CallObserver
+from llm_router_server.routing.validation.offload import CheckedSchema
+from llm_router_server.safe_text import redact, shorten
 from llm_router_server.types import (
+    NO_HEADERS,
     Attempt,
     Category,
     ChainSpec,
@@ -17,6 +25,9 @@ from llm_router_server.types import (
     Outcome,
     RouteRequest,
 )
+
+MAX_REASON_CHARS = 500
+"""The longest reason an attempt keeps, in characters."""
 
 
 def ms(seconds: float) -> float:
@@ -82,10 +93,14 @@ class Call:
 
     request: RouteRequest
     chain: ChainSpec
-    schema: Schema | None
+    schema: CheckedSchema | None
     deadline: Deadline
     tag: str
+    observer: CallObserver | None = None
+    """Who watches the attempts (tracing); None: nobody (``observer.py``)."""
     slots: list[Attempt | None] = field(default_factory=list)
+    watches: dict[int, AttemptWatch] = field(default_factory=dict)
+    """The observer's watch of each slot (empty without an observer)."""
     winner: Answer | None = None
     cancel_reason: str = "cancelled by the caller"
     cost_avoided: float | None = None
@@ -93,12 +108,30 @@ class Call:
     local_answer: bool = False
     """Set when an answer is accepted: it came from a model without a price."""
 
-    def reserve(self) -> int:
+    def reserve(self, spec: ModelSpec) -> int:
+        """A slot for ``spec``'s attempt, in start order (the observer is told it starts)."""
+        slot = len(self.slots)
         self.slots.append(None)
-        return len(self.slots) - 1
+        if self.observer is not None:
+            self.watches[slot] = self.observer.attempt(spec, self.chain, slot)
+        return slot
+
+    def headers(self, slot: int) -> Mapping[str, str]:
+        """What the observer wants sent with this slot's provider request."""
+        watch = self.watches.get(slot)
+        return NO_HEADERS if watch is None else watch.headers
 
     def put(self, slot: int, attempt: Attempt, value: object = None, raw_text: str = "") -> Answer:
+        """Record the slot's attempt, its reason bounded and redacted (the observer is told
+        it ended)."""
+        if attempt.reason:
+            reason = shorten(redact(attempt.reason), MAX_REASON_CHARS)
+            if reason != attempt.reason:
+                attempt = replace(attempt, reason=reason)
         self.slots[slot] = attempt
+        watch = self.watches.get(slot)
+        if watch is not None:
+            watch.end(attempt)
         return Answer(attempt, value, raw_text)
 
     def recorded(self) -> tuple[Attempt, ...]:

@@ -3,13 +3,15 @@
 Plain asyncio over the dataclasses in ``types.py``. It imports neither grpc
 nor litellm nor redis: the provider and the metrics bus come in through their
 seams (``providers/base.py``, ``metrics/``). Requests are checked against the
-limits first (``limits.py``); each question to a model is asked and judged in
-``ask.py`` (verdicts: ``judging.py``); what a provider error means (its category)
-is carried by its class (``errors.py``).
+limits first (``limits.py``); an answer longer than ``limits.max_answer_chars`` is
+rejected unread (so every reply fits a default client), the others are judged off
+the loop when costly (``validation/``); what a provider error means (its category) is
+carried by its class (``errors.py``).
 
 Before moving on: a model whose answer is not JSON or fails the schema is asked
 again, with its answer and the validation error, up to its ``repair_attempts``
-(``repair.py``); each repair is an attempt of its own. Where the model's decoder
+(``repair.py``); each repair is an attempt of its own (and, for the observer, a turn of
+its own). Each question is asked and judged in ``ask.py``. Where the model's decoder
 is known to drop some schema keywords, the first question says them in words
 (``constraints.py``). Money: every attempt carries its cost, the result the
 call's total and the cost avoided when a model without a price answered
@@ -28,6 +30,9 @@ Budget: one outer deadline (the caller's) wraps the loop; each attempt gets
 ``min_attempt_seconds`` is left. A provider timeout is just another provider
 error. When the caller cancels, the in-flight provider call is cancelled with
 it, and the call's event is still published.
+
+An optional observer (``observer.py``; tracing is one) is told of each attempt as it
+starts and ends and of the call's end; without one the chain makes no observer call.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
 from llm_router_server.breaker.breaker import CircuitBreaker
-from llm_router_server.config.model import Limits
+from llm_router_server.config.model import Limits, ValidationPolicy
 from llm_router_server.errors import (
     AllModelsFailedError,
     ChainFailedError,
@@ -54,14 +59,17 @@ from llm_router_server.metrics.counters import ChainCounters, ModelCounters
 from llm_router_server.pricing.book import PriceBook
 from llm_router_server.pricing.price import Price, call_cost, cost_avoided, is_priced, usage_cost
 from llm_router_server.providers.base import Provider
-from llm_router_server.routing.ask import Question, ask
+from llm_router_server.routing.ask import Asker, Question
 from llm_router_server.routing.call import Answer, Call, ends_call, ms, rejected, skipped
 from llm_router_server.routing.constraints import constraint_note, with_note
 from llm_router_server.routing.hedging import staggered
-from llm_router_server.routing.judging import RefusalDetector, Schema
+from llm_router_server.routing.judging import RefusalDetector
 from llm_router_server.routing.limiter import ConcurrencyLimiter
-from llm_router_server.routing.limits import check_messages, check_schema_text
+from llm_router_server.routing.limits import check_context, check_messages, check_schema_text
+from llm_router_server.routing.observer import CallObserver
 from llm_router_server.routing.repair import repair_messages, repairable
+from llm_router_server.routing.validation.offload import CheckedSchema, Validation
+from llm_router_server.safe_text import echo
 from llm_router_server.types import (
     Attempt,
     Category,
@@ -102,6 +110,8 @@ class Router:
         breaker: CircuitBreaker | None = None,
         prices: PriceBook | None = None,
         unenforced: Callable[[ModelSpec], Collection[str]] | None = None,
+        observer: CallObserver | None = None,
+        validation: Validation | None = None,
     ) -> None:
         if default_chain not in chains:
             raise ValueError(f"default chain {default_chain!r} is not among the chains")
@@ -120,18 +130,31 @@ class Router:
         self._references: dict[str, Price | None] = {}
         """Per chain: the price of its first priced model (for the cost avoided)."""
         self.unenforced = unenforced if unenforced is not None else _nothing_unenforced
+        self.observer = observer
+        """Watches each attempt and call (tracing); None: nobody (``routing/observer.py``)."""
+        self.validation = validation if validation is not None else Validation(ValidationPolicy())
+        self.asker = Asker(
+            provider, self.validation, self.refusals, self.prices, limits.max_answer_chars
+        )
 
-    def check(self, request: RouteRequest) -> tuple[ChainSpec, Schema | None]:
-        """Validate a request before any model is called; raise InvalidRequestError."""
+    async def check(self, request: RouteRequest) -> tuple[ChainSpec, CheckedSchema | None]:
+        """Validate a request before any model is called; raise InvalidRequestError.
+
+        A new schema is checked in a validation worker (``validation/offload.py``)."""
         check_messages(request.messages, self.limits)
-        schema = check_schema_text(request.schema, self.limits)
+        check_context(request.context, self.limits)
+        has_schema = bool(request.schema.strip())
+        if has_schema:
+            check_schema_text(request.schema, self.limits)
         name = request.chain or self.default_chain
         chain = self.chains.get(name)
         if chain is None:
             raise UnknownChainError(
-                f"unknown chain {name!r}; configured chains: " + ", ".join(sorted(self.chains))
+                f"unknown chain {echo(name)}; configured chains: " + ", ".join(sorted(self.chains))
             )
-        return chain, schema
+        if not has_schema:
+            return chain, None
+        return chain, await self.validation.check_schema(request.schema)
 
     async def route(self, request: RouteRequest, deadline: Deadline = _NO_DEADLINE) -> RouteResult:
         """Return the first valid answer of the request's chain.
@@ -141,9 +164,9 @@ class Router:
         out first, RefusedError when a safety refusal ends the call (refusal_policy
         "stop").
         """
-        chain, schema = self.check(request)
+        chain, schema = await self.check(request)
         tag = f"[{request.context}] " if request.context else ""
-        call = Call(request, chain, schema, deadline, tag)
+        call = Call(request, chain, schema, deadline, tag, self.observer)
         start = time.monotonic()
         status = RouteStatus.CANCELLED
         model_used = "none"
@@ -191,7 +214,7 @@ class Router:
         Each attempt is recorded in ``call`` in start order, also when the step is
         cancelled (by the caller, or because a hedged model answered first).
         """
-        slot = call.reserve()
+        slot = call.reserve(spec)
         left = call.deadline.remaining()
         if left < self.min_attempt_seconds:
             why = f"deadline: {max(left, 0) * 1000:.0f} ms left, not started"
@@ -204,7 +227,7 @@ class Router:
             why = f"saturated: {spec.max_concurrency} call(s) already in flight"
             return call.put(slot, skipped(spec, why, Category.SATURATED))
         try:
-            question = Question(spec, self._messages(call, spec), call.schema, self.refusals)
+            question = Question(spec, self._messages(call, spec), call.schema)
             answer = await self._ask(call, slot, question, left)
             while (
                 question.repair < spec.repair_attempts
@@ -217,7 +240,7 @@ class Router:
                     question.messages, answer.raw_text, answer.attempt.reason
                 )
                 question = replace(question, messages=messages, repair=question.repair + 1)
-                answer = await self._ask(call, call.reserve(), question, left)
+                answer = await self._ask(call, call.reserve(spec), question, left)
         finally:
             self.limiter.release(spec)
         return answer
@@ -234,7 +257,7 @@ class Router:
         )
         started = time.monotonic()
         try:
-            asked = await ask(self.provider, question, left, self.prices)
+            asked = await self.asker.ask(question, left, call.headers(slot), call.deadline)
         except asyncio.CancelledError:
             why = call.cancel_reason if call.winner is None else "another model answered first"
             cost = usage_cost(self.prices.known(spec), None)
@@ -242,6 +265,7 @@ class Router:
             raise
         attempt = asked.attempt
         answer = call.put(slot, attempt, asked.value, asked.raw_text)
+        attempt = answer.attempt  # its reason bounded and redacted
         answer.spec = spec
         answer.truncated = asked.truncated
         if attempt.category is Category.SAFETY_REFUSAL:
@@ -276,7 +300,7 @@ class Router:
         keywords = self.unenforced(spec)
         if not keywords:
             return messages
-        return with_note(messages, constraint_note(schema.document, keywords))
+        return with_note(messages, constraint_note(schema.provider_schema, keywords))
 
     @staticmethod
     def _all_open(call: Call) -> bool:
@@ -310,6 +334,8 @@ class Router:
             local_answer=call.local_answer,
         )
         self.chain_counters.record_call(event)
+        if self.observer is not None:
+            self.observer.finished(event)
         self.bus.publish(event)
 
 

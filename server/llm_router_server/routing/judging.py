@@ -9,20 +9,12 @@ pattern, else invalid JSON or a schema mismatch.
 
 from __future__ import annotations
 
-import functools
-import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import jsonschema
-import jsonschema.exceptions
-import jsonschema.validators
-import referencing
-import referencing.exceptions
-
-from llm_router_server.errors import InvalidRequestError
+from llm_router_server.routing.validation.answers import parse_json_answer, text_problem
 from llm_router_server.types import Category
 
 # The seed's list: any case-insensitive substring match is a refusal.
@@ -39,8 +31,6 @@ DEFAULT_REFUSAL_PATTERNS: tuple[str, ...] = (
     "beyond my capabilities",
 )
 
-_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -53,25 +43,6 @@ class Verdict:
     @property
     def accepted(self) -> bool:
         return self.category is Category.NONE
-
-
-@dataclass(frozen=True)
-class Schema:
-    """A caller's JSON Schema, checked and compiled once per distinct text."""
-
-    document: Mapping[str, Any]
-    validator: Any  # a jsonschema Validator instance (jsonschema ships no precise type)
-
-    def first_error(self, value: Any) -> str | None:
-        try:
-            error = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
-        except Exception as exc:  # jsonschema wraps referencing errors in a private class
-            # $refs are checked up front (_check_refs); this is a safety net.
-            return f"at $: the schema could not be applied: {type(exc).__name__}"
-        if error is None:
-            return None
-        where = error.json_path if error.path else "$"
-        return f"at {where}: {error.message}"
 
 
 class RefusalDetector:
@@ -89,86 +60,43 @@ class RefusalDetector:
         return match.group(0) if match else None
 
 
-@functools.lru_cache(maxsize=256)
-def compile_schema(text: str) -> Schema:
-    """Parse and check a JSON Schema text; cached by text, so repeat callers pay once."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"schema is not valid JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise InvalidRequestError(f"schema must be a JSON object, got {type(document).__name__}")
-    cls = jsonschema.validators.validator_for(document, default=jsonschema.Draft202012Validator)
-    try:
-        cls.check_schema(document)
-    except jsonschema.exceptions.SchemaError as exc:
-        where = exc.json_path if exc.path else "$"
-        raise InvalidRequestError(
-            f"schema is not a valid JSON Schema at {where}: {exc.message}"
-        ) from exc
-    # No $ref is ever fetched (jsonschema would retrieve remote URLs by default).
-    registry: referencing.Registry[Any] = referencing.Registry(retrieve=_no_retrieval)  # type: ignore[call-arg]  # attrs init
-    validator = cls(document, registry=registry)
-    _check_refs(document, validator)
-    return Schema(document=document, validator=validator)
+class Schema(Protocol):
+    """A compiled schema, as ``judge`` applies it (``validation/schemas.py``)."""
+
+    def first_error(self, value: Any) -> str | None: ...
 
 
-def _no_retrieval(uri: str) -> referencing.Resource[Any]:
-    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]  # attrs class
+MAX_REASON_CHARS = 500
+"""Longest reason kept from a judgement (jsonschema quotes the offending value)."""
 
 
-def _check_refs(document: Any, validator: Any) -> None:
-    """Every ``$ref`` must be local ("#...") and resolve, checked before any model is called."""
-    stack: list[Any] = [document]
-    refs: list[str] = []
-    while stack and len(refs) < 1000:
-        node = stack.pop()
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str):
-                refs.append(ref)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    for ref in refs:
-        if not ref.startswith("#"):
-            raise InvalidRequestError(
-                f"schema $ref {ref[:80]!r} is not local: only '#...' references are allowed"
-            )
-        try:
-            validator._resolver.lookup(ref)  # the resolver jsonschema itself validates with
-        except referencing.exceptions.Unresolvable as exc:
-            raise InvalidRequestError(f"schema $ref {ref[:80]!r} does not resolve") from exc
-
-
-def parse_json_answer(text: str) -> tuple[bool, Any, str]:
-    """Parse an answer as JSON, falling back to the first fenced block that parses.
-
-    Returns ``(ok, value, error)``.
-    """
-    try:
-        return True, json.loads(text), ""
-    except json.JSONDecodeError as exc:
-        error = f"answer is not JSON: {exc}"
-    for match in _FENCE.finditer(text):
-        try:
-            return True, json.loads(match.group(1)), ""
-        except json.JSONDecodeError:
-            continue
-    return False, None, error
+def _short(reason: str) -> str:
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return reason[: MAX_REASON_CHARS - 3] + "..."
 
 
 def judge(text: str, schema: Schema | None, refusals: RefusalDetector) -> Verdict:
-    """Accept or reject one answer text."""
+    """Accept or reject one answer text.
+
+    An accepted answer can always be delivered: its text and content have no lone
+    surrogate, its numbers are finite doubles, its nesting is bounded (``answers.py``).
+    Pure and synchronous: ``validation/offload.py`` decides where it runs.
+    """
+    problem = text_problem(text)
     if schema is None:
         if not text.strip():
             return Verdict(Category.PROVIDER_ERROR, "empty answer")
         pattern = refusals.find(text)
         if pattern is not None:
             return Verdict(Category.REFUSAL, f"refusal pattern matched: {pattern!r}")
+        if problem is not None:
+            return Verdict(Category.PROVIDER_ERROR, f"answer text {problem}")
         return Verdict(Category.NONE, value=text)
 
     ok, value, parse_error = parse_json_answer(text)
+    if ok and problem is not None:
+        ok, parse_error = False, f"answer text {problem}"
     schema_error = schema.first_error(value) if ok else None
     if ok and schema_error is None:
         return Verdict(Category.NONE, value=value)
@@ -177,4 +105,4 @@ def judge(text: str, schema: Schema | None, refusals: RefusalDetector) -> Verdic
         return Verdict(Category.REFUSAL, f"refusal pattern matched: {pattern!r}")
     if not ok:
         return Verdict(Category.INVALID_JSON, parse_error if text.strip() else "empty answer")
-    return Verdict(Category.SCHEMA_MISMATCH, f"schema mismatch {schema_error}")
+    return Verdict(Category.SCHEMA_MISMATCH, _short(f"schema mismatch {schema_error}"))

@@ -1,8 +1,9 @@
 """Checking a Route request against the ``Limits`` before any model is called.
 
 Every bound on untrusted input lives here: message count and size, schema size and
-nesting depth (counted before the schema is parsed); the schema itself is then
-compiled by ``judging.compile_schema``.
+nesting depth (counted before the schema is parsed), the ``context`` label's length; the
+schema itself is then checked and compiled off the event loop by ``validation/offload.py``.
+An error quotes at most ``safe_text.ECHO_CHARS`` of a caller's value.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 from llm_router_server.config.model import Limits
 from llm_router_server.errors import InvalidRequestError
-from llm_router_server.routing.judging import Schema, compile_schema
+from llm_router_server.safe_text import echo
 from llm_router_server.types import ROLES, Message
 
 
@@ -25,7 +26,7 @@ def check_messages(messages: Sequence[Message], limits: Limits) -> None:
     for i, message in enumerate(messages):
         if message.role not in ROLES:
             raise InvalidRequestError(
-                f"messages[{i}].role is {message.role!r}; expected one of: "
+                f"messages[{i}].role is {echo(message.role)}; expected one of: "
                 + ", ".join(sorted(ROLES))
             )
         if not message.content.strip():
@@ -37,10 +38,16 @@ def check_messages(messages: Sequence[Message], limits: Limits) -> None:
             )
 
 
-def check_schema_text(text: str, limits: Limits) -> Schema | None:
-    """Compile the request's schema text, or return None for free text."""
-    if not text.strip():
-        return None
+def check_context(context: str, limits: Limits) -> None:
+    """The ``context`` label is kept in every event and logged: it is bounded."""
+    if len(context) > limits.max_context_chars:
+        raise InvalidRequestError(
+            f"context has {len(context)} characters; the limit is {limits.max_context_chars}"
+        )
+
+
+def check_schema_text(text: str, limits: Limits) -> None:
+    """Check a (non-empty) schema text against the limits; ``validation/`` compiles it."""
     if len(text) > limits.max_schema_chars:
         raise InvalidRequestError(
             f"schema has {len(text)} characters; the limit is {limits.max_schema_chars}"
@@ -50,7 +57,6 @@ def check_schema_text(text: str, limits: Limits) -> Schema | None:
         raise InvalidRequestError(
             f"schema nests {depth} levels deep; the limit is {limits.max_schema_depth}"
         )
-    return compile_schema(text)
 
 
 @functools.lru_cache(maxsize=256)

@@ -4,6 +4,9 @@ Router errors become gRPC statuses here and only here, through ``STATUS_TABLE``
 (most specific first, ``status_code_for``). Failures of the whole chain carry a
 ``RouteFailure`` detail in the rich status (``failure_status``, sent as
 ``grpc-status-details-bin``), so clients can read every attempt without parsing text.
+A status message is cut to ``MAX_STATUS_CHARS`` (``status_message``) and each attempt's
+reason is bounded where it is recorded, so the trailing metadata stays far below the 8 KiB
+a default client accepts.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from llm_router_server.errors import (
 )
 from llm_router_server.metrics.counters import ChainStats, ModelStats, event_usage
 from llm_router_server.pricing.price import call_cost
+from llm_router_server.safe_text import shorten
 from llm_router_server.types import (
     Attempt,
     Category,
@@ -46,6 +50,9 @@ STATUS_TABLE: tuple[tuple[type[LLMRouterError], grpc.StatusCode], ...] = (
     (AllModelsFailedError, grpc.StatusCode.UNAVAILABLE),
     (RefusedError, grpc.StatusCode.PERMISSION_DENIED),
 )
+
+MAX_STATUS_CHARS = 1000
+"""The longest status message; the attempts are in the RouteFailure detail in full."""
 
 _OUTCOMES = {
     Outcome.SUCCESS: router_pb2.ATTEMPT_OUTCOME_SUCCESS,
@@ -68,6 +75,7 @@ _CATEGORIES = {
     Category.CONTEXT_WINDOW: router_pb2.REASON_CATEGORY_CONTEXT_WINDOW,
     Category.AUTHENTICATION: router_pb2.REASON_CATEGORY_AUTHENTICATION,
     Category.RATE_LIMITED: router_pb2.REASON_CATEGORY_RATE_LIMITED,
+    Category.VALIDATION_TIMEOUT: router_pb2.REASON_CATEGORY_VALIDATION_TIMEOUT,
 }
 _ROUTE_STATUSES = {
     RouteStatus.OK: router_pb2.ROUTE_STATUS_OK,
@@ -84,6 +92,11 @@ def status_code_for(exc: LLMRouterError) -> grpc.StatusCode:
         if isinstance(exc, kind):
             return code
     return grpc.StatusCode.INTERNAL
+
+
+def status_message(exc: LLMRouterError) -> str:
+    """The status message of a router error, bounded (it travels in trailing metadata)."""
+    return shorten(str(exc), MAX_STATUS_CHARS)
 
 
 def attempt_to_proto(attempt: Attempt) -> router_pb2.Attempt:
@@ -216,7 +229,7 @@ def failure_status(exc: ChainFailedError) -> grpc.Status:
         )
     )
     status = status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=str(exc), details=[detail]
+        code=getattr(code_pb2, code.name), message=status_message(exc), details=[detail]
     )
     return rpc_status.to_status(status)
 

@@ -5,14 +5,16 @@ except the health and reflection services, comparing against each configured
 token in constant time (``hmac.compare_digest``), and answers UNAUTHENTICATED
 otherwise. Tokens never appear in logs or status messages.
 
-``server_credentials`` builds TLS credentials from PEM files; with a client CA
-the server requires and verifies client certificates (mTLS).
+``server_credentials`` builds TLS credentials from PEM files, after checking that they load
+(``check_tls_files``); with a client CA the server requires and verifies client
+certificates (mTLS).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +22,7 @@ from typing import Any, TypeVar
 import grpc
 
 from llm_router_server.config import TLSConfig
+from llm_router_server.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +85,11 @@ def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> bytes | None:
 
 
 def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
-    """TLS credentials from the configured PEM files (mTLS with a client CA)."""
+    """TLS credentials from the configured PEM files (mTLS with a client CA).
+
+    Raises ``ConfigError`` naming the key when a file does not load (gRPC itself would
+    only fail to bind, "Failed to bind to address")."""
+    check_tls_files(tls)
     chain = Path(tls.cert_file).read_bytes()
     key = Path(tls.key_file).read_bytes()
     client_ca = Path(tls.client_ca_file).read_bytes() if tls.client_ca_file else None
@@ -91,3 +98,25 @@ def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
         root_certificates=client_ca,
         require_client_auth=client_ca is not None,
     )
+
+
+def _no_password() -> bytes:
+    return b""  # an encrypted key fails to load instead of prompting on the terminal
+
+
+def check_tls_files(tls: TLSConfig) -> None:
+    """The TLS files load: a PEM certificate chain with its matching, unencrypted PEM
+    private key, and PEM CA certificates; else ``ConfigError`` naming the key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file, password=_no_password)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            "tls.cert_file/tls.key_file: not a PEM certificate chain with its matching "
+            f"unencrypted PEM private key: {exc}"
+        ) from exc
+    if tls.client_ca_file:
+        try:
+            context.load_verify_locations(cafile=tls.client_ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"tls.client_ca_file: not PEM CA certificates: {exc}") from exc

@@ -29,6 +29,7 @@ from llm_router_server.service.convert import (
     result_to_proto,
     stats_to_proto,
     status_code_for,
+    status_message,
 )
 from llm_router_server.types import Deadline, RouteEvent
 
@@ -59,7 +60,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             status = failure_status(exc)
             await context.abort(status.code, status.details, status.trailing_metadata)
         except LLMRouterError as exc:
-            await context.abort(status_code_for(exc), str(exc))
+            await context.abort(status_code_for(exc), status_message(exc))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -1,0 +1,1 @@
+"""Hostile input: callers and models that try to stall, crash or leak."""
