@@ -174,6 +174,7 @@ class App:
                 self.bus,
                 models=identities,
                 local_stats=self.router.counters.stats,
+                local_chain_stats=self.router.chain_counters.stats,
                 circuits=lambda: self.router.breaker.states(specs),
                 queue=config.metrics.watcher_queue,
             )
