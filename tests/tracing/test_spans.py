@@ -20,7 +20,6 @@ from tests.support.server import anthropic, ollama
 from tests.support.upstream import Answer, FakeUpstream, HttpError
 from tests.tracing.servers import PARENT_ID, TRACE_ID, TRACEPARENT
 
-
 HAIKU_IN, HAIKU_OUT = 1.0, 5.0
 """Claude Haiku 4.5's price in USD per million tokens, in litellm's bundled table."""
 

@@ -88,7 +88,7 @@ async def test_the_page_follows_route_calls_live(
     assert haiku is not None
     spent = 3 * (42 * haiku.input_per_mtok + 9 * haiku.output_per_mtok) / 1e6
     await browser.wait_for(
-        "document.querySelector('#models tbody tr[data-model=\"anthropic/claude-haiku-4-5-20251001\"]')"
+        "document.querySelector('#models tbody tr[data-model=\"anthropic/claude-haiku-4-5-20251001\"]')"  # noqa: E501
         f".children[12].textContent === '${spent:.6f}'"
     )
     models = await browser.evaluate(
