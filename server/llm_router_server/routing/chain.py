@@ -48,10 +48,6 @@ from dataclasses import replace
 from llm_router_server.breaker.breaker import CircuitBreaker
 from llm_router_server.config.model import Limits, ValidationPolicy
 from llm_router_server.errors import (
-    AllModelsFailedError,
-    ChainFailedError,
-    DeadlineExceededError,
-    RefusedError,
     UnknownChainError,
 )
 from llm_router_server.metrics.bus import MetricsBus
@@ -60,7 +56,15 @@ from llm_router_server.pricing.book import PriceBook
 from llm_router_server.pricing.price import Price, call_cost, cost_avoided, is_priced, usage_cost
 from llm_router_server.providers.base import Provider
 from llm_router_server.routing.ask import Asker, Question
-from llm_router_server.routing.call import Answer, Call, ends_call, ms, rejected, skipped
+from llm_router_server.routing.call import (
+    Answer,
+    Call,
+    ends_call,
+    failure,
+    ms,
+    rejected,
+    skipped,
+)
 from llm_router_server.routing.constraints import constraint_note, with_note
 from llm_router_server.routing.hedging import staggered
 from llm_router_server.routing.judging import RefusalDetector
@@ -71,7 +75,6 @@ from llm_router_server.routing.repair import repair_messages, repairable
 from llm_router_server.routing.validation.offload import CheckedSchema, Validation
 from llm_router_server.safe_text import echo
 from llm_router_server.types import (
-    Attempt,
     Category,
     ChainSpec,
     Deadline,
@@ -202,7 +205,7 @@ class Router:
                     cost_avoided_usd=call.cost_avoided,
                 )
             latency_ms = ms(time.monotonic() - start)
-            status, error = _failure(chain, won, attempts, deadline, latency_ms)
+            status, error = failure(chain, won, attempts, deadline, latency_ms)
             raise error
         finally:
             self._finish(call, status, model_used, start)
@@ -337,28 +340,3 @@ class Router:
         if self.observer is not None:
             self.observer.finished(event)
         self.bus.publish(event)
-
-
-def _failure(
-    chain: ChainSpec,
-    won: Answer | None,
-    attempts: tuple[Attempt, ...],
-    deadline: Deadline,
-    latency_ms: float,
-) -> tuple[RouteStatus, ChainFailedError]:
-    """How a call without an answer ended: its status and the error that carries its attempts."""
-    summary = "; ".join(f"{a.model}: {a.outcome.value}: {a.reason}" for a in attempts)
-    kind: type[ChainFailedError]
-    if won is not None:  # a safety refusal under refusal_policy = "stop"
-        status, kind = RouteStatus.REFUSED, RefusedError
-        message = (
-            f"{won.attempt.model} refused for safety and chain {chain.name!r} has "
-            f"refusal_policy 'stop': {won.attempt.reason}"
-        )
-    elif deadline.expired or any(a.category is Category.SKIPPED for a in attempts):
-        status, kind = RouteStatus.DEADLINE_EXCEEDED, DeadlineExceededError
-        message = f"deadline exceeded after {len(attempts)} attempt(s): {summary}"
-    else:
-        status, kind = RouteStatus.ALL_FAILED, AllModelsFailedError
-        message = f"all {len(chain.models)} models of chain {chain.name!r} failed: {summary}"
-    return status, kind(message, chain=chain.name, attempts=attempts, latency_ms=latency_ms)
