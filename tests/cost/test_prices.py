@@ -168,3 +168,20 @@ def test_the_built_in_local_model_is_free_by_configuration() -> None:
     local, *cloud = config.parse({}, {}).chains["default"].models
     assert local.price_per_mtok == (0.0, 0.0)
     assert all(m.price_per_mtok is None for m in cloud)  # litellm's table prices them
+
+
+def test_the_embedded_model_is_free_unless_its_entry_gives_a_price() -> None:
+    """It runs in the router's own child process: the seed's last resort and a chain's entry
+    with ``api_base = "embedded"`` cost 0, unless the entry says otherwise."""
+    *_, last = config.parse({}, {"LLM_ROUTER_EMBEDDED": "on"}).chains["default"].models
+    assert last.api_base == "embedded"
+    assert (last.price_per_mtok, last.repair_attempts) == ((0.0, 0.0), 1)
+    name = last.model
+    entry = {"model": name, "api_base": "embedded"}
+    chains = {"chains": {"default": {"models": [entry]}}}
+    (spec,) = config.parse(chains, {"LLM_ROUTER_EMBEDDED": "on"}).chains["default"].models
+    assert spec.price_per_mtok == (0.0, 0.0)
+    priced = {**entry, "price_per_mtok": {"input": 0.01, "output": 0.02}}
+    chains = {"chains": {"default": {"models": [priced]}}}
+    (spec,) = config.parse(chains, {"LLM_ROUTER_EMBEDDED": "on"}).chains["default"].models
+    assert spec.price_per_mtok == (0.01, 0.02)
