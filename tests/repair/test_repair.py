@@ -14,6 +14,7 @@ import pytest
 from google.protobuf import json_format
 
 from llm_router.v1 import router_pb2
+from llm_router_server.config.model import ValidationPolicy
 from tests.support.server import Serve, ollama, openai
 from tests.support.upstream import Answer, Behaviour, FakeUpstream, Hang, HttpError, SafetyRefusal
 
@@ -249,3 +250,46 @@ async def test_repairs_are_counted_in_snapshots_and_events(
     stream.cancel()
     [model] = snapshot.models
     assert (model.success, model.fallback, model.repairs, model.repair_successes) == (1, 1, 1, 1)
+
+
+ID_SCHEMA = {
+    "type": "object",
+    "required": ["id"],
+    # A "pattern" makes the schema costly: its answers are judged in a validation worker.
+    "properties": {"id": {"type": "string", "pattern": "^[a-z]+-[0-9]+$"}},
+}
+
+
+async def test_an_answer_judged_in_a_validation_worker_is_repaired_with_its_error(
+    serve: Serve, upstream: Callable[[], FakeUpstream]
+) -> None:
+    local, cloud = upstream(), upstream()
+    local.choose = bad_then_good(Answer('{"id": "Web 1"}'), good=Answer('{"id": "web-1"}'))
+    server = await serve([ollama(local, repair_attempts=1), openai(cloud)])
+    reply = await route(server, schema=ID_SCHEMA)
+    assert outcomes(reply) == [(LOCAL, 0, INVALID), (LOCAL, 1, SUCCESS)]
+    assert json_format.MessageToDict(reply.content) == {"id": "web-1"}
+    first = reply.attempts[0]
+    assert first.reason_category == router_pb2.REASON_CATEGORY_SCHEMA_MISMATCH
+    _, repair = local.chat_requests()
+    assert "at $.id: 'Web 1' does not match" in repair.body["messages"][-1]["content"]
+    assert cloud.chat_requests() == []
+
+
+async def test_an_answer_that_could_not_be_judged_in_time_is_not_repaired(
+    serve: Serve, upstream: Callable[[], FakeUpstream]
+) -> None:
+    """Out of the validation budget (a backtracking pattern) the verdict is VALIDATION_TIMEOUT:
+    asking again would spend the budget again, so the chain moves on at once."""
+    local, cloud = upstream(), upstream()
+    local.default = Answer(json.dumps({"s": "a" * 29 + "!"}))
+    cloud.default = Answer('{"s": "aaa"}')
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}
+    server = await serve(
+        [ollama(local, repair_attempts=2), openai(cloud)],
+        validation=ValidationPolicy(answer_budget_ms=500),
+    )
+    reply = await route(server, schema=schema)
+    assert outcomes(reply) == [(LOCAL, 0, INVALID), (CLOUD, 0, SUCCESS)]
+    assert reply.attempts[0].reason_category == router_pb2.REASON_CATEGORY_VALIDATION_TIMEOUT
+    assert len(local.chat_requests()) == 1
