@@ -21,6 +21,7 @@ from typing import Any
 
 from llm_router_server.metrics.counters import (
     TOKEN_KINDS,
+    ChainCounters,
     ModelCounters,
     ModelStats,
     build_stats,
@@ -40,6 +41,8 @@ COUNTS_KEY = f"{METRICS_CHANNEL}:counts"
 """Hash of cluster-wide counters: ``"<model>|<kind or token kind>" -> n``."""
 LATENCY_KEY = f"{METRICS_CHANNEL}:latency"
 """Hash of cluster-wide latency histograms: ``"<model>|<bucket index>" -> n``."""
+CHAINS_KEY = f"{METRICS_CHANNEL}:chains"
+"""Hash of cluster-wide per-chain counters: ``"<chain>|<kind>" -> n`` (``CHAIN_KINDS``)."""
 
 CHANNEL_HEAD = '{"event_id":"'
 """How a channel message starts: then the stream entry id, ``",`` and the payload's other
@@ -132,24 +135,33 @@ def channel_event_id(message: str) -> str | None:
     return message[len(CHANNEL_HEAD) : end] if end >= 0 else None
 
 
-def increments(event: RouteEvent) -> tuple[dict[str, int], dict[str, int]]:
+def increments(event: RouteEvent) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """What one event adds to the counter hashes: ``({"<model>|<kind>": n}, {"<model>|<bucket>":
-    n})``, counted by ``ModelCounters``."""
+    n}, {"<chain>|<kind>": n})``, counted by ``ModelCounters`` and ``ChainCounters``."""
     one = ModelCounters()
-    one.record_call(event.attempts)
+    one.record_call(event.attempts, event.cost_avoided_usd)
     counts = {f"{m}|{k}": n for m, by_kind in one.counts.items() for k, n in by_kind.items()}
     latency = {f"{m}|{b}": n for m, by_bucket in one.latency.items() for b, n in by_bucket.items()}
-    return counts, latency
+    chain = ChainCounters()
+    chain.record_call(event)
+    chains = {f"{c}|{k}": n for c, by_kind in chain.counts.items() for k, n in by_kind.items()}
+    return counts, latency, chains
+
+
+def fields_by_name(fields: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """``{"<name>|<kind>": "n"}`` as read from a counter hash -> ``{name: {kind: n}}``."""
+    by_name: dict[str, dict[str, int]] = {}
+    for field, value in fields.items():
+        name, _, kind = field.rpartition("|")
+        by_name.setdefault(name, {})[kind] = int(value)
+    return by_name
 
 
 def stats_from_fields(
     counts: Mapping[str, str], latency: Mapping[str, str]
 ) -> dict[str, ModelStats]:
     """``ModelStats`` per model from the counter hashes as read (fields from ``increments``)."""
-    by_kind: dict[str, dict[str, int]] = {}
-    for field, value in counts.items():
-        model, _, kind = field.rpartition("|")
-        by_kind.setdefault(model, {})[kind] = int(value)
+    by_kind = fields_by_name(counts)
     by_bucket: dict[str, dict[int, int]] = {}
     for field, value in latency.items():
         model, _, bucket = field.rpartition("|")

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from llm_router_server.metrics.redis_codec import (
+    CHAINS_KEY,
     CHANNEL_HEAD,
     COUNTS_KEY,
     LATENCY_KEY,
@@ -30,16 +31,19 @@ from llm_router_server.types import RouteEvent
 logger = logging.getLogger(__name__)
 
 # One event in one round of Lua. ARGV: the event's JSON, the stream's MAXLEN, the channel
-# message's head (CHANNEL_HEAD), the number of (field, n) pairs for the counts hash, then
-# those pairs, then the (field, n) pairs for the latency hash. XADD to the capped stream;
-# PUBLISH the payload with the new entry's id put first (the head, the id, the closing
-# quote and comma, then the JSON without its opening brace); HINCRBY the counters.
+# message's head (CHANNEL_HEAD), the number of (field, n) pairs for the counts hash, the
+# number for the latency hash, then those pairs in that order, then the (field, n) pairs for
+# the chains hash. XADD to the capped stream; PUBLISH the payload with the new entry's id put
+# first (the head, the id, the closing quote and comma, then the JSON without its opening
+# brace); HINCRBY the counters.
 _ADD_AND_PUBLISH = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[1])
 redis.call('PUBLISH', KEYS[2], ARGV[3] .. id .. '",' .. string.sub(ARGV[1], 2))
-local counts_end = 4 + 2 * tonumber(ARGV[4])
-for i = 5, counts_end, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
-for i = counts_end + 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1]) end
+local counts_end = 5 + 2 * tonumber(ARGV[4])
+local latency_end = counts_end + 2 * tonumber(ARGV[5])
+for i = 6, counts_end, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+for i = counts_end + 1, latency_end, 2 do redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1]) end
+for i = latency_end + 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[5], ARGV[i], ARGV[i + 1]) end
 return id
 """
 
@@ -117,14 +121,13 @@ class RedisPublisher:
     async def _send(self, batch: Sequence[RouteEvent]) -> None:
         pipe = self.redis.client.pipeline(transaction=False)
         for event in batch:
-            counts, latency = increments(event)
+            counts, latency, chains = increments(event)
             args: list[str | int] = [event_json(event), self.stream_maxlen, CHANNEL_HEAD]
-            args.append(len(counts))
-            for field, n in (*counts.items(), *latency.items()):
+            args += (len(counts), len(latency))
+            for field, n in (*counts.items(), *latency.items(), *chains.items()):
                 args += (field, n)
-            pipe.eval(
-                _ADD_AND_PUBLISH, 4, STREAM_KEY, METRICS_CHANNEL, COUNTS_KEY, LATENCY_KEY, *args
-            )
+            keys = (STREAM_KEY, METRICS_CHANNEL, COUNTS_KEY, LATENCY_KEY, CHAINS_KEY)
+            pipe.eval(_ADD_AND_PUBLISH, len(keys), *keys, *args)
         await pipe.execute()
 
     def _set_connected(self, up: bool, exc: BaseException | None = None) -> None:
