@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,17 @@ import pytest
 
 from llm_router import AllModelsFailedError
 from llm_router.v1 import router_pb2
+from tests.support.net import free_port
 from tests.support.server import Serve, anthropic, ollama, openai
-from tests.support.upstream import Answer, FakeUpstream, HttpError
+from tests.support.upstream import (
+    Answer,
+    Behaviour,
+    Drop,
+    FakeUpstream,
+    HttpError,
+    Malformed,
+    Truncated,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -114,11 +124,12 @@ async def test_a_configured_price_wins_over_the_table(
     assert avoided(reply) == 0.0
 
 
+@pytest.mark.parametrize("fault", [Drop(), Malformed(), Truncated()], ids=type)
 async def test_usage_not_reported_leaves_the_cost_unknown(
-    serve: Serve, upstream: Callable[[], FakeUpstream]
+    serve: Serve, upstream: Callable[[], FakeUpstream], fault: Behaviour
 ) -> None:
     cloud, local = upstream(), upstream()
-    cloud.default = HttpError(500)  # an error reports no usage
+    cloud.default = fault  # the model may have run and used tokens, but no usage came back
     local.default = Answer("restart it", prompt_tokens=5, completion_tokens=5)
     server = await serve([anthropic(cloud), ollama(local, price_per_mtok=FREE)])
     reply = await server.route()
@@ -126,6 +137,24 @@ async def test_usage_not_reported_leaves_the_cost_unknown(
     assert not failed.HasField("usage") and not failed.HasField("cost_usd")
     assert cost(answered) == 0.0
     assert not reply.HasField("cost_usd")  # one unknown attempt: the total is unknown
+
+
+async def test_an_error_status_or_an_unreachable_provider_costs_nothing(
+    serve: Serve, upstream: Callable[[], FakeUpstream]
+) -> None:
+    """No model ran: an HTTP error status is not billed, nor is a connection never made."""
+    erring, local = upstream(), upstream()
+    erring.default = HttpError(500)
+    local.default = Answer("restart it", prompt_tokens=5, completion_tokens=5)
+    sonnet = replace(anthropic(erring), model="anthropic/claude-sonnet-4-6")
+    unreachable = replace(sonnet, api_base=f"http://127.0.0.1:{free_port()}")  # refused
+    server = await serve([anthropic(erring), unreachable, ollama(local, price_per_mtok=FREE)])
+    reply = await server.route()
+    status, refused, answered = reply.attempts
+    assert "HTTP 500" in status.reason and "connection refused" in refused.reason
+    assert not status.HasField("usage") and not refused.HasField("usage")
+    assert cost(status) == 0.0 and cost(refused) == 0.0 and cost(answered) == 0.0
+    assert cost(reply) == 0.0
 
 
 async def test_a_failed_call_carries_its_cost(

@@ -4,7 +4,8 @@ Every number is reproducible from the attempts' token counts and the prices: an 
 ``prompt_tokens * input + completion_tokens * output`` (USD per million tokens), rounded to the
 nano-dollar (``NANO_USD``), so sums of costs (the counters) add whole nano-dollars. A model
 without a price has an unknown cost, never 0; a priced model whose provider reported no usage
-has an unknown cost too (usage is not guessed). Only a price of zero (set in the
+has an unknown cost too (usage is not guessed), unless no model ran (``ProviderError.billed``
+is False: an HTTP error status, a connection never made), which costs 0. Only a price of zero (set in the
 configuration) makes a model free: its attempts cost 0 whatever their usage.
 """
 

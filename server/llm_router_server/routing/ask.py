@@ -128,6 +128,8 @@ class Asker:
                 response_model=completion.model,
             )
             return Asked(attempt, verdict.value, completion.text, None, completion.truncated)
-        cost = usage_cost(await self.prices.price(spec), None)  # no usage: 0 if free, else unknown
+        price = await self.prices.price(spec)
+        # No usage: 0 if free or the provider does not bill this error, else unknown.
+        cost = 0.0 if price is not None and error.billed is False else usage_cost(price, None)
         attempt = rejected(spec, error.category, str(error), started, question.repair, cost)
         return Asked(attempt, None, "", error)
