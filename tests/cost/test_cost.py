@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +16,7 @@ import pytest
 from llm_router import AllModelsFailedError
 from llm_router.v1 import router_pb2
 from tests.support.net import free_port
+from tests.support.processes import start_command
 from tests.support.server import Serve, anthropic, ollama, openai
 from tests.support.upstream import (
     Answer,
@@ -37,9 +35,6 @@ HAIKU_IN, HAIKU_OUT = 1.0, 5.0
 HAIKU = "anthropic/claude-haiku-4-5-20251001"
 LOCAL = "ollama_chat/qwen2.5:7b"
 FREE = (0.0, 0.0)
-ROOT = Path(__file__).resolve().parents[2]
-# The CLI runs in a child process: make it import this checkout's code.
-CHILD_ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'server'}{os.pathsep}{ROOT / 'client'}"}
 
 
 def usd(prompt: int, completion: int, per_in: float, per_out: float) -> float:
@@ -176,18 +171,11 @@ async def test_the_cli_prints_the_cost_and_the_cost_avoided(
     local = upstream()
     local.default = Answer("restart it", prompt_tokens=100, completion_tokens=20)
     server = await serve([ollama(local, price_per_mtok=FREE), anthropic(upstream())])
-    env = CHILD_ENV
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llm_router_server", "route", "--target", server.target, "hi",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process = await start_command("route", "--target", server.target, "hi")
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, err.decode()
     assert "cost $0, avoided $0.0002" in err.decode()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llm_router_server", "route", "--target", server.target,
-        "--json", "hi", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process = await start_command("route", "--target", server.target, "--json", "hi")
     out, err = await asyncio.wait_for(process.communicate(), 30)
     line = json.loads(out)
     assert (line["cost_usd"], line["attempts"][0]["cost_usd"]) == (0.0, 0.0)
