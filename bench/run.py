@@ -15,6 +15,9 @@ latency, calls/s and CPU per call:
 (g) ``claude-schema``: ``Route`` with a schema to one Claude model (Haiku 4.5: ``output_format``),
     native; (g') ``claude-schema-litellm``: the same with ``provider = "litellm"``
 (d) ``route-fallback``: ``Route`` whose first model is refused, the second answers
+(h) ``route-schema``: ``Route`` with a JSON Schema, the model's first answer valid
+(h') ``route-repair``: the same, the first answer not JSON: the model is asked again
+    with its answer and the error (one repair), and that answer is valid
 (e) Route with metrics to Redis up / down (nothing listening) / blackholed (accepts,
     never answers), and with 100 and 1,000 WatchMetrics streams open, with and without
     Redis, interleaved with the server without Redis (``redis-none``); see
@@ -69,6 +72,7 @@ PRIME_SCHEMA = {
     "required": ["prime"],
     "additionalProperties": False,
 }
+OK_SCHEMA = {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}
 
 
 def free_port() -> int:
@@ -129,6 +133,12 @@ models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = 5, api_base = "{upstrea
 [chains.route-litellm]
 models = [
   {{ model = "ollama_chat/qwen2.5:7b", api_base = "{upstream}", provider = "litellm" }},
+]
+[chains.route-schema]
+models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = 5, api_base = "{upstream}/schema" }}]
+[chains.route-repair]
+models = [
+  {{ model = "ollama_chat/qwen2.5:7b", api_base = "{upstream}/repair", repair_attempts = 1 }},
 ]
 [chains.route-fallback]
 models = [
@@ -422,6 +432,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ("route-asyncio", route(std_stub, "route"), std.proc.pid, counts, 200),
                 ("route-fallback", route(stub, "route-fallback"), pid, counts, 200),
                 ("claude-schema", route(stub, "claude-schema", PRIME_SCHEMA), pid, counts, 200),
+                ("route-schema", route(stub, "route-schema", OK_SCHEMA), pid, counts, 200),
+                ("route-repair", route(stub, "route-repair", OK_SCHEMA), pid, counts, 200),
             ]
             rows += await rounds(plan, args.rounds)
             if not args.skip_litellm:
@@ -502,7 +514,25 @@ def summary(rows: list[Row], results: dict[str, Any]) -> dict[str, Any]:
         out["route_minus_floor_minus_http_p50_ms_c1"] = round(c1.p50_ms - f1.p50_ms - a1.p50_ms, 3)
     if c1 and d1:
         out["fallback_adds_p50_ms_c1"] = round(d1.p50_ms - c1.p50_ms, 3)
+    for conc in (1, 64):
+        valid, repaired = get("route-schema", conc), get("route-repair", conc)
+        if valid and repaired:
+            out[f"repair_adds_p50_ms_c{conc}"] = round(repaired.p50_ms - valid.p50_ms, 3)
+            out[f"repair_adds_cpu_ms_per_call_c{conc}"] = round(
+                repaired.cpu_ms_per_call - valid.cpu_ms_per_call, 3
+            )
     out.update(metrics_summary(rows))
+    for conc in (1, 64):
+        none = get("redis-none", conc)
+        for state in ("up", "down", "blackholed"):
+            row = get(f"redis-{state}", conc)
+            if none and row:
+                out[f"ratio_redis_{state}_over_none_p50_c{conc}"] = round(
+                    row.p50_ms / none.p50_ms, 2
+                )
+                out[f"ratio_redis_{state}_over_none_p99_c{conc}"] = round(
+                    row.p99_ms / none.p99_ms, 2
+                )
     goals = {
         "overhead_p50_le_1ms": out.get("overhead_p50_ms_c1"),
         "overhead_p99_le_3ms": out.get("overhead_p99_ms_c1"),

@@ -8,6 +8,11 @@ Ollama answers ``ok``, or ``{}`` to a call that asks for a JSON Schema (``format
 Claude's answer is JSON text, valid against ``run.PRIME_SCHEMA``, or the same JSON
 as the input of a ``tool_use`` block when the request forces a tool.
 It prints ``ready`` when it listens.
+
+Under ``/schema`` (an ``api_base`` of ``http://HOST:PORT/schema``) Ollama's ``/api/chat``
+answers the JSON ``{"ok": true}``; under ``/repair`` it answers text that is not JSON,
+unless the request carries the router's repair turn (its model's answer and the
+validation error), and then the same JSON: one repair, for the repair row.
 """
 
 from __future__ import annotations
@@ -50,6 +55,16 @@ ANSWERS = {
 }
 
 
+def _ollama(text: str) -> bytes:
+    message = {"role": "assistant", "content": text}
+    return json.dumps({**ANSWERS["/api/chat"], "message": message}).encode()
+
+
+VALID = _ollama('{"ok": true}')
+INVALID = _ollama("ok, sure")
+REPAIR_MARK = b"Your answer was rejected"
+
+
 TOOL_ANSWER = {
     **ANSWERS["/v1/messages"],
     "content": [
@@ -84,6 +99,17 @@ def app() -> web.Application:
             return web.Response(body=answer, content_type="application/json")
 
         application.router.add_post(path, handle)
+
+    async def schema(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=VALID, content_type="application/json")
+
+    async def repair(request: web.Request) -> web.Response:
+        repaired = REPAIR_MARK in await request.read()
+        return web.Response(body=VALID if repaired else INVALID, content_type="application/json")
+
+    application.router.add_post("/schema/api/chat", schema)
+    application.router.add_post("/repair/api/chat", repair)
     return application
 
 

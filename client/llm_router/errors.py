@@ -25,7 +25,7 @@ import grpc
 from google.protobuf import any_pb2, empty_pb2, unknown_fields
 
 from llm_router.connection import Connection
-from llm_router.results import attempt_from_proto
+from llm_router.results import attempt_from_proto, optional
 from llm_router.v1 import router_pb2
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -70,6 +70,8 @@ class ChainFailedError(RouterError):
         self.attempts = tuple(attempt_from_proto(a) for a in failure.attempts) if failure else ()
         self.chain = failure.chain if failure else ""
         self.latency_ms = failure.latency_ms if failure else 0.0
+        self.cost_usd = optional(failure, "cost_usd") if failure else None
+        """The attempts' costs summed, in USD; None when unknown."""
 
 
 class AllModelsFailedError(ChainFailedError):

@@ -38,7 +38,7 @@ class Attempt:
     """One model's turn: ``outcome`` is success/rejected/invalid/skipped; ``reason_category``
     is "" on success, else timeout/provider_error/refusal/safety_refusal/invalid_json/
     schema_mismatch/skipped/cancelled/circuit_open/saturated/context_window/authentication/
-    rate_limited."""
+    rate_limited/validation_timeout."""
 
     model: str
     outcome: str
@@ -46,6 +46,10 @@ class Attempt:
     reason: str
     latency_ms: float
     usage: Usage | None
+    repair: int = 0
+    """0 for the model's first answer; n for its n-th repair (asked again with its answer)."""
+    cost_usd: float | None = None
+    """USD; None when unknown (the model has no price, or no usage was reported)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,11 @@ class RouteResult:
     attempts: tuple[Attempt, ...]
     latency_ms: float
     chain: str
+    cost_usd: float | None = None
+    """The attempts' costs summed, in USD; None when any is unknown."""
+    cost_avoided_usd: float | None = None
+    """What the chain's first priced model would have charged for the answer, when a model
+    without a price answered (0 when a priced one did); None when unknown."""
 
 
 def usage_from_proto(message: Any) -> Usage | None:
@@ -67,6 +76,11 @@ def usage_from_proto(message: Any) -> Usage | None:
     return Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens)
 
 
+def optional(message: Any, name: str) -> float | None:
+    """An ``optional double`` field of ``message``; None when absent (unknown)."""
+    return float(getattr(message, name)) if message.HasField(name) else None
+
+
 def attempt_from_proto(a: router_pb2.Attempt) -> Attempt:
     return Attempt(
         model=a.model,
@@ -75,6 +89,8 @@ def attempt_from_proto(a: router_pb2.Attempt) -> Attempt:
         reason=a.reason,
         latency_ms=a.latency_ms,
         usage=usage_from_proto(a),
+        repair=a.repair,
+        cost_usd=optional(a, "cost_usd"),
     )
 
 
@@ -88,4 +104,6 @@ def result_from_proto(response: router_pb2.RouteResponse) -> RouteResult:
         attempts=tuple(attempt_from_proto(a) for a in response.attempts),
         latency_ms=response.latency_ms,
         chain=response.chain,
+        cost_usd=optional(response, "cost_usd"),
+        cost_avoided_usd=optional(response, "cost_avoided_usd"),
     )

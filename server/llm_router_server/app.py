@@ -36,9 +36,10 @@ from llm_router_server.metrics.live import LiveFeed
 from llm_router_server.metrics.memory import InMemoryMetricsBus
 from llm_router_server.metrics.prometheus import PrometheusExporter
 from llm_router_server.metrics.web import MetricsWebServer
+from llm_router_server.pricing.book import PriceBook
 from llm_router_server.providers.base import Provider
 from llm_router_server.providers.identity import identify
-from llm_router_server.providers.protocols import missing_api_key
+from llm_router_server.providers.protocols import missing_api_key, unenforced_keywords
 from llm_router_server.routing.chain import Router
 from llm_router_server.routing.validation.offload import Validation
 from llm_router_server.routing.warmup import warm_up
@@ -156,6 +157,8 @@ class App:
             breaker=breaker,
             observer=self.tracing.observer if self.tracing is not None else None,
             validation=Validation(config.validation),
+            prices=PriceBook(),
+            unenforced=unenforced_keywords,
         )
         # Open circuits are probed in the background, with the provider itself.
         self.prober = Prober(breaker, self.provider, (m for c in chains for m in c.models))
@@ -171,6 +174,7 @@ class App:
                 self.bus,
                 models=identities,
                 local_stats=self.router.counters.stats,
+                local_chain_stats=self.router.chain_counters.stats,
                 circuits=lambda: self.router.breaker.states(specs),
                 queue=config.metrics.watcher_queue,
             )
@@ -223,6 +227,7 @@ class App:
         A port that cannot be bound raises ``OSError`` naming its key, before anything
         else starts; whatever fails later stops what had started."""
         self.port = self._bind()
+        self.router.prices.start()  # litellm's price table, read in a worker thread
         try:
             if self.web is not None and self.prometheus is not None:
                 self.prometheus.port = await self._start_web(self.web)

@@ -17,6 +17,7 @@ circuit)::
         │   ├── ProviderHangError        none in its own timeout    TIMEOUT          HANG
         │   └── ProviderCutShortError    its circuit opened         TIMEOUT          NEUTRAL
         ├── ProviderConnectionError  refused, reset, dropped        PROVIDER_ERROR   FAILURE
+        │   └── ProviderUnreachableError  never connected (no bill) PROVIDER_ERROR   FAILURE
         ├── ProviderStatusError      an HTTP error status           PROVIDER_ERROR   FAILURE
         │   ├── ProviderRateLimitError       429, Retry-After       RATE_LIMITED     OPENS
         │   ├── ProviderOverloadedError      5xx, 529               PROVIDER_ERROR   FAILURE
@@ -129,6 +130,11 @@ class ProviderError(LLMRouterError):
     """The reason category of the rejected attempt."""
     breaker_effect: ClassVar[BreakerEffect] = BreakerEffect.FAILURE
     """What the error does to the model's circuit."""
+    billed: ClassVar[bool | None] = None
+    """Whether the provider may bill the call: None (unknown: a timeout, a dropped
+    connection or a malformed answer may have used tokens), False when no model ran (no
+    connection was made, or the provider answered with an HTTP error status: providers do
+    not bill those). An attempt that is not billed costs 0, not unknown."""
 
     @property
     def open_for(self) -> float | None:
@@ -171,8 +177,16 @@ class ProviderConnectionError(ProviderError):
     """The connection to the provider was refused, reset or dropped."""
 
 
+class ProviderUnreachableError(ProviderConnectionError):
+    """No connection was made (refused, no such host): no model ran, nothing is billed."""
+
+    billed = False
+
+
 class ProviderStatusError(ProviderError):
     """The provider answered with an HTTP error status."""
+
+    billed = False
 
     def __init__(self, message: str, *, status_code: int | None) -> None:
         super().__init__(message)

@@ -50,6 +50,17 @@ class ModelSpec:
     """Most calls in flight to this model at once; when full the chain skips it. 0: no limit."""
     warm_up: bool = False
     """Send one tiny call at start-up, in the background, so the model is loaded."""
+    repair_attempts: int = 0
+    """How many times the model is asked again, with its answer and the validation error,
+    when its answer is not JSON or fails the caller's schema (0: never). The configuration's
+    default is ``config.model.DEFAULT_REPAIR_ATTEMPTS``; a spec built in code repairs only
+    when it says so."""
+    constraint_notes: bool = True
+    """Say in words, in a system message, the schema constraints the model's decoder is
+    known not to enforce (see ``providers/protocols.py``); the answer is validated against
+    the caller's schema either way."""
+    price_per_mtok: tuple[float, float] | None = None
+    """USD per million (input, output) tokens; None: litellm's price table, if it has one."""
     probe: ProbeMode = "auto"
     """How its open circuit learns that it answers again: "background" one-token probes,
     a "live" call after the cool-down, or "auto" (see ``config.model.ProbeMode``)."""
@@ -84,6 +95,8 @@ class Completion:
 
     text: str
     usage: Usage | None = None
+    truncated: bool = False
+    """The answer was cut at the token limit (finish reason ``length``)."""
     model: str = ""
     """The model name the provider says answered (empty when it did not say)."""
 
@@ -145,6 +158,11 @@ class Attempt:
     """One human-readable line; empty on success."""
     latency_ms: float
     usage: Usage | None = None
+    repair: int = 0
+    """0 for the model's first answer in the call; n for its n-th repair (the same model
+    asked again with its previous answer and why it was not valid)."""
+    cost_usd: float | None = None
+    """What the attempt cost in USD; None when unknown (no price, or no usage reported)."""
     response_model: str = ""
     """The model name the provider reported in its answer; empty when there was none."""
 
@@ -172,6 +190,11 @@ class RouteResult:
     attempts: tuple[Attempt, ...]
     latency_ms: float
     chain: str
+    cost_usd: float | None = None
+    """The attempts' costs summed; None when any attempt's cost is unknown."""
+    cost_avoided_usd: float | None = None
+    """What the answer would have cost on the chain's first priced model, when a model
+    without a price answered (0 when a priced one did; None when unknown)."""
 
 
 class RouteStatus(enum.Enum):
@@ -203,6 +226,10 @@ class RouteEvent:
     """Set by the metrics bus: a Redis Stream id (``"1718000000000-0"``), in-process too."""
     replica_id: str = ""
     """Set by the metrics bus: the replica that handled the call."""
+    cost_avoided_usd: float | None = None
+    """As ``RouteResult.cost_avoided_usd``; None also when no answer was accepted."""
+    local_answer: bool = False
+    """The accepted answer came from a model without a price (or priced at zero)."""
 
 
 @dataclass(frozen=True)

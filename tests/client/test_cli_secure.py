@@ -6,20 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.apps import TOKEN, SecureServe
 from tests.support.certs import PKI
-from tests.support.router_processes import child_env, run_cli
+from tests.support.processes import run_command, start_command
 
 pytestmark = pytest.mark.timeout(90)
 
 
 async def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    result = await asyncio.to_thread(run_cli, *args, env=env)
+    result = await asyncio.to_thread(run_command, *args, env=env)
     print(f"$ llm-router {' '.join(args)}\n{result.stdout}{result.stderr}[{result.returncode}]")
     return result
 
@@ -91,18 +90,14 @@ async def test_health_over_tls_and_its_hint_over_plaintext(
 
 async def test_watch_json_over_tls_with_a_token(secure_serve: SecureServe, pki: PKI) -> None:
     server = await secure_serve()
-    env = child_env(
-        {
-            "LLM_ROUTER_TARGET": server.target,
-            "LLM_ROUTER_TOKEN": TOKEN,
-            "LLM_ROUTER_CA": str(pki.ca),
-        }
+    env = {
+        "LLM_ROUTER_TARGET": server.target,
+        "LLM_ROUTER_TOKEN": TOKEN,
+        "LLM_ROUTER_CA": str(pki.ca),
+    }
+    watch = await start_command(
+        "watch", "--json", "--count", "1", "--interval", "0", "--context", "cli.watch", env=env
     )
-    watch = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llm_router_server", "watch", "--json", "--count", "1",
-        "--interval", "0", "--context", "cli.watch",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
     assert watch.stdout is not None
     first = json.loads(await asyncio.wait_for(watch.stdout.readline(), 30))
     assert "snapshot" in first

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from tests.support.certs import make_pki
-from tests.support.router_processes import ROOT, RouterProcess, child_env, start_router
+from tests.support.checkout import ROOT, child_env
+from tests.support.processes import ServerProcess
 from tests.support.serve_upstream import chooser
 from tests.support.upstream import FakeUpstream
 
@@ -47,8 +48,8 @@ def blocks() -> dict[str, tuple[str, str]]:
 
 @dataclass
 class Servers:
-    secure: RouterProcess
-    plain: RouterProcess
+    secure: ServerProcess
+    plain: ServerProcess
     workdir: Path
 
     def run(self, name: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -107,9 +108,9 @@ models = [
         )
         plain_config = workdir / "plain.toml"
         plain_config.write_text(f'[server]\nlisten = "127.0.0.1:0"\ngrace_seconds = 2\n{chains}')
-        secure = start_router(secure_config, workdir / "secure.log")
+        secure = ServerProcess(secure_config).wait_logged()
         try:
-            plain = start_router(plain_config, workdir / "plain.log")
+            plain = ServerProcess(plain_config).wait_logged()
             try:
                 yield Servers(secure, plain, workdir)
             finally:

@@ -12,7 +12,7 @@ import pytest
 from llm_router import AsyncRouterClient, ChainFailedError, RefusedError, RouterClient
 from llm_router_server.config import Config
 from tests.support.apps import StartApp, chain
-from tests.support.router_processes import run_cli
+from tests.support.processes import run_command
 from tests.support.server import anthropic, ollama
 from tests.support.upstream import Answer, FakeUpstream, SafetyRefusal
 
@@ -67,7 +67,7 @@ async def test_cli_route_says_a_provider_refused(
     start_app: StartApp, upstream: Callable[[], FakeUpstream]
 ) -> None:
     target = await refusing(start_app, upstream)
-    result = await asyncio.to_thread(run_cli, "route", "--target", target, "hi")
+    result = await asyncio.to_thread(run_command, "route", "--target", target, "hi")
     assert result.returncode == 1
     assert "error: PERMISSION_DENIED: a provider refused" in result.stderr
     assert f"{CLAUDE}: rejected safety_refusal" in result.stderr

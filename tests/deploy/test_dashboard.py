@@ -15,7 +15,7 @@ import yaml
 from llm_router import AsyncRouterClient
 from llm_router_server.config import BreakerPolicy, Config, MetricsConfig
 from tests.support.apps import StartApp, chain
-from tests.support.router_processes import ROOT
+from tests.support.checkout import ROOT
 from tests.support.server import anthropic, ollama
 from tests.support.upstream import Answer, FakeUpstream, HttpError
 

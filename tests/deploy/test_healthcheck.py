@@ -9,7 +9,6 @@ import asyncio
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,8 +20,9 @@ from llm_router_server.cli.commands import build_parser
 from llm_router_server.cli.connect import local_connection
 from tests.support.apps import StartApp
 from tests.support.certs import PKI, make_pki
+from tests.support.checkout import ROOT
 from tests.support.net import free_port
-from tests.support.router_processes import ROOT, child_env
+from tests.support.processes import run_command
 from tests.support.upstream import FakeUpstream
 
 pytestmark = pytest.mark.timeout(90)
@@ -42,14 +42,7 @@ def healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     environment plus the container's (``env``)."""
     command, image_env = dockerfile_healthcheck()
     assert command[0] == "llm-router"
-    return subprocess.run(
-        [sys.executable, "-m", "llm_router_server", *command[1:]],
-        env=child_env({**image_env, **env}),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run_command(*command[1:], env={**image_env, **env}, timeout=30)
 
 
 def test_the_image_checks_health_with_local() -> None:

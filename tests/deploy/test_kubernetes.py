@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from llm_router_server import config as config_module
-from tests.support.router_processes import ROOT
+from tests.support.checkout import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
 SECRET_EXAMPLE = ROOT / "deploy" / "k8s-secret.example.yaml"

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from llm_router import AsyncRouterClient, RouteEvent
+from tests.support.processes import ServerProcess
 from tests.support.redis_server import RedisServer
-from tests.support.router_processes import RouterProcess, launch_router, wait_serving
 from tests.support.serve_upstream import chooser
 from tests.support.upstream import Behaviour, FakeUpstream, HttpError
 
@@ -34,7 +34,7 @@ def fake_models(upstream: Callable[[], FakeUpstream]) -> FakeUpstream:
 @pytest.fixture
 def replicas(
     redis_server: RedisServer, fake_models: FakeUpstream, tmp_path: Path
-) -> Iterator[list[RouterProcess]]:
+) -> Iterator[list[ServerProcess]]:
     """r1, r2, r3: one configuration but the replica id, one Redis, one fake upstream."""
     up = fake_models
     launched = []
@@ -61,12 +61,12 @@ models = [
 ]
 """
         )
-        log = tmp_path / f"{name}.log"
-        launched.append((launch_router(config, log), log))
-    started = [wait_serving(process, log) for process, log in launched]
-    yield started
-    for replica in started:
-        replica.stop()
+        launched.append(ServerProcess(config))
+    try:
+        yield [replica.wait_logged() for replica in launched]
+    finally:
+        for replica in launched:
+            replica.stop()
 
 
 async def watch_events(
@@ -103,7 +103,7 @@ async def warm_up(client: AsyncRouterClient, observer: str, n: int) -> None:
 
 
 async def test_three_replicas_share_calls_circuits_and_events(
-    replicas: list[RouterProcess], fake_models: FakeUpstream
+    replicas: list[ServerProcess], fake_models: FakeUpstream
 ) -> None:
     up = fake_models
     targets = [r.target for r in replicas]

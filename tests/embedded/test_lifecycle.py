@@ -27,6 +27,7 @@ from llm_router_server.embedded.process import (
 from llm_router_server.embedded.settings import EMBEDDED_API_BASE, EmbeddedConfig
 from llm_router_server.types import ModelSpec
 from tests.embedded.conftest import THREADS, wait_healthy
+from tests.support.processes import run_command
 from tests.support.server import Running, Serve, openai
 from tests.support.upstream import Answer, FakeUpstream
 from tests.support.waiting import eventually
@@ -208,15 +209,7 @@ def test_serve_stops_with_a_clear_message_when_the_model_does_not_load(tmp_path:
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:0"\n[embedded]\nenabled = true\nmodel_path = "{bad}"\n'
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "LLM_ROUTER_EMBEDDED": ""}
-    result = subprocess.run(
-        [sys.executable, "-m", "llm_router_server", "serve", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
+    result = run_command("serve", "--config", str(config))
     assert result.returncode == 1
     assert "llm-router: cannot serve: embedded model server exited with code 1" in result.stderr
 

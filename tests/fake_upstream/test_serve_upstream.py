@@ -27,7 +27,7 @@ def fake() -> Iterator[tuple[subprocess.Popen[str], str]]:
             "--exit-on-stdin-eof",
         ],
         cwd=ROOT,
-        env=child_env((".",)),
+        env=child_env(folders=(".",)),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -20,8 +20,8 @@ import pytest
 from llm_router_server.app import App
 from llm_router_server.config import Config, ServerConfig
 from llm_router_server.types import ChainSpec, ModelSpec
-from tests.hostile.serve_process import run_serve, server_env
 from tests.support.net import free_port
+from tests.support.processes import run_command
 from tests.support.server import Serve, ollama
 from tests.support.upstream import FakeUpstream
 
@@ -104,7 +104,7 @@ def test_a_config_that_cannot_work_stops_start_up_naming_the_key(
 ) -> None:
     path = tmp_path / "c.toml"
     path.write_text(text)
-    done = run_serve(path)
+    done = run_command("serve", "--config", str(path))
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("llm-router: configuration error: "), done.stderr
     assert message in done.stderr
@@ -126,7 +126,7 @@ def test_addresses_from_the_command_line_and_environment_are_checked_too(
 ) -> None:
     path = tmp_path / "c.toml"
     path.write_text("" if "OLLAMA_API_BASE" in env else MODEL)
-    done = run_serve(path, *args, env=server_env(**env))
+    done = run_command("serve", "--config", str(path), *args, env=env)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
 
@@ -172,7 +172,7 @@ def test_tls_files_that_do_not_load_stop_start_up_naming_the_key(
     keys = "".join(f'{name} = "{paths[which]}"\n' for name, which in files.items())
     path = tmp_path / "c.toml"
     path.write_text(f'[server]\nlisten = "127.0.0.1:{free_port()}"\n[tls]\n{keys}{MODEL}')
-    done = run_serve(path)
+    done = run_command("serve", "--config", str(path))
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Failed to bind" not in done.stderr
     assert "Traceback" not in done.stderr
@@ -194,7 +194,7 @@ def test_a_busy_prometheus_port_stops_start_up_naming_the_key(
         f'[server]\nlisten = "127.0.0.1:{free_port()}"\n'
         f'[metrics]\nprometheus_listen = "127.0.0.1:{taken_port}"\n{MODEL}'
     )
-    done = run_serve(path)
+    done = run_command("serve", "--config", str(path))
     assert done.returncode == 1, done.stderr
     assert (
         f"llm-router: cannot serve: metrics.prometheus_listen: cannot listen on "
@@ -210,7 +210,7 @@ async def test_a_second_server_on_the_same_port_stops_instead_of_sharing_it(
     first = await serve([ollama(upstream())])
     path = tmp_path / "c.toml"
     path.write_text(f'[server]\nlisten = "{first.target}"\n{MODEL}')
-    done = run_serve(path)
+    done = run_command("serve", "--config", str(path))
     assert done.returncode == 1, done.stderr
     assert (
         f"llm-router: cannot serve: server.listen: cannot listen on {first.target}: "

@@ -14,6 +14,7 @@ import gc
 import io
 import logging
 import re
+import signal
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -27,8 +28,8 @@ from llm_router_server.cli.watch_view import ViewState, render
 from llm_router_server.config import Limits
 from llm_router_server.logs import SafeFormatter
 from llm_router_server.types import RouteEvent
-from tests.hostile.serve_process import ServerProcess
 from tests.support.net import free_port
+from tests.support.processes import ServerProcess
 from tests.support.server import Serve, ollama
 from tests.support.upstream import Answer, FakeUpstream, HttpError
 
@@ -124,7 +125,7 @@ models = [
     )
     server = ServerProcess(config)
     try:
-        await server.wait_serving(f"127.0.0.1:{port}")
+        await server.wait_healthy()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             call = channel.unary_unary(
                 "/llm_router.v1.Router/Route",
@@ -135,9 +136,10 @@ models = [
                 router_pb2.RouteRequest(messages=message(), context=HOSTILE_CONTEXT), timeout=30
             )
         assert reply.content.string_value == "fine"
-        await server.wait_for_output(b"ollama_chat/good -> success")
+        await server.wait_for_output("ollama_chat/good -> success")
     finally:
-        output = server.stop()
+        server.stop(signal.SIGINT)
+        output = server.raw_output
     text = output.decode("utf-8")
     for control in ("\x00", "\x1b", "\r", "\u2028"):
         assert control not in text, repr(control)

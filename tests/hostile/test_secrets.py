@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import signal
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +31,8 @@ from llm_router_server import config
 from llm_router_server.errors import ConfigError
 from llm_router_server.safe_text import redact, without_credentials
 from llm_router_server.types import ModelSpec, RouteEvent
-from tests.hostile.serve_process import ServerProcess, run_serve, server_env
 from tests.support.net import free_port
+from tests.support.processes import ServerProcess, run_command
 from tests.support.redis_server import RedisServer
 from tests.support.server import Serve
 from tests.support.upstream import Answer, FakeUpstream, HttpError
@@ -100,10 +101,10 @@ params = {{ api_key = "{PLAIN_KEY}" }}
 """
     )
     env_token = {"ACME_SERVICE_TOKEN": ENV_TOKEN}
-    server = ServerProcess(path, env=server_env(**env_token))
+    server = ServerProcess(path, env=env_token)
     target = f"127.0.0.1:{port}"
     try:
-        await server.wait_serving(target)
+        await server.wait_healthy()
         async with grpc.aio.insecure_channel(target) as channel:
             stub = router_pb2_grpc.RouterStub(channel)
             watch = stub.WatchMetrics(router_pb2.WatchMetricsRequest())
@@ -125,7 +126,8 @@ params = {{ api_key = "{PLAIN_KEY}" }}
         metrics = await asyncio.to_thread(scrape, prometheus)
         keys = redis.Redis(port=redis_server.port, decode_responses=True).keys("llm_router*")
     finally:
-        output = server.stop().decode("utf-8", "replace")
+        server.stop(signal.SIGINT)
+        output = server.output
 
     # The credentials did reach the model, as HTTP Basic authentication.
     assert locked.chat_requests()[0].headers["Authorization"] == f"Basic {BASIC}"
@@ -221,7 +223,7 @@ def test_the_openai_refusal_reaches_the_command_line(tmp_path: Path) -> None:
         '[chains.default]\nmodels = [{ model = "openai/gpt-4o-mini", '
         'api_base = "https://u:pw-0123456789@proxy.example/v1" }]\n'
     )
-    done = run_serve(path)
+    done = run_command("serve", "--config", str(path))
     assert done.returncode == 2
     assert "chains.default.models[0].api_base: user:password@ in the URL" in done.stderr
     assert "Authorization header" in done.stderr and "pw-0123456789" not in done.stderr

@@ -1,13 +1,34 @@
-"""The ``llm-router`` command as a child process, as an operator runs it: the server
-(``llm-router serve --config FILE``) and the client commands (``route``, ``watch``, ...)."""
+"""The ``llm-router`` command as a child process, as an operator runs it. Use a process only
+for what only a process shows (its output, its exit code and message, signals, separate
+replicas, the command line); the in-process fixtures (``tests/support/server.py``) are faster.
+
+Which helper:
+
+- ``run_command(ARGS)``: run ``llm-router ARGS`` to its end (``--help``, a ``serve`` that
+  refuses its configuration, ``route``, ``health``); stdout and stderr as text.
+- ``start_command(ARGS)``: start ``llm-router ARGS`` as an asyncio process, to read its
+  output while it runs (``watch``) or to feed it.
+- ``ServerProcess(config)``: a running ``llm-router serve --config CONFIG``, its output
+  collected as it comes. Wait until it serves with ``wait_healthy()`` (the health service
+  says SERVING at the config's ``server.listen``; ``async with`` does this) or
+  ``wait_logged()`` (it logged ``serving on ADDRESS``: for ``listen = "127.0.0.1:0"``, and
+  for sync fixtures). ``stop()`` sends SIGTERM, then SIGKILL.
+- ``run_script(SCRIPT)``: a Python script in a child process that imports this checkout.
+
+Every child gets ``tests.support.checkout.child_env``: ``env=`` arguments add to it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -21,25 +42,29 @@ from tests.support.upstream import FakeUpstream
 LLM_ROUTER = (sys.executable, "-m", "llm_router_server")
 """The ``llm-router`` command of this checkout."""
 
+Env = Mapping[str, str | None]
+"""Variables added to a child's environment (``None`` removes one); see ``child_env``."""
 
-def server_env() -> dict[str, str]:
-    """A child server's environment: this checkout's code, a fake Anthropic key, and no
-    configuration from the environment (``LLM_ROUTER_CONFIG``, ``LLM_ROUTER_LISTEN``)."""
-    env = child_env()
-    env["ANTHROPIC_API_KEY"] = "sk-ant-test-key"
-    env.pop("LLM_ROUTER_CONFIG", None)
-    env.pop("LLM_ROUTER_LISTEN", None)
-    return env
+SERVING = re.compile(r"serving on (127\.0\.0\.1:\d+)")
+"""The server's log line once it listens, with its address."""
 
 
-def run_command(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_command(
+    *args: str, env: Env | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """``llm-router ARGS`` run to its end, its stdout and stderr captured as text."""
     return subprocess.run(
-        [*LLM_ROUTER, *args], env=server_env(), capture_output=True, text=True, timeout=timeout
+        [*LLM_ROUTER, *args],
+        env=child_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
-async def start_command(*args: str) -> asyncio.subprocess.Process:
+async def start_command(*args: str, env: Env | None = None) -> asyncio.subprocess.Process:
     """``llm-router ARGS`` started, its stdout and stderr piped (bytes)."""
     return await asyncio.create_subprocess_exec(
         *LLM_ROUTER,
@@ -47,60 +72,26 @@ async def start_command(*args: str) -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
-        env=server_env(),
+        env=child_env(env),
     )
 
 
 def run_script(
-    script: str, *, env: dict[str, str | None] | None = None, timeout: float = 60
+    script: str, *, env: Env | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """Run a Python ``script`` in a child process that imports this checkout (server, client and
     tests); ``env`` adds variables to its environment (None removes one). Fails the test when
     the child does not exit 0."""
-    child = child_env(("server", "client", "."))
-    for name, value in (env or {}).items():
-        if value is None:
-            child.pop(name, None)
-        else:
-            child[name] = value
     done = subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,
-        env=child,
+        env=child_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done
-
-
-def start_server(config: Path) -> subprocess.Popen[str]:
-    """``llm-router serve --config CONFIG``; its stdout and stderr in one text pipe."""
-    return subprocess.Popen(
-        [*LLM_ROUTER, "serve", "--config", str(config)],
-        env=server_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-async def wait_serving(target: str, proc: subprocess.Popen[str], within: float) -> float:
-    """Seconds until health says SERVING."""
-    started = time.monotonic()
-    async with grpc.aio.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() - started < within:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return time.monotonic() - started
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"server not SERVING within {within}s")
 
 
 def write_config(tmp_path: Path, up: FakeUpstream, grace: float = 5, timeout: float = 5) -> Path:
@@ -120,32 +111,110 @@ models = [{{ model = "ollama_chat/qwen2.5:7b", timeout = {timeout}, api_base = "
 
 
 class ServerProcess:
-    """``async with ServerProcess(config) as server``: the server started from ``config``,
-    SERVING on entry at ``server.target`` (the config's ``server.listen``); on exit it is
-    killed if it still runs, and what it printed is in ``server.output``."""
+    """``llm-router serve --config CONFIG`` started (``env`` adds to its environment); its
+    stdout and stderr together are collected as they come, so it never blocks on a full pipe.
 
-    def __init__(self, config: Path, within: float = 60) -> None:
-        self.target: str = tomllib.loads(config.read_text())["server"]["listen"]
-        self.config = config
-        self.within = within
-        self.output = ""
+    ``async with ServerProcess(config) as server``: SERVING on entry; stopped on exit."""
+
+    def __init__(self, config: Path, env: Env | None = None) -> None:
+        listen = tomllib.loads(config.read_text()).get("server", {}).get("listen", "")
+        self.target: str = "" if listen.endswith(":0") else listen
+        """Where it serves: the config's ``server.listen``, or the address it logged
+        (``wait_logged``) when that leaves the port to the system."""
         self.serving_after = 0.0
-        """Seconds from start until health said SERVING."""
+        """Seconds from start until it served (set by the waits)."""
+        self._started = time.monotonic()
+        self.process = subprocess.Popen(
+            [*LLM_ROUTER, "serve", "--config", str(config)],
+            env=child_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self._chunks: list[bytes] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        stdout = self.process.stdout
+        assert stdout is not None
+        for chunk in iter(lambda: stdout.read1(65536), b""):  # type: ignore[attr-defined]
+            self._chunks.append(chunk)
+
+    @property
+    def raw_output(self) -> bytes:
+        """Everything the process wrote so far, as raw bytes (control characters included)."""
+        return b"".join(self._chunks)
+
+    @property
+    def output(self) -> str:
+        """Everything the process wrote so far, as text."""
+        return self.raw_output.decode(errors="replace")
+
+    def _assert_running(self) -> None:
+        if self.process.poll() is not None:
+            self._reader.join(5)
+            raise AssertionError(f"server exited {self.process.returncode}:\n{self.output}")
+
+    async def wait_healthy(self, within: float = 60) -> float:
+        """Wait until the health service at ``target`` says SERVING; the seconds from start."""
+        assert self.target, "the config leaves the port to the system: use wait_logged()"
+        give_up = time.monotonic() + within
+        async with grpc.aio.insecure_channel(self.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < give_up:
+                self._assert_running()
+                try:
+                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        self.serving_after = time.monotonic() - self._started
+                        return self.serving_after
+                except grpc.aio.AioRpcError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"server not SERVING within {within}s:\n{self.output}")
+
+    def wait_logged(self, within: float = 90) -> ServerProcess:
+        """Wait until the server logs ``serving on ADDRESS``; ``target`` is that address.
+        A server that does not is killed."""
+        give_up = time.monotonic() + within
+        while time.monotonic() < give_up:
+            found = SERVING.search(self.output)
+            if found:
+                self.target = found.group(1)
+                self.serving_after = time.monotonic() - self._started
+                return self
+            self._assert_running()
+            time.sleep(0.05)
+        self.stop(signal.SIGKILL)
+        raise AssertionError(f"server did not start within {within}s:\n{self.output}")
+
+    async def wait_for_output(self, text: str, within: float = 10) -> None:
+        """Wait until ``text`` is in what the server wrote."""
+        give_up = time.monotonic() + within
+        while text not in self.output:
+            assert time.monotonic() < give_up, self.output
+            await asyncio.sleep(0.02)
+
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
+        """Send ``how`` if it still runs, SIGKILL after 15 s; then all its output is in."""
+        if self.process.poll() is None:
+            self.process.send_signal(how)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._reader.join(5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
     async def __aenter__(self) -> ServerProcess:
-        self.proc = start_server(self.config)
         try:
-            self.serving_after = await wait_serving(self.target, self.proc, within=self.within)
+            await self.wait_healthy()
         except BaseException:
-            self._end()
+            await asyncio.to_thread(self.stop, signal.SIGKILL)
             raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._end()
-
-    def _end(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc.stdout is not None and not self.proc.stdout.closed:
-            self.output = self.proc.communicate()[0]
+        await asyncio.to_thread(self.stop)

@@ -63,7 +63,7 @@ async def test_server_answers_and_stops_on_either_loop(
         config.read_text().replace("[server]\n", f'[server]\nevent_loop = "{kind}"\n')
     )
     async with ServerProcess(config) as server:
-        proc = server.proc
+        proc = server.process
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = router_pb2_grpc.RouterStub(channel)
             replies = await asyncio.gather(*(stub.Route(HI, timeout=20) for _ in range(20)))

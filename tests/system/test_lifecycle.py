@@ -25,7 +25,7 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_exits_zero(
 ) -> None:
     up = upstream(Slow(1.0, Answer("finished")))
     async with ServerProcess(write_config(tmp_path, up)) as server:
-        proc = server.proc
+        proc = server.process
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = router_pb2_grpc.RouterStub(channel)
             call = stub.Route(HI, timeout=20)
@@ -43,7 +43,7 @@ async def test_server_reports_serving_and_answers_after_start(
 ) -> None:
     up = upstream(Answer("hello"))
     async with ServerProcess(write_config(tmp_path, up)) as server:
-        proc = server.proc
+        proc = server.process
         print(f"start-up to SERVING: {server.serving_after:.2f}s")
         proc.send_signal(signal.SIGINT)
         assert await asyncio.to_thread(proc.wait, 10) == 0

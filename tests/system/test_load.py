@@ -84,7 +84,7 @@ async def test_ten_rounds_of_a_thousand_concurrent_routes(serve: Serve, upstream
 async def sigterm_during_load(tmp_path: Path, up: FakeUpstream, n: int) -> None:
     config = write_config(tmp_path, up, timeout=10)
     async with ServerProcess(config) as server:
-        proc = server.proc
+        proc = server.process
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = router_pb2_grpc.RouterStub(channel)
             watch = stub.WatchMetrics(router_pb2.WatchMetricsRequest(), timeout=60)

@@ -14,7 +14,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import pytest
 from llm_router import RouterClient
 from tests.support.checkout import ROOT, child_env
 from tests.support.config_files import config_file
-from tests.support.processes import LLM_ROUTER, server_env
+from tests.support.processes import ServerProcess
 from tests.support.serve_upstream import chooser
 from tests.support.upstream import Behaviour, FakeUpstream, HttpError
 
@@ -56,7 +55,7 @@ def readme_commands() -> dict[str, str]:
 class Server:
     target: str
     up: FakeUpstream
-    log: Path
+    process: ServerProcess
 
     def command(self, name: str) -> str:
         text = readme_commands()[name]
@@ -78,28 +77,6 @@ class Server:
             return self.run(name)
         finally:
             self.up.choose = chooser(ANSWER)
-
-
-def start_logging_server(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``llm_router_server serve`` writing to ``log``; return it and its address (read
-    from the log) once it serves."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*LLM_ROUTER, "serve", "--config", str(config)],
-            env=server_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    give_up = time.monotonic() + 60
-    while time.monotonic() < give_up:
-        found = re.search(r"serving on (127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
-        if found:
-            return proc, found.group(1)
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited {proc.returncode}:\n{log.read_text()}")
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"server did not start within 60s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -126,16 +103,11 @@ models = [
 ]
 """,
         )
-        proc, target = start_logging_server(config, tmp / "server.log")
+        process = ServerProcess(config)
         try:
-            yield Server(target, up, tmp / "server.log")
+            yield Server(process.wait_logged(within=60).target, up, process)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            process.stop()
 
 
 # -- the checks, one per README block ----------------------------------------------------
@@ -309,7 +281,7 @@ def run_example(server: Server, text: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
-        env=child_env(("client",)),
+        env=child_env(folders=("client",)),
     )
 
 

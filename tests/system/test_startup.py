@@ -41,7 +41,7 @@ async def test_a_route_that_needs_litellm_right_after_serving_waits_for_it_and_s
 ) -> None:
     up = upstream(Answer("hello"))
     async with ServerProcess(config(tmp_path, up)) as server:
-        proc = server.proc
+        proc = server.process
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = router_pb2_grpc.RouterStub(channel)
             message = router_pb2.Message(role="user", content="hi")

@@ -20,6 +20,9 @@ from tests.support.server import anthropic, ollama
 from tests.support.upstream import Answer, FakeUpstream, HttpError
 from tests.tracing.servers import PARENT_ID, TRACE_ID, TRACEPARENT
 
+HAIKU_IN, HAIKU_OUT = 1.0, 5.0
+"""Claude Haiku 4.5's price in USD per million tokens, in litellm's bundled table."""
+
 
 def by_name(spans: list[ReadableSpan]) -> dict[str, ReadableSpan]:
     return {s.name: s for s in spans}
@@ -73,6 +76,9 @@ async def test_a_call_that_fell_back_is_one_route_span_with_a_span_per_attempt(
         "llm_router.model_used": "anthropic/claude-haiku-4-5-20251001",
         "llm_router.context": "tests.trace",
         "llm_router.attempts": 2,
+        # The local model has no price here: the call's cost is unknown (absent); a priced
+        # model answered, so nothing was avoided.
+        "llm_router.cost_avoided_usd": 0.0,
     }
     for span in (local, cloud):
         assert span.kind is SpanKind.CLIENT
@@ -93,6 +99,7 @@ async def test_a_call_that_fell_back_is_one_route_span_with_a_span_per_attempt(
         "llm_router.attempt.index": 0,
         "llm_router.attempt.outcome": "rejected",
         "llm_router.attempt.reason_category": "provider_error",
+        "llm_router.attempt.repair": 0,
     }
     assert local.status.status_code is StatusCode.ERROR
     assert "HTTP 500" in (local.status.description or "")
@@ -111,6 +118,8 @@ async def test_a_call_that_fell_back_is_one_route_span_with_a_span_per_attempt(
         "llm_router.attempt.index": 1,
         "llm_router.attempt.outcome": "success",
         "llm_router.attempt.reason_category": "none",
+        "llm_router.attempt.repair": 0,
+        "llm_router.attempt.cost_usd": pytest.approx((21 * HAIKU_IN + 5 * HAIKU_OUT) / 1e6),
     }
     assert cloud.status.status_code is StatusCode.UNSET
     # Each provider request carried its own attempt span's context.
@@ -122,6 +131,36 @@ async def test_a_call_that_fell_back_is_one_route_span_with_a_span_per_attempt(
     # The log lines of the call carry its trace id.
     fallback_line = next(line for line in log_lines.getvalue().splitlines() if "HTTP 500" in line)
     assert f"trace_id={TRACE_ID}" in fallback_line
+
+
+async def test_a_repair_is_a_span_of_its_own_and_the_route_span_carries_the_money(
+    upstream: Any, traced: Any
+) -> None:
+    local: FakeUpstream = upstream()
+    cloud: FakeUpstream = upstream()
+    local.script(
+        Answer("not json", prompt_tokens=30, completion_tokens=3),
+        Answer('{"action": "restart"}', prompt_tokens=50, completion_tokens=6),
+    )
+    free = ollama(local, repair_attempts=1, price_per_mtok=(0.0, 0.0))
+    server = await traced([free, anthropic(cloud)])
+
+    reply = await server.route(schema=json.dumps({"type": "object"}))
+
+    assert reply.model_used == "ollama_chat/qwen2.5:7b"
+    spans = [s for s in server.spans() if s.name == "chat qwen2.5:7b"]
+    first, repair = sorted(spans, key=lambda s: s.start_time or 0)
+    assert attrs(first)["llm_router.attempt.repair"] == 0
+    assert attrs(first)["llm_router.attempt.outcome"] == "invalid"
+    assert attrs(repair)["llm_router.attempt.repair"] == 1
+    assert attrs(repair)["llm_router.attempt.index"] == 1
+    assert attrs(repair)["llm_router.attempt.outcome"] == "success"
+    assert attrs(first)["llm_router.attempt.cost_usd"] == 0.0  # free by configuration
+    route = by_name(server.spans())["llm_router.v1.Router/Route"]
+    assert attrs(route)["llm_router.cost_usd"] == 0.0
+    avoided = (50 * HAIKU_IN + 6 * HAIKU_OUT) / 1e6  # the repair's tokens at Haiku's price
+    assert attrs(route)["llm_router.cost_avoided_usd"] == pytest.approx(avoided)
+    assert cloud.chat_requests() == []
 
 
 async def test_the_litellm_path_sends_the_trace_context_too(upstream: Any, traced: Any) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_router_server.config import MetricsConfig
+from llm_router_server.pricing.book import PriceBook
 from tests.support.server import Serve, anthropic, ollama
 from tests.support.upstream import Answer, FakeUpstream, HttpError
 from tests.web.browser import Chromium
@@ -81,11 +82,28 @@ async def test_the_page_follows_route_calls_live(
         )
         == 0
     )
-    # The cost cards are marked placeholders until pricing exists.
-    placeholders = await browser.evaluate(
-        "[...document.querySelectorAll('[data-placeholder]')].map(e => e.dataset.placeholder)"
+    # Money: Haiku's three answers at its price; the local model has no price here, so its
+    # attempts (and so each call) have an unknown cost, shown as such, never as $0.
+    haiku = await PriceBook().price(anthropic(cloud))
+    assert haiku is not None
+    spent = 3 * (42 * haiku.input_per_mtok + 9 * haiku.output_per_mtok) / 1e6
+    await browser.wait_for(
+        "document.querySelector('#models tbody tr[data-model=\"anthropic/claude-haiku-4-5-20251001\"]')"  # noqa: E501
+        f".children[12].textContent === '${spent:.6f}'"
     )
-    assert {"cost", "cost-avoided"} <= set(placeholders)
+    models = await browser.evaluate(
+        "[...document.querySelectorAll('#models tbody tr')].map(r => "
+        "[...r.children].map(c => c.textContent))"
+    )
+    by_model = {row[0]: row for row in models}
+    assert by_model["ollama_chat/qwen2.5:7b"][11:] == ["0", "$0.00 + 3 attempts unknown"]
+    assert await browser.evaluate("document.getElementById('cost').textContent") == "$0.00"
+    detail = await browser.evaluate("document.getElementById('cost-detail').textContent")
+    assert detail == "+ 3 calls of unknown cost"
+    assert await browser.evaluate("document.getElementById('cost-avoided').textContent") == "$0.00"
+    assert top[8] == "unknown"  # the call's cost
+    assert "unknown" in top[7]  # the local attempt's cost
+    assert not await browser.evaluate("document.querySelectorAll('[data-placeholder]').length")
 
     shot = await browser.screenshot(SCREENSHOT)
     assert shot.stat().st_size > 10_000

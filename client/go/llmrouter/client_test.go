@@ -126,6 +126,29 @@ func TestRouteFallsBackToTheNextModelWhenTheFirstFails(t *testing.T) {
 	}
 }
 
+// Money: the local model of the test server has no price, so its attempt's cost is
+// unknown (nil) and so is the call's total; Claude Haiku's comes from litellm's price
+// table ($1 / $5 per million tokens) and the fake's token counts (11 in, 7 out).
+func TestAttemptsCarryTheirCostAndUnknownIsNil(t *testing.T) {
+	resp, err := dial(t).Route(routeCtx(t, 30*time.Second), llmrouter.Request{Messages: user("[fallback] hello")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := resp.GetAttempts()
+	if len(attempts) != 2 || attempts[0].CostUsd != nil || attempts[1].CostUsd == nil {
+		t.Fatalf("attempts = %v", attempts)
+	}
+	if got := attempts[1].GetCostUsd(); got < 4.59e-05 || got > 4.61e-05 {
+		t.Errorf("Haiku's attempt cost $%g, want $0.000046", got)
+	}
+	if resp.CostUsd != nil || attempts[1].GetRepair() != 0 {
+		t.Errorf("cost_usd = %v (want nil: one attempt's cost is unknown), repair = %d", resp.CostUsd, attempts[1].GetRepair())
+	}
+	if resp.GetCostAvoidedUsd() != 0 || resp.CostAvoidedUsd == nil {
+		t.Errorf("cost_avoided_usd = %v, want 0 (a priced model answered)", resp.CostAvoidedUsd)
+	}
+}
+
 func TestAllFailedIsARouteErrorWithEveryAttempt(t *testing.T) {
 	_, err := dial(t).Route(routeCtx(t, 30*time.Second), llmrouter.Request{Messages: user("[fail] hello")})
 	var failed *llmrouter.RouteError

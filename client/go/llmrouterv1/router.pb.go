@@ -547,7 +547,17 @@ type Attempt struct {
 	LatencyMs float64 `protobuf:"fixed64,5,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
 	// Tokens the provider reported for this attempt; absent when it reported
 	// none.
-	Usage         *Usage `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
+	Usage *Usage `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
+	// 0 for the model's first answer in the call; n for its n-th repair: the
+	// same model asked again with its previous answer and why that answer was
+	// not valid (not JSON, or not valid against the schema).
+	Repair uint32 `protobuf:"varint,7,opt,name=repair,proto3" json:"repair,omitempty"`
+	// What the attempt cost in US dollars: its tokens at the model's price per
+	// million input and output tokens (from the configuration, else litellm's
+	// price table), rounded to the nano-dollar. 0 for a model whose configured
+	// price is zero and for an attempt that was not started. Absent when
+	// unknown: the model has no price, or the provider reported no usage.
+	CostUsd       *float64 `protobuf:"fixed64,8,opt,name=cost_usd,json=costUsd,proto3,oneof" json:"cost_usd,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -624,6 +634,20 @@ func (x *Attempt) GetUsage() *Usage {
 	return nil
 }
 
+func (x *Attempt) GetRepair() uint32 {
+	if x != nil {
+		return x.Repair
+	}
+	return 0
+}
+
+func (x *Attempt) GetCostUsd() float64 {
+	if x != nil && x.CostUsd != nil {
+		return *x.CostUsd
+	}
+	return 0
+}
+
 // RouteResponse is the accepted answer and the record of how it was reached.
 type RouteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -639,9 +663,17 @@ type RouteResponse struct {
 	// Wall-clock time of the whole call in milliseconds.
 	LatencyMs float64 `protobuf:"fixed64,5,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
 	// The name of the chain that served the call.
-	Chain         string `protobuf:"bytes,6,opt,name=chain,proto3" json:"chain,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Chain string `protobuf:"bytes,6,opt,name=chain,proto3" json:"chain,omitempty"`
+	// The attempts' cost_usd summed; absent when any attempt's cost is unknown.
+	CostUsd *float64 `protobuf:"fixed64,7,opt,name=cost_usd,json=costUsd,proto3,oneof" json:"cost_usd,omitempty"`
+	// What the answer would have cost on the chain's first priced model (known,
+	// non-zero price) when a model without a price, or priced at zero, answered:
+	// the answering attempt's tokens at that model's price. 0 when a priced model
+	// answered. Absent when unknown: no priced model in the chain, or the
+	// answering attempt reported no usage.
+	CostAvoidedUsd *float64 `protobuf:"fixed64,8,opt,name=cost_avoided_usd,json=costAvoidedUsd,proto3,oneof" json:"cost_avoided_usd,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RouteResponse) Reset() {
@@ -716,6 +748,20 @@ func (x *RouteResponse) GetChain() string {
 	return ""
 }
 
+func (x *RouteResponse) GetCostUsd() float64 {
+	if x != nil && x.CostUsd != nil {
+		return *x.CostUsd
+	}
+	return 0
+}
+
+func (x *RouteResponse) GetCostAvoidedUsd() float64 {
+	if x != nil && x.CostAvoidedUsd != nil {
+		return *x.CostAvoidedUsd
+	}
+	return 0
+}
+
 // RouteFailure is attached as a detail to the UNAVAILABLE and
 // DEADLINE_EXCEEDED statuses of Route, so that clients can read each attempt
 // without parsing the status message.
@@ -726,7 +772,9 @@ type RouteFailure struct {
 	// Wall-clock time of the whole call in milliseconds.
 	LatencyMs float64 `protobuf:"fixed64,2,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
 	// The name of the chain that served the call.
-	Chain         string `protobuf:"bytes,3,opt,name=chain,proto3" json:"chain,omitempty"`
+	Chain string `protobuf:"bytes,3,opt,name=chain,proto3" json:"chain,omitempty"`
+	// The attempts' cost_usd summed; absent when any attempt's cost is unknown.
+	CostUsd       *float64 `protobuf:"fixed64,4,opt,name=cost_usd,json=costUsd,proto3,oneof" json:"cost_usd,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -780,6 +828,13 @@ func (x *RouteFailure) GetChain() string {
 		return x.Chain
 	}
 	return ""
+}
+
+func (x *RouteFailure) GetCostUsd() float64 {
+	if x != nil && x.CostUsd != nil {
+		return *x.CostUsd
+	}
+	return 0
 }
 
 // WatchMetricsRequest opens a metrics stream.
@@ -1010,7 +1065,15 @@ type RouteEvent struct {
 	ReplicaId string `protobuf:"bytes,9,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
 	// Tokens summed over the attempts that reported usage; absent when none
 	// did.
-	Usage         *Usage `protobuf:"bytes,10,opt,name=usage,proto3" json:"usage,omitempty"`
+	Usage *Usage `protobuf:"bytes,10,opt,name=usage,proto3" json:"usage,omitempty"`
+	// The attempts' cost_usd summed; absent when any attempt's cost is unknown.
+	CostUsd *float64 `protobuf:"fixed64,11,opt,name=cost_usd,json=costUsd,proto3,oneof" json:"cost_usd,omitempty"`
+	// As RouteResponse.cost_avoided_usd; absent also when no answer was
+	// accepted.
+	CostAvoidedUsd *float64 `protobuf:"fixed64,12,opt,name=cost_avoided_usd,json=costAvoidedUsd,proto3,oneof" json:"cost_avoided_usd,omitempty"`
+	// The accepted answer came from a model without a price, or priced at zero
+	// (a local model).
+	LocalAnswer   bool `protobuf:"varint,13,opt,name=local_answer,json=localAnswer,proto3" json:"local_answer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1115,6 +1178,27 @@ func (x *RouteEvent) GetUsage() *Usage {
 	return nil
 }
 
+func (x *RouteEvent) GetCostUsd() float64 {
+	if x != nil && x.CostUsd != nil {
+		return *x.CostUsd
+	}
+	return 0
+}
+
+func (x *RouteEvent) GetCostAvoidedUsd() float64 {
+	if x != nil && x.CostAvoidedUsd != nil {
+		return *x.CostAvoidedUsd
+	}
+	return 0
+}
+
+func (x *RouteEvent) GetLocalAnswer() bool {
+	if x != nil {
+		return x.LocalAnswer
+	}
+	return false
+}
+
 // ModelCounters counts how a model's attempts ended.
 type ModelCounters struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1145,8 +1229,20 @@ type ModelCounters struct {
 	Circuit CircuitState `protobuf:"varint,10,opt,name=circuit,proto3,enum=llm_router.v1.CircuitState" json:"circuit,omitempty"`
 	// Why the circuit is open or half-open; empty when it is closed.
 	CircuitReason string `protobuf:"bytes,11,opt,name=circuit_reason,json=circuitReason,proto3" json:"circuit_reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// US dollars spent on the model's attempts whose cost is known.
+	CostUsd float64 `protobuf:"fixed64,12,opt,name=cost_usd,json=costUsd,proto3" json:"cost_usd,omitempty"`
+	// Attempts of the model that ran and whose cost is unknown (no price, or no
+	// usage reported): cost_usd leaves them out.
+	CostUnknown int64 `protobuf:"varint,13,opt,name=cost_unknown,json=costUnknown,proto3" json:"cost_unknown,omitempty"`
+	// US dollars the model's accepted answers avoided (see
+	// RouteResponse.cost_avoided_usd); only a model without a price avoids any.
+	CostAvoidedUsd float64 `protobuf:"fixed64,14,opt,name=cost_avoided_usd,json=costAvoidedUsd,proto3" json:"cost_avoided_usd,omitempty"`
+	// Attempts that were repairs (Attempt.repair > 0).
+	Repairs int64 `protobuf:"varint,15,opt,name=repairs,proto3" json:"repairs,omitempty"`
+	// Repairs whose answer was accepted.
+	RepairSuccesses int64 `protobuf:"varint,16,opt,name=repair_successes,json=repairSuccesses,proto3" json:"repair_successes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ModelCounters) Reset() {
@@ -1256,6 +1352,143 @@ func (x *ModelCounters) GetCircuitReason() string {
 	return ""
 }
 
+func (x *ModelCounters) GetCostUsd() float64 {
+	if x != nil {
+		return x.CostUsd
+	}
+	return 0
+}
+
+func (x *ModelCounters) GetCostUnknown() int64 {
+	if x != nil {
+		return x.CostUnknown
+	}
+	return 0
+}
+
+func (x *ModelCounters) GetCostAvoidedUsd() float64 {
+	if x != nil {
+		return x.CostAvoidedUsd
+	}
+	return 0
+}
+
+func (x *ModelCounters) GetRepairs() int64 {
+	if x != nil {
+		return x.Repairs
+	}
+	return 0
+}
+
+func (x *ModelCounters) GetRepairSuccesses() int64 {
+	if x != nil {
+		return x.RepairSuccesses
+	}
+	return 0
+}
+
+// ChainCounters counts the calls a chain served and what they cost.
+type ChainCounters struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chain's name.
+	Chain string `protobuf:"bytes,1,opt,name=chain,proto3" json:"chain,omitempty"`
+	// Route calls the chain served, however they ended.
+	Calls int64 `protobuf:"varint,2,opt,name=calls,proto3" json:"calls,omitempty"`
+	// Calls that ended with an accepted answer.
+	Answered int64 `protobuf:"varint,3,opt,name=answered,proto3" json:"answered,omitempty"`
+	// Answered calls whose answer came from a model without a price, or priced
+	// at zero (a local model). The local share is local / answered.
+	Local int64 `protobuf:"varint,4,opt,name=local,proto3" json:"local,omitempty"`
+	// US dollars spent on the calls whose cost is known.
+	CostUsd float64 `protobuf:"fixed64,5,opt,name=cost_usd,json=costUsd,proto3" json:"cost_usd,omitempty"`
+	// Calls whose cost is unknown (some attempt without a price or usage):
+	// cost_usd leaves them out.
+	CostUnknown int64 `protobuf:"varint,6,opt,name=cost_unknown,json=costUnknown,proto3" json:"cost_unknown,omitempty"`
+	// US dollars avoided: the sum of RouteResponse.cost_avoided_usd.
+	CostAvoidedUsd float64 `protobuf:"fixed64,7,opt,name=cost_avoided_usd,json=costAvoidedUsd,proto3" json:"cost_avoided_usd,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ChainCounters) Reset() {
+	*x = ChainCounters{}
+	mi := &file_llm_router_v1_router_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChainCounters) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChainCounters) ProtoMessage() {}
+
+func (x *ChainCounters) ProtoReflect() protoreflect.Message {
+	mi := &file_llm_router_v1_router_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChainCounters.ProtoReflect.Descriptor instead.
+func (*ChainCounters) Descriptor() ([]byte, []int) {
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ChainCounters) GetChain() string {
+	if x != nil {
+		return x.Chain
+	}
+	return ""
+}
+
+func (x *ChainCounters) GetCalls() int64 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *ChainCounters) GetAnswered() int64 {
+	if x != nil {
+		return x.Answered
+	}
+	return 0
+}
+
+func (x *ChainCounters) GetLocal() int64 {
+	if x != nil {
+		return x.Local
+	}
+	return 0
+}
+
+func (x *ChainCounters) GetCostUsd() float64 {
+	if x != nil {
+		return x.CostUsd
+	}
+	return 0
+}
+
+func (x *ChainCounters) GetCostUnknown() int64 {
+	if x != nil {
+		return x.CostUnknown
+	}
+	return 0
+}
+
+func (x *ChainCounters) GetCostAvoidedUsd() float64 {
+	if x != nil {
+		return x.CostAvoidedUsd
+	}
+	return 0
+}
+
 // CircuitChange says that a model's circuit breaker changed state.
 type CircuitChange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1282,7 +1515,7 @@ type CircuitChange struct {
 
 func (x *CircuitChange) Reset() {
 	*x = CircuitChange{}
-	mi := &file_llm_router_v1_router_proto_msgTypes[10]
+	mi := &file_llm_router_v1_router_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1527,7 @@ func (x *CircuitChange) String() string {
 func (*CircuitChange) ProtoMessage() {}
 
 func (x *CircuitChange) ProtoReflect() protoreflect.Message {
-	mi := &file_llm_router_v1_router_proto_msgTypes[10]
+	mi := &file_llm_router_v1_router_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1540,7 @@ func (x *CircuitChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitChange.ProtoReflect.Descriptor instead.
 func (*CircuitChange) Descriptor() ([]byte, []int) {
-	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{10}
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CircuitChange) GetTime() *timestamppb.Timestamp {
@@ -1378,14 +1611,17 @@ type MetricsSnapshot struct {
 	// unreachable right now).
 	ClusterWide bool `protobuf:"varint,3,opt,name=cluster_wide,json=clusterWide,proto3" json:"cluster_wide,omitempty"`
 	// The replica that took the snapshot.
-	ReplicaId     string `protobuf:"bytes,4,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	ReplicaId string `protobuf:"bytes,4,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// One entry per chain that has served a call, in chain-name order; cluster
+	// wide when cluster_wide is true.
+	Chains        []*ChainCounters `protobuf:"bytes,5,rep,name=chains,proto3" json:"chains,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetricsSnapshot) Reset() {
 	*x = MetricsSnapshot{}
-	mi := &file_llm_router_v1_router_proto_msgTypes[11]
+	mi := &file_llm_router_v1_router_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1633,7 @@ func (x *MetricsSnapshot) String() string {
 func (*MetricsSnapshot) ProtoMessage() {}
 
 func (x *MetricsSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_llm_router_v1_router_proto_msgTypes[11]
+	mi := &file_llm_router_v1_router_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1646,7 @@ func (x *MetricsSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsSnapshot.ProtoReflect.Descriptor instead.
 func (*MetricsSnapshot) Descriptor() ([]byte, []int) {
-	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{11}
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MetricsSnapshot) GetTime() *timestamppb.Timestamp {
@@ -1441,6 +1677,13 @@ func (x *MetricsSnapshot) GetReplicaId() string {
 	return ""
 }
 
+func (x *MetricsSnapshot) GetChains() []*ChainCounters {
+	if x != nil {
+		return x.Chains
+	}
+	return nil
+}
+
 var File_llm_router_v1_router_proto protoreflect.FileDescriptor
 
 const file_llm_router_v1_router_proto_rawDesc = "" +
@@ -1457,7 +1700,7 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12!\n" +
-	"\ftotal_tokens\x18\x03 \x01(\x03R\vtotalTokens\"\x83\x02\n" +
+	"\ftotal_tokens\x18\x03 \x01(\x03R\vtotalTokens\"\xc8\x02\n" +
 	"\aAttempt\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x127\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x1d.llm_router.v1.AttemptOutcomeR\aoutcome\x12F\n" +
@@ -1465,7 +1708,10 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1d\n" +
 	"\n" +
 	"latency_ms\x18\x05 \x01(\x01R\tlatencyMs\x12*\n" +
-	"\x05usage\x18\x06 \x01(\v2\x14.llm_router.v1.UsageR\x05usage\"\xe4\x01\n" +
+	"\x05usage\x18\x06 \x01(\v2\x14.llm_router.v1.UsageR\x05usage\x12\x16\n" +
+	"\x06repair\x18\a \x01(\rR\x06repair\x12\x1e\n" +
+	"\bcost_usd\x18\b \x01(\x01H\x00R\acostUsd\x88\x01\x01B\v\n" +
+	"\t_cost_usd\"\xd5\x02\n" +
 	"\rRouteResponse\x120\n" +
 	"\acontent\x18\x01 \x01(\v2\x16.google.protobuf.ValueR\acontent\x12\x19\n" +
 	"\braw_text\x18\x02 \x01(\tR\arawText\x12\x1d\n" +
@@ -1474,12 +1720,18 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\battempts\x18\x04 \x03(\v2\x16.llm_router.v1.AttemptR\battempts\x12\x1d\n" +
 	"\n" +
 	"latency_ms\x18\x05 \x01(\x01R\tlatencyMs\x12\x14\n" +
-	"\x05chain\x18\x06 \x01(\tR\x05chain\"w\n" +
+	"\x05chain\x18\x06 \x01(\tR\x05chain\x12\x1e\n" +
+	"\bcost_usd\x18\a \x01(\x01H\x00R\acostUsd\x88\x01\x01\x12-\n" +
+	"\x10cost_avoided_usd\x18\b \x01(\x01H\x01R\x0ecostAvoidedUsd\x88\x01\x01B\v\n" +
+	"\t_cost_usdB\x13\n" +
+	"\x11_cost_avoided_usd\"\xa4\x01\n" +
 	"\fRouteFailure\x122\n" +
 	"\battempts\x18\x01 \x03(\v2\x16.llm_router.v1.AttemptR\battempts\x12\x1d\n" +
 	"\n" +
 	"latency_ms\x18\x02 \x01(\x01R\tlatencyMs\x12\x14\n" +
-	"\x05chain\x18\x03 \x01(\tR\x05chain\"\xd0\x01\n" +
+	"\x05chain\x18\x03 \x01(\tR\x05chain\x12\x1e\n" +
+	"\bcost_usd\x18\x04 \x01(\x01H\x00R\acostUsd\x88\x01\x01B\v\n" +
+	"\t_cost_usd\"\xd0\x01\n" +
 	"\x13WatchMetricsRequest\x12:\n" +
 	"\x19snapshot_interval_seconds\x18\x01 \x01(\x01R\x17snapshotIntervalSeconds\x12\x16\n" +
 	"\x06chains\x18\x02 \x03(\tR\x06chains\x12\x16\n" +
@@ -1491,7 +1743,7 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x05event\x18\x02 \x01(\v2\x19.llm_router.v1.RouteEventH\x00R\x05event\x128\n" +
 	"\acircuit\x18\x04 \x01(\v2\x1c.llm_router.v1.CircuitChangeH\x00R\acircuit\x12#\n" +
 	"\rmissed_events\x18\x03 \x01(\x03R\fmissedEventsB\x06\n" +
-	"\x04kind\"\xf8\x02\n" +
+	"\x04kind\"\x8c\x04\n" +
 	"\n" +
 	"RouteEvent\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x122\n" +
@@ -1507,7 +1759,12 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\n" +
 	"replica_id\x18\t \x01(\tR\treplicaId\x12*\n" +
 	"\x05usage\x18\n" +
-	" \x01(\v2\x14.llm_router.v1.UsageR\x05usage\"\x90\x03\n" +
+	" \x01(\v2\x14.llm_router.v1.UsageR\x05usage\x12\x1e\n" +
+	"\bcost_usd\x18\v \x01(\x01H\x00R\acostUsd\x88\x01\x01\x12-\n" +
+	"\x10cost_avoided_usd\x18\f \x01(\x01H\x01R\x0ecostAvoidedUsd\x88\x01\x01\x12!\n" +
+	"\flocal_answer\x18\r \x01(\bR\vlocalAnswerB\v\n" +
+	"\t_cost_usdB\x13\n" +
+	"\x11_cost_avoided_usd\"\xbd\x04\n" +
 	"\rModelCounters\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\x03R\asuccess\x12\x1a\n" +
@@ -1520,7 +1777,20 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\ftotal_tokens\x18\t \x01(\x03R\vtotalTokens\x125\n" +
 	"\acircuit\x18\n" +
 	" \x01(\x0e2\x1b.llm_router.v1.CircuitStateR\acircuit\x12%\n" +
-	"\x0ecircuit_reason\x18\v \x01(\tR\rcircuitReason\"\xc7\x02\n" +
+	"\x0ecircuit_reason\x18\v \x01(\tR\rcircuitReason\x12\x19\n" +
+	"\bcost_usd\x18\f \x01(\x01R\acostUsd\x12!\n" +
+	"\fcost_unknown\x18\r \x01(\x03R\vcostUnknown\x12(\n" +
+	"\x10cost_avoided_usd\x18\x0e \x01(\x01R\x0ecostAvoidedUsd\x12\x18\n" +
+	"\arepairs\x18\x0f \x01(\x03R\arepairs\x12)\n" +
+	"\x10repair_successes\x18\x10 \x01(\x03R\x0frepairSuccesses\"\xd5\x01\n" +
+	"\rChainCounters\x12\x14\n" +
+	"\x05chain\x18\x01 \x01(\tR\x05chain\x12\x14\n" +
+	"\x05calls\x18\x02 \x01(\x03R\x05calls\x12\x1a\n" +
+	"\banswered\x18\x03 \x01(\x03R\banswered\x12\x14\n" +
+	"\x05local\x18\x04 \x01(\x03R\x05local\x12\x19\n" +
+	"\bcost_usd\x18\x05 \x01(\x01R\acostUsd\x12!\n" +
+	"\fcost_unknown\x18\x06 \x01(\x03R\vcostUnknown\x12(\n" +
+	"\x10cost_avoided_usd\x18\a \x01(\x01R\x0ecostAvoidedUsd\"\xc7\x02\n" +
 	"\rCircuitChange\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x19\n" +
@@ -1531,13 +1801,14 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12*\n" +
 	"\x11cool_down_seconds\x18\a \x01(\x01R\x0fcoolDownSeconds\x12\x1d\n" +
 	"\n" +
-	"replica_id\x18\b \x01(\tR\treplicaId\"\xb9\x01\n" +
+	"replica_id\x18\b \x01(\tR\treplicaId\"\xef\x01\n" +
 	"\x0fMetricsSnapshot\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x124\n" +
 	"\x06models\x18\x02 \x03(\v2\x1c.llm_router.v1.ModelCountersR\x06models\x12!\n" +
 	"\fcluster_wide\x18\x03 \x01(\bR\vclusterWide\x12\x1d\n" +
 	"\n" +
-	"replica_id\x18\x04 \x01(\tR\treplicaId*\xa6\x01\n" +
+	"replica_id\x18\x04 \x01(\tR\treplicaId\x124\n" +
+	"\x06chains\x18\x05 \x03(\v2\x1c.llm_router.v1.ChainCountersR\x06chains*\xa6\x01\n" +
 	"\x0eAttemptOutcome\x12\x1f\n" +
 	"\x1bATTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ATTEMPT_OUTCOME_SUCCESS\x10\x01\x12\x1c\n" +
@@ -1590,7 +1861,7 @@ func file_llm_router_v1_router_proto_rawDescGZIP() []byte {
 }
 
 var file_llm_router_v1_router_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_llm_router_v1_router_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_llm_router_v1_router_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_llm_router_v1_router_proto_goTypes = []any{
 	(AttemptOutcome)(0),           // 0: llm_router.v1.AttemptOutcome
 	(ReasonCategory)(0),           // 1: llm_router.v1.ReasonCategory
@@ -1606,41 +1877,43 @@ var file_llm_router_v1_router_proto_goTypes = []any{
 	(*WatchMetricsResponse)(nil),  // 11: llm_router.v1.WatchMetricsResponse
 	(*RouteEvent)(nil),            // 12: llm_router.v1.RouteEvent
 	(*ModelCounters)(nil),         // 13: llm_router.v1.ModelCounters
-	(*CircuitChange)(nil),         // 14: llm_router.v1.CircuitChange
-	(*MetricsSnapshot)(nil),       // 15: llm_router.v1.MetricsSnapshot
-	(*structpb.Value)(nil),        // 16: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*ChainCounters)(nil),         // 14: llm_router.v1.ChainCounters
+	(*CircuitChange)(nil),         // 15: llm_router.v1.CircuitChange
+	(*MetricsSnapshot)(nil),       // 16: llm_router.v1.MetricsSnapshot
+	(*structpb.Value)(nil),        // 17: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_llm_router_v1_router_proto_depIdxs = []int32{
 	4,  // 0: llm_router.v1.RouteRequest.messages:type_name -> llm_router.v1.Message
 	0,  // 1: llm_router.v1.Attempt.outcome:type_name -> llm_router.v1.AttemptOutcome
 	1,  // 2: llm_router.v1.Attempt.reason_category:type_name -> llm_router.v1.ReasonCategory
 	6,  // 3: llm_router.v1.Attempt.usage:type_name -> llm_router.v1.Usage
-	16, // 4: llm_router.v1.RouteResponse.content:type_name -> google.protobuf.Value
+	17, // 4: llm_router.v1.RouteResponse.content:type_name -> google.protobuf.Value
 	7,  // 5: llm_router.v1.RouteResponse.attempts:type_name -> llm_router.v1.Attempt
 	7,  // 6: llm_router.v1.RouteFailure.attempts:type_name -> llm_router.v1.Attempt
-	15, // 7: llm_router.v1.WatchMetricsResponse.snapshot:type_name -> llm_router.v1.MetricsSnapshot
+	16, // 7: llm_router.v1.WatchMetricsResponse.snapshot:type_name -> llm_router.v1.MetricsSnapshot
 	12, // 8: llm_router.v1.WatchMetricsResponse.event:type_name -> llm_router.v1.RouteEvent
-	14, // 9: llm_router.v1.WatchMetricsResponse.circuit:type_name -> llm_router.v1.CircuitChange
-	17, // 10: llm_router.v1.RouteEvent.time:type_name -> google.protobuf.Timestamp
+	15, // 9: llm_router.v1.WatchMetricsResponse.circuit:type_name -> llm_router.v1.CircuitChange
+	18, // 10: llm_router.v1.RouteEvent.time:type_name -> google.protobuf.Timestamp
 	2,  // 11: llm_router.v1.RouteEvent.status:type_name -> llm_router.v1.RouteStatus
 	7,  // 12: llm_router.v1.RouteEvent.attempts:type_name -> llm_router.v1.Attempt
 	6,  // 13: llm_router.v1.RouteEvent.usage:type_name -> llm_router.v1.Usage
 	3,  // 14: llm_router.v1.ModelCounters.circuit:type_name -> llm_router.v1.CircuitState
-	17, // 15: llm_router.v1.CircuitChange.time:type_name -> google.protobuf.Timestamp
+	18, // 15: llm_router.v1.CircuitChange.time:type_name -> google.protobuf.Timestamp
 	3,  // 16: llm_router.v1.CircuitChange.from_state:type_name -> llm_router.v1.CircuitState
 	3,  // 17: llm_router.v1.CircuitChange.to_state:type_name -> llm_router.v1.CircuitState
-	17, // 18: llm_router.v1.MetricsSnapshot.time:type_name -> google.protobuf.Timestamp
+	18, // 18: llm_router.v1.MetricsSnapshot.time:type_name -> google.protobuf.Timestamp
 	13, // 19: llm_router.v1.MetricsSnapshot.models:type_name -> llm_router.v1.ModelCounters
-	5,  // 20: llm_router.v1.Router.Route:input_type -> llm_router.v1.RouteRequest
-	10, // 21: llm_router.v1.Router.WatchMetrics:input_type -> llm_router.v1.WatchMetricsRequest
-	8,  // 22: llm_router.v1.Router.Route:output_type -> llm_router.v1.RouteResponse
-	11, // 23: llm_router.v1.Router.WatchMetrics:output_type -> llm_router.v1.WatchMetricsResponse
-	22, // [22:24] is the sub-list for method output_type
-	20, // [20:22] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	14, // 20: llm_router.v1.MetricsSnapshot.chains:type_name -> llm_router.v1.ChainCounters
+	5,  // 21: llm_router.v1.Router.Route:input_type -> llm_router.v1.RouteRequest
+	10, // 22: llm_router.v1.Router.WatchMetrics:input_type -> llm_router.v1.WatchMetricsRequest
+	8,  // 23: llm_router.v1.Router.Route:output_type -> llm_router.v1.RouteResponse
+	11, // 24: llm_router.v1.Router.WatchMetrics:output_type -> llm_router.v1.WatchMetricsResponse
+	23, // [23:25] is the sub-list for method output_type
+	21, // [21:23] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_llm_router_v1_router_proto_init() }
@@ -1648,18 +1921,22 @@ func file_llm_router_v1_router_proto_init() {
 	if File_llm_router_v1_router_proto != nil {
 		return
 	}
+	file_llm_router_v1_router_proto_msgTypes[3].OneofWrappers = []any{}
+	file_llm_router_v1_router_proto_msgTypes[4].OneofWrappers = []any{}
+	file_llm_router_v1_router_proto_msgTypes[5].OneofWrappers = []any{}
 	file_llm_router_v1_router_proto_msgTypes[7].OneofWrappers = []any{
 		(*WatchMetricsResponse_Snapshot)(nil),
 		(*WatchMetricsResponse_Event)(nil),
 		(*WatchMetricsResponse_Circuit)(nil),
 	}
+	file_llm_router_v1_router_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_llm_router_v1_router_proto_rawDesc), len(file_llm_router_v1_router_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -376,6 +376,8 @@ class Attempt(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    REPAIR_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """The model string from the chain's configuration, for example
     "ollama_chat/qwen2.5:7b".
@@ -390,6 +392,18 @@ class Attempt(_message.Message):
     """
     latency_ms: _builtins.float
     """Wall-clock time of the attempt in milliseconds."""
+    repair: _builtins.int
+    """0 for the model's first answer in the call; n for its n-th repair: the
+    same model asked again with its previous answer and why that answer was
+    not valid (not JSON, or not valid against the schema).
+    """
+    cost_usd: _builtins.float
+    """What the attempt cost in US dollars: its tokens at the model's price per
+    million input and output tokens (from the configuration, else litellm's
+    price table), rounded to the nano-dollar. 0 for a model whose configured
+    price is zero and for an attempt that was not started. Absent when
+    unknown: the model has no price, or the provider reported no usage.
+    """
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Tokens the provider reported for this attempt; absent when it reported
@@ -405,12 +419,16 @@ class Attempt(_message.Message):
         reason: _builtins.str = ...,
         latency_ms: _builtins.float = ...,
         usage: Global___Usage | None = ...,
+        repair: _builtins.int = ...,
+        cost_usd: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd", "cost_usd", b"cost_usd", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["latency_ms", b"latency_ms", "model", b"model", "outcome", b"outcome", "reason", b"reason", "reason_category", b"reason_category", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd", "cost_usd", b"cost_usd", "latency_ms", b"latency_ms", "model", b"model", "outcome", b"outcome", "reason", b"reason", "reason_category", b"reason_category", "repair", b"repair", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__cost_usd: _TypeAlias = _typing.Literal["cost_usd"]  # noqa: Y015
+    _WhichOneofArgType__cost_usd: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cost_usd) -> _WhichOneofReturnType__cost_usd | None: ...
 
 Global___Attempt: _TypeAlias = Attempt  # noqa: Y015
 
@@ -426,6 +444,8 @@ class RouteResponse(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
     CHAIN_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    COST_AVOIDED_USD_FIELD_NUMBER: _builtins.int
     raw_text: _builtins.str
     """The answer text exactly as the model returned it."""
     model_used: _builtins.str
@@ -434,6 +454,15 @@ class RouteResponse(_message.Message):
     """Wall-clock time of the whole call in milliseconds."""
     chain: _builtins.str
     """The name of the chain that served the call."""
+    cost_usd: _builtins.float
+    """The attempts' cost_usd summed; absent when any attempt's cost is unknown."""
+    cost_avoided_usd: _builtins.float
+    """What the answer would have cost on the chain's first priced model (known,
+    non-zero price) when a model without a price, or priced at zero, answered:
+    the answering attempt's tokens at that model's price. 0 when a priced model
+    answered. Absent when unknown: no priced model in the chain, or the
+    answering attempt reported no usage.
+    """
     @_builtins.property
     def content(self) -> _struct_pb2.Value:
         """The answer: the parsed JSON value when the request had a schema, else the
@@ -453,12 +482,21 @@ class RouteResponse(_message.Message):
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
         latency_ms: _builtins.float = ...,
         chain: _builtins.str = ...,
+        cost_usd: _builtins.float | None = ...,
+        cost_avoided_usd: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["content", b"content"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cost_avoided_usd", b"_cost_avoided_usd", "_cost_usd", b"_cost_usd", "content", b"content", "cost_avoided_usd", b"cost_avoided_usd", "cost_usd", b"cost_usd"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "chain", b"chain", "content", b"content", "latency_ms", b"latency_ms", "model_used", b"model_used", "raw_text", b"raw_text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_avoided_usd", b"_cost_avoided_usd", "_cost_usd", b"_cost_usd", "attempts", b"attempts", "chain", b"chain", "content", b"content", "cost_avoided_usd", b"cost_avoided_usd", "cost_usd", b"cost_usd", "latency_ms", b"latency_ms", "model_used", b"model_used", "raw_text", b"raw_text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__cost_avoided_usd: _TypeAlias = _typing.Literal["cost_avoided_usd"]  # noqa: Y015
+    _WhichOneofArgType__cost_avoided_usd: _TypeAlias = _typing.Literal["_cost_avoided_usd", b"_cost_avoided_usd"]  # noqa: Y015
+    _WhichOneofReturnType__cost_usd: _TypeAlias = _typing.Literal["cost_usd"]  # noqa: Y015
+    _WhichOneofArgType__cost_usd: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cost_avoided_usd) -> _WhichOneofReturnType__cost_avoided_usd | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cost_usd) -> _WhichOneofReturnType__cost_usd | None: ...
 
 Global___RouteResponse: _TypeAlias = RouteResponse  # noqa: Y015
 
@@ -474,10 +512,13 @@ class RouteFailure(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
     CHAIN_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
     latency_ms: _builtins.float
     """Wall-clock time of the whole call in milliseconds."""
     chain: _builtins.str
     """The name of the chain that served the call."""
+    cost_usd: _builtins.float
+    """The attempts' cost_usd summed; absent when any attempt's cost is unknown."""
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
         """Every attempt made, in order."""
@@ -488,12 +529,15 @@ class RouteFailure(_message.Message):
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
         latency_ms: _builtins.float = ...,
         chain: _builtins.str = ...,
+        cost_usd: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd", "cost_usd", b"cost_usd"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "chain", b"chain", "latency_ms", b"latency_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd", "attempts", b"attempts", "chain", b"chain", "cost_usd", b"cost_usd", "latency_ms", b"latency_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__cost_usd: _TypeAlias = _typing.Literal["cost_usd"]  # noqa: Y015
+    _WhichOneofArgType__cost_usd: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cost_usd) -> _WhichOneofReturnType__cost_usd | None: ...
 
 Global___RouteFailure: _TypeAlias = RouteFailure  # noqa: Y015
 
@@ -615,6 +659,9 @@ class RouteEvent(_message.Message):
     EVENT_ID_FIELD_NUMBER: _builtins.int
     REPLICA_ID_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    COST_AVOIDED_USD_FIELD_NUMBER: _builtins.int
+    LOCAL_ANSWER_FIELD_NUMBER: _builtins.int
     status: Global___RouteStatus.ValueType
     """How the call ended."""
     chain: _builtins.str
@@ -631,6 +678,16 @@ class RouteEvent(_message.Message):
     """
     replica_id: _builtins.str
     """The server replica that handled the call."""
+    cost_usd: _builtins.float
+    """The attempts' cost_usd summed; absent when any attempt's cost is unknown."""
+    cost_avoided_usd: _builtins.float
+    """As RouteResponse.cost_avoided_usd; absent also when no answer was
+    accepted.
+    """
+    local_answer: _builtins.bool
+    """The accepted answer came from a model without a price, or priced at zero
+    (a local model).
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the call finished."""
@@ -658,12 +715,22 @@ class RouteEvent(_message.Message):
         event_id: _builtins.str = ...,
         replica_id: _builtins.str = ...,
         usage: Global___Usage | None = ...,
+        cost_usd: _builtins.float | None = ...,
+        cost_avoided_usd: _builtins.float | None = ...,
+        local_answer: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cost_avoided_usd", b"_cost_avoided_usd", "_cost_usd", b"_cost_usd", "cost_avoided_usd", b"cost_avoided_usd", "cost_usd", b"cost_usd", "time", b"time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "chain", b"chain", "context", b"context", "event_id", b"event_id", "latency_ms", b"latency_ms", "model_used", b"model_used", "replica_id", b"replica_id", "status", b"status", "time", b"time", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_avoided_usd", b"_cost_avoided_usd", "_cost_usd", b"_cost_usd", "attempts", b"attempts", "chain", b"chain", "context", b"context", "cost_avoided_usd", b"cost_avoided_usd", "cost_usd", b"cost_usd", "event_id", b"event_id", "latency_ms", b"latency_ms", "local_answer", b"local_answer", "model_used", b"model_used", "replica_id", b"replica_id", "status", b"status", "time", b"time", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__cost_avoided_usd: _TypeAlias = _typing.Literal["cost_avoided_usd"]  # noqa: Y015
+    _WhichOneofArgType__cost_avoided_usd: _TypeAlias = _typing.Literal["_cost_avoided_usd", b"_cost_avoided_usd"]  # noqa: Y015
+    _WhichOneofReturnType__cost_usd: _TypeAlias = _typing.Literal["cost_usd"]  # noqa: Y015
+    _WhichOneofArgType__cost_usd: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cost_avoided_usd) -> _WhichOneofReturnType__cost_avoided_usd | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cost_usd) -> _WhichOneofReturnType__cost_usd | None: ...
 
 Global___RouteEvent: _TypeAlias = RouteEvent  # noqa: Y015
 
@@ -684,6 +751,11 @@ class ModelCounters(_message.Message):
     TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
     CIRCUIT_FIELD_NUMBER: _builtins.int
     CIRCUIT_REASON_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    COST_UNKNOWN_FIELD_NUMBER: _builtins.int
+    COST_AVOIDED_USD_FIELD_NUMBER: _builtins.int
+    REPAIRS_FIELD_NUMBER: _builtins.int
+    REPAIR_SUCCESSES_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """The model string."""
     success: _builtins.int
@@ -715,6 +787,20 @@ class ModelCounters(_message.Message):
     """
     circuit_reason: _builtins.str
     """Why the circuit is open or half-open; empty when it is closed."""
+    cost_usd: _builtins.float
+    """US dollars spent on the model's attempts whose cost is known."""
+    cost_unknown: _builtins.int
+    """Attempts of the model that ran and whose cost is unknown (no price, or no
+    usage reported): cost_usd leaves them out.
+    """
+    cost_avoided_usd: _builtins.float
+    """US dollars the model's accepted answers avoided (see
+    RouteResponse.cost_avoided_usd); only a model without a price avoids any.
+    """
+    repairs: _builtins.int
+    """Attempts that were repairs (Attempt.repair > 0)."""
+    repair_successes: _builtins.int
+    """Repairs whose answer was accepted."""
     def __init__(
         self,
         *,
@@ -729,14 +815,69 @@ class ModelCounters(_message.Message):
         total_tokens: _builtins.int = ...,
         circuit: Global___CircuitState.ValueType = ...,
         circuit_reason: _builtins.str = ...,
+        cost_usd: _builtins.float = ...,
+        cost_unknown: _builtins.int = ...,
+        cost_avoided_usd: _builtins.float = ...,
+        repairs: _builtins.int = ...,
+        repair_successes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["circuit", b"circuit", "circuit_reason", b"circuit_reason", "completion_tokens", b"completion_tokens", "error", b"error", "fallback", b"fallback", "latency_p50_ms", b"latency_p50_ms", "latency_p95_ms", b"latency_p95_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "success", b"success", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["circuit", b"circuit", "circuit_reason", b"circuit_reason", "completion_tokens", b"completion_tokens", "cost_avoided_usd", b"cost_avoided_usd", "cost_unknown", b"cost_unknown", "cost_usd", b"cost_usd", "error", b"error", "fallback", b"fallback", "latency_p50_ms", b"latency_p50_ms", "latency_p95_ms", b"latency_p95_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "repair_successes", b"repair_successes", "repairs", b"repairs", "success", b"success", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelCounters: _TypeAlias = ModelCounters  # noqa: Y015
+
+@_typing.final
+class ChainCounters(_message.Message):
+    """ChainCounters counts the calls a chain served and what they cost."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAIN_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    ANSWERED_FIELD_NUMBER: _builtins.int
+    LOCAL_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    COST_UNKNOWN_FIELD_NUMBER: _builtins.int
+    COST_AVOIDED_USD_FIELD_NUMBER: _builtins.int
+    chain: _builtins.str
+    """The chain's name."""
+    calls: _builtins.int
+    """Route calls the chain served, however they ended."""
+    answered: _builtins.int
+    """Calls that ended with an accepted answer."""
+    local: _builtins.int
+    """Answered calls whose answer came from a model without a price, or priced
+    at zero (a local model). The local share is local / answered.
+    """
+    cost_usd: _builtins.float
+    """US dollars spent on the calls whose cost is known."""
+    cost_unknown: _builtins.int
+    """Calls whose cost is unknown (some attempt without a price or usage):
+    cost_usd leaves them out.
+    """
+    cost_avoided_usd: _builtins.float
+    """US dollars avoided: the sum of RouteResponse.cost_avoided_usd."""
+    def __init__(
+        self,
+        *,
+        chain: _builtins.str = ...,
+        calls: _builtins.int = ...,
+        answered: _builtins.int = ...,
+        local: _builtins.int = ...,
+        cost_usd: _builtins.float = ...,
+        cost_unknown: _builtins.int = ...,
+        cost_avoided_usd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered", b"answered", "calls", b"calls", "chain", b"chain", "cost_avoided_usd", b"cost_avoided_usd", "cost_unknown", b"cost_unknown", "cost_usd", b"cost_usd", "local", b"local"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChainCounters: _TypeAlias = ChainCounters  # noqa: Y015
 
 @_typing.final
 class CircuitChange(_message.Message):
@@ -802,6 +943,7 @@ class MetricsSnapshot(_message.Message):
     MODELS_FIELD_NUMBER: _builtins.int
     CLUSTER_WIDE_FIELD_NUMBER: _builtins.int
     REPLICA_ID_FIELD_NUMBER: _builtins.int
+    CHAINS_FIELD_NUMBER: _builtins.int
     cluster_wide: _builtins.bool
     """True when the counters come from Redis and cover every replica sharing
     it; false when they are this replica's own (no Redis configured, or Redis
@@ -817,6 +959,12 @@ class MetricsSnapshot(_message.Message):
     def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelCounters]:
         """One entry per model that has been attempted, in model-name order."""
 
+    @_builtins.property
+    def chains(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChainCounters]:
+        """One entry per chain that has served a call, in chain-name order; cluster
+        wide when cluster_wide is true.
+        """
+
     def __init__(
         self,
         *,
@@ -824,10 +972,11 @@ class MetricsSnapshot(_message.Message):
         models: _abc.Iterable[Global___ModelCounters] | None = ...,
         cluster_wide: _builtins.bool = ...,
         replica_id: _builtins.str = ...,
+        chains: _abc.Iterable[Global___ChainCounters] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_wide", b"cluster_wide", "models", b"models", "replica_id", b"replica_id", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chains", b"chains", "cluster_wide", b"cluster_wide", "models", b"models", "replica_id", b"replica_id", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -58,6 +58,7 @@ def _schema_arg(value: str) -> str:
 def _route(args: argparse.Namespace) -> int:
     from llm_router import ChainFailedError, RefusedError, RouterClient, RouterError
     from llm_router.connection import from_arguments
+    from llm_router_server.cli.money import usd
 
     messages = []
     if args.system:
@@ -81,11 +82,11 @@ def _route(args: argparse.Namespace) -> int:
             )
         except ChainFailedError as exc:
             what = "a provider refused" if isinstance(exc, RefusedError) else "all attempts failed"
-            print(f"error: {exc.code.name}: {what}", file=sys.stderr)
+            print(f"error: {exc.code.name}: {what} (cost {usd(exc.cost_usd)})", file=sys.stderr)
             for a in exc.attempts:
                 print(
-                    f"  {a.model}: {a.outcome} {a.reason_category}"
-                    f" {a.latency_ms:.0f} ms: {a.reason}",
+                    f"  {a.model}{_repair(a.repair)}: {a.outcome} {a.reason_category}"
+                    f" {a.latency_ms:.0f} ms {usd(a.cost_usd)}: {a.reason}",
                     file=sys.stderr,
                 )
             return EXIT_FAILED
@@ -99,6 +100,8 @@ def _route(args: argparse.Namespace) -> int:
                     "model_used": result.model_used,
                     "content": result.content,
                     "latency_ms": result.latency_ms,
+                    "cost_usd": result.cost_usd,
+                    "cost_avoided_usd": result.cost_avoided_usd,
                     "attempts": [
                         a.__dict__ | {"usage": a.usage and a.usage.__dict__}
                         for a in result.attempts
@@ -113,13 +116,22 @@ def _route(args: argparse.Namespace) -> int:
     print(content)
     print(
         f"\n-- answered by {result.model_used} (chain {result.chain!r})"
-        f" in {result.latency_ms:.0f} ms",
+        f" in {result.latency_ms:.0f} ms; cost {usd(result.cost_usd)},"
+        f" avoided {usd(result.cost_avoided_usd)}",
         file=sys.stderr,
     )
     for a in result.attempts:
         tail = f": {a.reason}" if a.reason else ""
-        print(f"   {a.model}: {a.outcome} {a.latency_ms:.0f} ms{tail}", file=sys.stderr)
+        print(
+            f"   {a.model}{_repair(a.repair)}: {a.outcome} {a.latency_ms:.0f} ms"
+            f" {usd(a.cost_usd)}{tail}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _repair(n: int) -> str:
+    return f" (repair {n})" if n else ""
 
 
 def build_parser() -> argparse.ArgumentParser:

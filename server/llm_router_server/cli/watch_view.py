@@ -1,10 +1,12 @@
 """``llm-router watch``: a live terminal view over WatchMetrics, or raw JSON lines.
 
 The view shows, per model, success/fallback/error counts, the fallback rate,
-latency p50/p95 and tokens (from the latest snapshot, with the counts moved on
-by each event in between) and the last events scrolling. ``--json`` prints each
-stream message as one JSON object per line (``{"snapshot": ...}`` or
-``{"event": ...}`` or ``{"circuit": ...}``, proto field names) for piping.
+latency p50/p95, tokens, repairs and money (from the latest snapshot, with the
+counts moved on by each event in between); per chain, calls, the local share,
+cost and cost avoided (likewise); and the last events scrolling, with their
+cost. ``--json`` prints each stream message as one JSON object per line
+(``{"snapshot": ...}`` or ``{"event": ...}`` or ``{"circuit": ...}``, proto field
+names) for piping.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from llm_router.v1 import router_pb2
+from llm_router_server.cli.money import usd
 from llm_router_server.metrics.counters import COUNT_KINDS, attempt_kinds
 from llm_router_server.safe_text import escape
 from llm_router_server.types import Outcome
@@ -43,6 +46,8 @@ class ViewState:
     missed: int = 0
     circuits: dict[str, str] = field(default_factory=dict)
     """Per model: its circuit breaker's state, from snapshots and CircuitChange messages."""
+    chains: dict[str, router_pb2.ChainCounters] = field(default_factory=dict)
+    """Per chain: its counters, from snapshots, moved on by each event."""
 
     def update(self, message: router_pb2.WatchMetricsResponse) -> None:
         self.missed += message.missed_events
@@ -55,6 +60,7 @@ class ViewState:
             self.circuits = {
                 m.model: _circuit(m.circuit) for m in message.snapshot.models if m.circuit
             }
+            self.chains = {c.chain: c for c in message.snapshot.chains}
         elif message.WhichOneof("kind") == "circuit":
             self.circuits[message.circuit.model] = _circuit(message.circuit.to_state)
         elif message.WhichOneof("kind") == "event":
@@ -66,6 +72,23 @@ class ViewState:
                 if kind is not None:
                     counts = self.counts.setdefault(attempt.model, dict.fromkeys(COUNT_KINDS, 0))
                     counts[kind] += 1
+            self._count_chain(message.event)
+
+    def _count_chain(self, event: router_pb2.RouteEvent) -> None:
+        """Move a chain's counters on by one event (as ``ChainCounters.record_call``)."""
+        old = self.chains.get(event.chain) or router_pb2.ChainCounters(chain=event.chain)
+        chain = router_pb2.ChainCounters()
+        chain.CopyFrom(old)
+        chain.calls += 1
+        if event.status == router_pb2.ROUTE_STATUS_OK:
+            chain.answered += 1
+            chain.local += event.local_answer
+        if event.HasField("cost_usd"):
+            chain.cost_usd += event.cost_usd
+        else:
+            chain.cost_unknown += 1
+        chain.cost_avoided_usd += event.cost_avoided_usd
+        self.chains[event.chain] = chain
 
 
 def _circuit(state: router_pb2.CircuitState.ValueType) -> str:
@@ -83,7 +106,8 @@ def render(state: ViewState, target: str) -> RenderableType:
     models = Table(title="models", expand=True)
     for column in ("model", "success", "fallback", "error", "fallback rate", "p50 ms", "p95 ms"):
         models.add_column(column, justify="left" if column == "model" else "right")
-    models.add_column("tokens", justify="right")
+    for column in ("tokens", "repairs", "cost", "avoided"):
+        models.add_column(column, justify="right")
     models.add_column("circuit")
     for model, c in sorted(state.counts.items()):
         tried = sum(c.values())
@@ -97,11 +121,27 @@ def render(state: ViewState, target: str) -> RenderableType:
             f"{s.latency_p50_ms:.0f}" if s else "-",
             f"{s.latency_p95_ms:.0f}" if s else "-",
             str(s.total_tokens) if s else "-",
+            f"{s.repair_successes}/{s.repairs}" if s and s.repairs else "-",
+            _cost(s.cost_usd, s.cost_unknown) if s else "-",
+            usd(s.cost_avoided_usd) if s and s.cost_avoided_usd else "-",
             state.circuits.get(model, "-"),
         )
+    chains = Table(title="chains", expand=True)
+    for column in ("chain", "calls", "answered", "local share", "cost", "avoided"):
+        chains.add_column(column, justify="left" if column == "chain" else "right")
+    for name, chain in sorted(state.chains.items()):
+        chains.add_row(
+            name,
+            str(chain.calls),
+            str(chain.answered),
+            f"{chain.local / chain.answered:.0%}" if chain.answered else "-",
+            _cost(chain.cost_usd, chain.cost_unknown),
+            usd(chain.cost_avoided_usd),
+        )
     events = Table(title="last events", expand=True)
-    for column in ("time", "replica", "chain", "context", "status", "model", "ms", "attempts"):
-        events.add_column(column, justify="right" if column == "ms" else "left")
+    for column in ("time", "replica", "chain", "context", "status", "model", "ms", "cost"):
+        events.add_column(column, justify="right" if column in ("ms", "cost") else "left")
+    events.add_column("attempts")
     for e in reversed(state.events):
         events.add_row(
             e.time.ToDatetime().strftime("%H:%M:%S"),
@@ -111,9 +151,20 @@ def render(state: ViewState, target: str) -> RenderableType:
             _STATUS.get(e.status, "?"),
             e.model_used,
             f"{e.latency_ms:.0f}",
-            " > ".join(f"{a.model.rsplit('/', 1)[-1]}:{_OUTCOME[a.outcome]}" for a in e.attempts),
+            usd(e.cost_usd if e.HasField("cost_usd") else None),
+            " > ".join(_attempt(a) for a in e.attempts),
         )
-    return Group(header, models, events)
+    return Group(header, models, chains, events)
+
+
+def _attempt(a: router_pb2.Attempt) -> str:
+    name = a.model.rsplit("/", 1)[-1]
+    return f"{name}{f' repair {a.repair}' if a.repair else ''}:{_OUTCOME[a.outcome]}"
+
+
+def _cost(known_usd: float, unknown: int) -> str:
+    """The known cost, and how many attempts or calls it leaves out as unknown."""
+    return usd(known_usd) + (f" +{unknown} unknown" if unknown else "")
 
 
 def request_from_args(args: argparse.Namespace) -> router_pb2.WatchMetricsRequest:

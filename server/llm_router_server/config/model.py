@@ -17,6 +17,12 @@ from llm_router_server.types import ChainSpec
 
 DEFAULT_CHAIN = "default"
 
+DEFAULT_REPAIR_ATTEMPTS = 1
+"""``chains.NAME.models[].repair_attempts`` when the file does not set it: one repair. Why
+one, measured against a real small model: docs/economics.md."""
+MAX_REPAIR_ATTEMPTS = 5
+"""The most repairs a model may be given: each is a whole model call within the deadline."""
+
 EventLoop = Literal["uvloop", "asyncio"]
 """``server.event_loop``: the loop of ``llm-router serve`` (``event_loop.py``)."""
 

@@ -91,17 +91,31 @@ def model_name(cfg: EmbeddedConfig) -> str:
     return "openai/" + model.locate(cfg.model_path).stem
 
 
-def last_resort(cfg: EmbeddedConfig) -> ModelSpec:
+FREE = (0.0, 0.0)
+"""The embedded model's price per million tokens: it runs here, so it is free (a chain's
+entry that gives it a ``price_per_mtok`` overrides this)."""
+
+
+def last_resort(cfg: EmbeddedConfig, repair_attempts: int = 0) -> ModelSpec:
     """The embedded model as the seed's chain names it (greedy decoding: answers repeat)."""
     params = {"max_tokens": cfg.max_tokens, "temperature": 0}
-    return ModelSpec(model_name(cfg), cfg.timeout, api_base=EMBEDDED_API_BASE, params=params)
+    return ModelSpec(
+        model_name(cfg),
+        cfg.timeout,
+        api_base=EMBEDDED_API_BASE,
+        params=params,
+        repair_attempts=repair_attempts,
+        price_per_mtok=FREE,
+    )
 
 
-def with_last_resort(chains: dict[str, ChainSpec], cfg: EmbeddedConfig) -> dict[str, ChainSpec]:
+def with_last_resort(
+    chains: dict[str, ChainSpec], cfg: EmbeddedConfig, repair_attempts: int = 0
+) -> dict[str, ChainSpec]:
     """The seed's chains, with the embedded model last when it is enabled."""
     if not cfg.enabled:
         return chains
-    spec = last_resort(cfg)
+    spec = last_resort(cfg, repair_attempts)
     return {name: replace(c, models=(*c.models, spec)) for name, c in chains.items()}
 
 

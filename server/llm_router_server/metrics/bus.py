@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from llm_router_server.breaker.rules import Transition
-from llm_router_server.metrics.counters import ModelStats
+from llm_router_server.metrics.counters import ChainStats, ModelStats
 from llm_router_server.safe_text import echo
 from llm_router_server.types import RouteEvent
 
@@ -92,6 +92,9 @@ class MetricsBus(Protocol):
     async def cluster_stats(self) -> Mapping[str, ModelStats] | None:
         """Counters shared by every replica; None when there are none (in-process, or the
         backend is unreachable): the caller then uses this process's own."""
+
+    async def cluster_chain_stats(self) -> Mapping[str, ChainStats] | None:
+        """Per-chain counters shared by every replica; None as for ``cluster_stats``."""
 
     def stats(self) -> BusStats:
         """Counts for monitoring the bus itself."""

@@ -5,7 +5,11 @@ The classification of attempts (``success``, ``fallback``, ``error``) is written
 ``attempt_kinds``, over a call's outcomes in order: the counters here, the Redis hashes
 (``redis_codec.increments``), the Prometheus fallback counter and the ``llm-router watch``
 view over protos all use it. Per-call counting is written once, in
-``ModelCounters.record_call``.
+``ModelCounters.record_call`` (per model) and ``ChainCounters.record_call`` (per chain).
+
+Money is counted in whole nano-dollars (``pricing.price.NANO_USD``), so that the sums are
+exact and Redis can add them with ``HINCRBY``; an attempt (or call) whose cost is unknown
+is counted in ``cost_unknown`` and left out of the sum.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from llm_router_server.types import Attempt, Outcome, RouteEvent, Usage
+from llm_router_server.pricing.price import NANO_USD, call_cost, nano
+from llm_router_server.types import Attempt, Outcome, RouteEvent, RouteStatus, Usage
 
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
     *(1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 750),
@@ -28,6 +33,10 @@ Kind = Literal["success", "fallback", "error"]
 
 COUNT_KINDS: tuple[Kind, ...] = ("success", "fallback", "error")
 TOKEN_KINDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+MONEY_KINDS = ("cost_nusd", "cost_unknown", "avoided_nusd", "repairs", "repair_successes")
+"""Per-model counters of money (nano-USD) and repairs."""
+CHAIN_KINDS = ("calls", "answered", "local", "cost_nusd", "cost_unknown", "avoided_nusd")
+"""Per-chain counters."""
 
 
 def attempt_kinds(outcomes: Sequence[Outcome]) -> list[Kind | None]:
@@ -92,6 +101,46 @@ class ModelStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cost_usd: float = 0.0
+    """USD spent on the attempts whose cost is known."""
+    cost_unknown: int = 0
+    """Attempts that ran and whose cost is unknown."""
+    cost_avoided_usd: float = 0.0
+    repairs: int = 0
+    repair_successes: int = 0
+
+
+@dataclass(frozen=True)
+class ChainStats:
+    """What a snapshot says about one chain."""
+
+    calls: int = 0
+    answered: int = 0
+    local: int = 0
+    """Answered by a model without a price (or priced at zero)."""
+    cost_usd: float = 0.0
+    cost_unknown: int = 0
+    """Calls whose cost is unknown."""
+    cost_avoided_usd: float = 0.0
+
+
+def _usd(nano_usd: int) -> float:
+    return round(nano_usd * NANO_USD, 9)
+
+
+def build_chain_stats(counts: Mapping[str, Mapping[str, int]]) -> dict[str, ChainStats]:
+    """ChainStats per chain (in name order) from raw counters."""
+    return {
+        chain: ChainStats(
+            calls=int(c.get("calls", 0)),
+            answered=int(c.get("answered", 0)),
+            local=int(c.get("local", 0)),
+            cost_usd=_usd(int(c.get("cost_nusd", 0))),
+            cost_unknown=int(c.get("cost_unknown", 0)),
+            cost_avoided_usd=_usd(int(c.get("avoided_nusd", 0))),
+        )
+        for chain, c in sorted(counts.items())
+    }
 
 
 def build_stats(
@@ -106,6 +155,11 @@ def build_stats(
             **{k: int(c.get(k, 0)) for k in (*COUNT_KINDS, *TOKEN_KINDS)},
             latency_p50_ms=round(percentile(buckets, 0.50), 3),
             latency_p95_ms=round(percentile(buckets, 0.95), 3),
+            cost_usd=_usd(int(c.get("cost_nusd", 0))),
+            cost_unknown=int(c.get("cost_unknown", 0)),
+            cost_avoided_usd=_usd(int(c.get("avoided_nusd", 0))),
+            repairs=int(c.get("repairs", 0)),
+            repair_successes=int(c.get("repair_successes", 0)),
         )
     return stats
 
@@ -128,14 +182,27 @@ class ModelCounters:
         self.latency: dict[str, dict[int, int]] = {}
         """Per model: ``{latency bucket index: attempts}`` (read only)."""
 
-    def record_call(self, attempts: Iterable[Attempt]) -> None:
-        """Count the attempts of one finished call."""
+    def record_call(
+        self, attempts: Iterable[Attempt], cost_avoided_usd: float | None = None
+    ) -> None:
+        """Count the attempts of one finished call; ``cost_avoided_usd`` goes to the model
+        that answered."""
         for attempt, kind in classify(attempts):
             counts = self.counts.setdefault(attempt.model, {})
             _add(counts, kind, 1)
             if attempt.usage is not None:
                 for name in TOKEN_KINDS:
                     _add(counts, name, getattr(attempt.usage, name))
+            if attempt.cost_usd is None:
+                _add(counts, "cost_unknown", 1)
+            elif attempt.cost_usd:
+                _add(counts, "cost_nusd", nano(attempt.cost_usd))
+            if attempt.repair:
+                _add(counts, "repairs", 1)
+                if kind == "success":
+                    _add(counts, "repair_successes", 1)
+            if kind == "success" and cost_avoided_usd:
+                _add(counts, "avoided_nusd", nano(cost_avoided_usd))
             buckets = self.latency.setdefault(attempt.model, {})
             _add(buckets, latency_bucket(attempt.latency_ms), 1)
 
@@ -148,6 +215,33 @@ class ModelCounters:
 
     def stats(self) -> dict[str, ModelStats]:
         return build_stats(self.counts, self.latency)
+
+
+class ChainCounters:
+    """Counters per chain: calls, answered, answered locally, cost and cost avoided."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, int]] = {}
+        """Per chain: ``{kind: n}`` (read only)."""
+
+    def record_call(self, event: RouteEvent) -> None:
+        """Count one finished call."""
+        counts = self.counts.setdefault(event.chain, {})
+        _add(counts, "calls", 1)
+        if event.status is RouteStatus.OK:
+            _add(counts, "answered", 1)
+            if event.local_answer:
+                _add(counts, "local", 1)
+        cost = call_cost(event.attempts)
+        if cost is None:
+            _add(counts, "cost_unknown", 1)
+        elif cost:
+            _add(counts, "cost_nusd", nano(cost))
+        if event.cost_avoided_usd:
+            _add(counts, "avoided_nusd", nano(event.cost_avoided_usd))
+
+    def stats(self) -> dict[str, ChainStats]:
+        return build_chain_stats(self.counts)
 
 
 def event_usage(event: RouteEvent) -> Usage | None:

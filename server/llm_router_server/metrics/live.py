@@ -10,7 +10,11 @@ this replica's circuit changes. Each message is one JSON object with one of the 
   ``replica_id``, ``models`` (each a ``ModelCounters``: ``model``, ``success``,
   ``fallback``, ``error``, ``latency_p50_ms``, ``latency_p95_ms``, token counts,
   ``circuit`` as the enum's name, ``circuit_reason``; plus ``provider`` and ``locality``,
-  which the proto does not have). Every configured model has a row.
+  which the proto does not have; money: ``cost_usd``, ``cost_unknown``,
+  ``cost_avoided_usd``, ``repairs``, ``repair_successes``). Every configured model has a
+  row. ``chains`` (each a ``ChainCounters``: ``chain``, ``calls``, ``answered``,
+  ``local``, ``cost_usd``, ``cost_unknown``, ``cost_avoided_usd``), cluster-wide when the
+  models are.
 - ``{"event": {...}}``: a ``RouteEvent`` in proto3 JSON (``redis_codec.proto_event``).
 - ``{"circuit": {...}}``: a ``CircuitChange`` in proto3 JSON.
 
@@ -28,7 +32,7 @@ from typing import Any
 
 from llm_router_server.breaker.rules import Circuit, State, Transition
 from llm_router_server.metrics.bus import MetricsBus
-from llm_router_server.metrics.counters import ModelStats
+from llm_router_server.metrics.counters import ChainStats, ModelStats
 from llm_router_server.metrics.proto_json import circuit_change, circuit_state, proto_event, rfc3339
 from llm_router_server.providers.identity import ModelIdentity
 
@@ -48,6 +52,7 @@ class LiveFeed:
         models: Mapping[str, ModelIdentity],
         local_stats: Callable[[], Mapping[str, ModelStats]],
         circuits: Callable[[], Awaitable[Mapping[str, Circuit]]],
+        local_chain_stats: Callable[[], Mapping[str, ChainStats]] = dict,
         queue: int = 1000,
         interval: float = SNAPSHOT_SECONDS,
     ) -> None:
@@ -56,6 +61,7 @@ class LiveFeed:
         """Every configured model (from every chain) by model string."""
         self.local_stats = local_stats
         self.circuits = circuits
+        self.local_chain_stats = local_chain_stats
         self.queue = queue
         self.interval = interval
 
@@ -74,11 +80,15 @@ class LiveFeed:
             row["provider"] = who.provider if who is not None else ""
             row["locality"] = who.locality if who is not None else ""
             rows.append(row)
+        chains = await self.bus.cluster_chain_stats() if shared is not None else None
+        if chains is None:
+            chains = self.local_chain_stats()
         return {
             "time": rfc3339(time.time()),
             "cluster_wide": shared is not None,
             "replica_id": self.bus.replica_id,
             "models": rows,
+            "chains": [{"chain": name, **asdict(s)} for name, s in sorted(chains.items())],
         }
 
     async def messages(self) -> AsyncGenerator[dict[str, Any], None]:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from llm_router_server.metrics.bus import BusStats, parse_event_id
-from llm_router_server.metrics.counters import ModelStats
+from llm_router_server.metrics.counters import ChainStats, ModelStats
 from llm_router_server.metrics.watchers import LocalWatchers
 from llm_router_server.types import RouteEvent
 
@@ -53,6 +53,9 @@ class InMemoryMetricsBus(LocalWatchers):
         return [e for e in self._history if parse_event_id(e.event_id) > after]
 
     async def cluster_stats(self) -> Mapping[str, ModelStats] | None:
+        return None
+
+    async def cluster_chain_stats(self) -> Mapping[str, ChainStats] | None:
         return None
 
     def stats(self) -> BusStats:

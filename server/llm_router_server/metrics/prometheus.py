@@ -13,6 +13,10 @@ request, attempt and token counters, so that the local share is a ratio of two s
 turned away before any model included (``service/call_counter.py``); the process
 (CPU, memory, file descriptors, start time), the Python platform and its garbage
 collector have prometheus-client's standard collectors.
+
+Money is in US dollars, as Prometheus names units (``llm_router_cost_usd_total``): the
+known costs of attempts, the attempts whose cost is unknown (counted, not guessed), and
+the cost avoided by answers from models without a price (``pricing/``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from prometheus_client.registry import Collector
 from llm_router_server.breaker.rules import State, Transition
 from llm_router_server.metrics.bus import MetricsBus
 from llm_router_server.metrics.counters import classify
-from llm_router_server.types import Outcome, RouteEvent
+from llm_router_server.types import Outcome, RouteEvent, RouteStatus
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +142,37 @@ class PrometheusExporter:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.cost = Counter(
+            "llm_router_cost_usd",
+            "US dollars spent on model attempts whose cost is known (tokens at the model's price).",
+            ["chain", "model"],
+            registry=r,
+        )
+        self.cost_unknown = Counter(
+            "llm_router_cost_unknown_attempts",
+            "Attempts that ran and whose cost is unknown (no price, or no usage reported).",
+            ["chain", "model"],
+            registry=r,
+        )
+        self.cost_avoided = Counter(
+            "llm_router_cost_avoided_usd",
+            "US dollars the answers of models without a price would have cost on the chain's "
+            "first priced model, by answering model.",
+            ["chain", "model"],
+            registry=r,
+        )
+        self.answers = Counter(
+            "llm_router_answers",
+            "Route calls answered, by whether a model without a price (local) answered.",
+            ["chain", "local"],
+            registry=r,
+        )
+        self.repairs = Counter(
+            "llm_router_repairs",
+            "Repair attempts (a model asked again with its invalid answer), by outcome.",
+            ["chain", "model", "outcome"],
+            registry=r,
+        )
         self.circuit_state = Gauge(
             "llm_router_circuit_state",
             "Circuit breaker state as this replica last changed it: 0 closed, 1 half-open, 2 open.",
@@ -185,6 +220,17 @@ class PrometheusExporter:
                 self.tokens.labels(chain, attempt.model, where, "completion").inc(
                     usage.completion_tokens
                 )
+            if attempt.outcome is not Outcome.SKIPPED:
+                if attempt.cost_usd is None:
+                    self.cost_unknown.labels(chain, attempt.model).inc()
+                else:
+                    self.cost.labels(chain, attempt.model).inc(attempt.cost_usd)
+            if attempt.repair:
+                self.repairs.labels(chain, attempt.model, attempt.outcome.value).inc()
+        if event.status is RouteStatus.OK:
+            self.answers.labels(chain, "true" if event.local_answer else "false").inc()
+            if event.cost_avoided_usd:
+                self.cost_avoided.labels(chain, event.model_used).inc(event.cost_avoided_usd)
         for attempt, kind in classify(event.attempts):
             if kind == "fallback":
                 self.fallbacks.labels(chain, attempt.model).inc()

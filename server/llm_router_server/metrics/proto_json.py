@@ -18,6 +18,7 @@ from typing import Any
 
 from llm_router_server.breaker.rules import State, Transition
 from llm_router_server.metrics.counters import TOKEN_KINDS, event_usage
+from llm_router_server.pricing.price import call_cost
 from llm_router_server.types import Attempt, Category, Outcome, RouteEvent, RouteStatus, Usage
 
 
@@ -56,15 +57,18 @@ def _attempt(a: Attempt) -> dict[str, Any]:
         ),
         "reason": a.reason,
         "latency_ms": a.latency_ms,
+        "repair": a.repair,
     }
     if a.usage is not None:
         attempt["usage"] = usage_json(a.usage)
+    if a.cost_usd is not None:  # optional: absent when unknown
+        attempt["cost_usd"] = a.cost_usd
     return attempt
 
 
 def proto_event(event: RouteEvent) -> dict[str, Any]:
     """The event as proto3 JSON of ``llm_router.v1.RouteEvent`` (proto field names, enum
-    names, every scalar written; ``usage`` only when known)."""
+    names, every scalar written; ``usage`` and the optional costs only when known)."""
     message: dict[str, Any] = {
         "time": rfc3339(event.timestamp),
         "status": f"ROUTE_STATUS_{event.status.name}",
@@ -75,10 +79,16 @@ def proto_event(event: RouteEvent) -> dict[str, Any]:
         "attempts": [_attempt(a) for a in event.attempts],
         "event_id": event.event_id,
         "replica_id": event.replica_id,
+        "local_answer": event.local_answer,
     }
     usage = event_usage(event)
     if usage is not None:
         message["usage"] = usage_json(usage)
+    cost = call_cost(event.attempts)
+    if cost is not None:  # optional: absent when unknown
+        message["cost_usd"] = cost
+    if event.cost_avoided_usd is not None:
+        message["cost_avoided_usd"] = event.cost_avoided_usd
     return message
 
 
@@ -109,13 +119,21 @@ def event_from_proto_json(
                 reason=str(a["reason"]),
                 latency_ms=float(a["latency_ms"]),
                 usage=_usage_from(a.get("usage")),
+                repair=int(a.get("repair", 0)),
+                cost_usd=_float_or_none(a.get("cost_usd")),
             )
             for a in message["attempts"]
         ),
         metrics_snapshot=dict(payload.get("metrics_snapshot") or {}),
         event_id=event_id or str(payload.get("event_id", "")) or str(message["event_id"]),
         replica_id=str(message["replica_id"]),
+        cost_avoided_usd=_float_or_none(message.get("cost_avoided_usd")),
+        local_answer=bool(message.get("local_answer", False)),
     )
+
+
+def _float_or_none(raw: Any) -> float | None:
+    return None if raw is None else float(raw)
 
 
 def circuit_state(state: State | None) -> str:

@@ -9,11 +9,13 @@
   llm_router_metrics <json with event_id>`` (the channel keeps the seed's payload; the
   stream holds recent events for watchers that resume; the id is the stream entry's id)
   and ``HINCRBY`` on ``llm_router_metrics:counts`` (``"<model>|success"``, fallback,
-  error, tokens) and ``llm_router_metrics:latency`` (``"<model>|<bucket>"``): the
+  error, tokens, cost, repairs), ``llm_router_metrics:latency`` (``"<model>|<bucket>"``)
+  and ``llm_router_metrics:chains`` (``"<chain>|calls"``, answered, local, cost): the
   cluster-wide counters of ``WatchMetrics`` snapshots.
 - ``RedisSubscriber`` (``redis_subscriber.py``): one pub/sub connection per process feeds
   every local watcher, catching up from the stream after a reconnect.
-- ``RedisReader`` (``redis_reader.py``): ``replay`` and ``cluster_stats``.
+- ``RedisReader`` (``redis_reader.py``): ``replay``, ``cluster_stats`` and
+  ``cluster_chain_stats``.
 
 What is written where is in ``redis_codec.py``. Redis errors never leave these modules:
 their callers catch ``REDIS_ERRORS`` and treat them as "Redis unreachable right now".
@@ -28,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from llm_router_server.metrics.bus import BusStats
-from llm_router_server.metrics.counters import ModelStats
+from llm_router_server.metrics.counters import ChainStats, ModelStats
 from llm_router_server.metrics.redis_publisher import RedisPublisher
 from llm_router_server.metrics.redis_reader import RedisReader
 from llm_router_server.metrics.redis_subscriber import RedisSubscriber
@@ -101,6 +103,9 @@ class RedisMetricsBus(LocalWatchers):
 
     async def cluster_stats(self) -> Mapping[str, ModelStats] | None:
         return await self.reader.cluster_stats()
+
+    async def cluster_chain_stats(self) -> Mapping[str, ChainStats] | None:
+        return await self.reader.cluster_chain_stats()
 
     async def aclose(self) -> None:
         """Give buffered events a short chance to go out, then stop and disconnect."""

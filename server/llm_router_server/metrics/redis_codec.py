@@ -23,6 +23,7 @@ from typing import Any
 
 from llm_router_server.metrics.counters import (
     TOKEN_KINDS,
+    ChainCounters,
     ModelCounters,
     ModelStats,
     build_stats,
@@ -34,6 +35,7 @@ from llm_router_server.metrics.proto_json import (
     rfc3339,
     usage_json,
 )
+from llm_router_server.pricing.price import call_cost
 from llm_router_server.types import Attempt, Category, Outcome, RouteEvent, RouteStatus, Usage
 
 SCHEMA_VERSION = 2
@@ -53,6 +55,8 @@ messages (as on ``METRICS_CHANNEL``) joined by newlines (JSON text holds none)."
 APPLIED_KEY_PREFIX = f"{METRICS_CHANNEL}:applied:"
 """``<prefix><publisher id>`` holds the sequence number of the last batch that publisher
 had applied, so that a batch sent again (its reply was lost) is applied once."""
+CHAINS_KEY = f"{METRICS_CHANNEL}:chains"
+"""Hash of cluster-wide per-chain counters: ``"<chain>|<kind>" -> n`` (``CHAIN_KINDS``)."""
 
 CHANNEL_HEAD = '{"event_id":"'
 """How a channel message starts: then the stream entry id, ``",`` and the payload's other
@@ -132,10 +136,11 @@ def _attempt_seed(a: Attempt) -> str:
 
 def _attempt_proto(a: Attempt) -> str:
     usage = "" if a.usage is None else f',"usage":{_usage_text(a.usage)}'
+    cost = "" if a.cost_usd is None else f',"cost_usd":{a.cost_usd!r}'
     return (
         f'{{"model":{_str(a.model)},"outcome":{_OUTCOME[a.outcome]},'
         f'"reason_category":{_CATEGORY[a.category]},"reason":{_str(a.reason)},'
-        f'"latency_ms":{a.latency_ms!r}{usage}}}'
+        f'"latency_ms":{a.latency_ms!r},"repair":{a.repair!r}{usage}{cost}}}'
     )
 
 
@@ -150,7 +155,12 @@ def event_json(event: RouteEvent, replica_id: str | None = None) -> str:
     replica = _str(event.replica_id if replica_id is None else replica_id)
     usage = event_usage(event)
     usage_text = _usage_text(usage)
-    proto_usage = "" if usage is None else f',"usage":{usage_text}'
+    optional = "" if usage is None else f',"usage":{usage_text}'
+    cost = call_cost(event.attempts)
+    if cost is not None:
+        optional += f',"cost_usd":{cost!r}'
+    if event.cost_avoided_usd is not None:
+        optional += f',"cost_avoided_usd":{event.cost_avoided_usd!r}'
     snapshot = ",".join(
         f"{_str(model)}:{{{_counts_text(counts)}}}"
         for model, counts in event.metrics_snapshot.items()
@@ -161,8 +171,8 @@ def event_json(event: RouteEvent, replica_id: str | None = None) -> str:
         f'"chain":{chain},"context":{context},"model_used":{model_used},'
         f'"latency_ms":{event.latency_ms!r},'
         f'"attempts":[{",".join(_attempt_proto(a) for a in event.attempts)}],'
-        f'"event_id":{_str(event.event_id)},"replica_id":{replica}'
-        f"{proto_usage}}}"
+        f'"event_id":{_str(event.event_id)},"replica_id":{replica},'
+        f'"local_answer":{"true" if event.local_answer else "false"}{optional}}}'
     )
     text = (
         f'{{"model_used":{model_used},"latency_ms":{round(event.latency_ms)},'
@@ -216,27 +226,38 @@ def channel_event_id(message: str) -> str | None:
     return message[len(CHANNEL_HEAD) : end] if end >= 0 else None
 
 
-def increments(events: Iterable[RouteEvent]) -> tuple[dict[str, int], dict[str, int]]:
+def increments(
+    events: Iterable[RouteEvent],
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """What events add to the counter hashes: ``({"<model>|<kind>": n}, {"<model>|<bucket>":
-    n})``, counted by ``ModelCounters`` and summed over the events."""
-    counters = ModelCounters()
+    n}, {"<chain>|<kind>": n})``, counted by ``ModelCounters`` and ``ChainCounters`` and
+    summed over the events."""
+    models, chains = ModelCounters(), ChainCounters()
     for event in events:
-        counters.record_call(event.attempts)
-    counts = {f"{m}|{k}": n for m, by_kind in counters.counts.items() for k, n in by_kind.items()}
+        models.record_call(event.attempts, event.cost_avoided_usd)
+        chains.record_call(event)
+    counts = {f"{m}|{k}": n for m, by_kind in models.counts.items() for k, n in by_kind.items()}
     latency = {
-        f"{m}|{b}": n for m, by_bucket in counters.latency.items() for b, n in by_bucket.items()
+        f"{m}|{b}": n for m, by_bucket in models.latency.items() for b, n in by_bucket.items()
     }
-    return counts, latency
+    by_chain = {f"{c}|{k}": n for c, by_kind in chains.counts.items() for k, n in by_kind.items()}
+    return counts, latency, by_chain
+
+
+def fields_by_name(fields: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """``{"<name>|<kind>": "n"}`` as read from a counter hash -> ``{name: {kind: n}}``."""
+    by_name: dict[str, dict[str, int]] = {}
+    for field, value in fields.items():
+        name, _, kind = field.rpartition("|")
+        by_name.setdefault(name, {})[kind] = int(value)
+    return by_name
 
 
 def stats_from_fields(
     counts: Mapping[str, str], latency: Mapping[str, str]
 ) -> dict[str, ModelStats]:
     """``ModelStats`` per model from the counter hashes as read (fields from ``increments``)."""
-    by_kind: dict[str, dict[str, int]] = {}
-    for field, value in counts.items():
-        model, _, kind = field.rpartition("|")
-        by_kind.setdefault(model, {})[kind] = int(value)
+    by_kind = fields_by_name(counts)
     by_bucket: dict[str, dict[int, int]] = {}
     for field, value in latency.items():
         model, _, bucket = field.rpartition("|")

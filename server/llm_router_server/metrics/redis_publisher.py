@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from llm_router_server.metrics.redis_codec import (
     APPLIED_KEY_PREFIX,
     BATCH_CHANNEL,
+    CHAINS_KEY,
     CHANNEL_HEAD,
     COUNTS_KEY,
     LATENCY_KEY,
@@ -41,14 +42,15 @@ from llm_router_server.types import RouteEvent
 logger = logging.getLogger(__name__)
 
 # One batch in one round of Lua. KEYS: the stream, the seed's channel, the counts hash,
-# the latency hash, this publisher's applied key, the replicas' batch channel. ARGV: the
-# batch's sequence number, how long the applied key lives (s), the stream's MAXLEN, the
-# channel message's head (CHANNEL_HEAD), the number of events, their JSON, the number of
-# (field, n) pairs for the counts hash, those pairs, then the pairs for the latency hash.
-# Per event: XADD to the capped stream and PUBLISH the payload with the new entry's id put
-# first (the head, the id, the closing quote and comma, then the JSON without its opening
-# brace); then one PUBLISH of all those messages to the batch channel, and HINCRBY the
-# summed counters. Returns the number of events applied: 0 for a batch applied before.
+# the latency hash, this publisher's applied key, the replicas' batch channel, the chains
+# hash. ARGV: the batch's sequence number, how long the applied key lives (s), the stream's
+# MAXLEN, the channel message's head (CHANNEL_HEAD), the number of events, their JSON, the
+# number of (field, n) pairs for the counts hash, the number for the latency hash, then
+# those pairs in that order, then the pairs for the chains hash. Per event: XADD to the
+# capped stream and PUBLISH the payload with the new entry's id put first (the head, the
+# id, the closing quote and comma, then the JSON without its opening brace); then one
+# PUBLISH of all those messages to the batch channel, and HINCRBY the summed counters.
+# Returns the number of events applied: 0 for a batch applied before.
 _PUBLISH_BATCH = Script("""
 local seq = tonumber(ARGV[1])
 local done = tonumber(redis.call('GET', KEYS[5]) or '-1')
@@ -63,10 +65,12 @@ for i = 6, 5 + n do
   messages[#messages + 1] = message
 end
 redis.call('PUBLISH', KEYS[6], table.concat(messages, '\\n'))
-local counts_at = 6 + n
-local counts_end = counts_at + 2 * tonumber(ARGV[counts_at])
-for i = counts_at + 1, counts_end, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
-for i = counts_end + 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1]) end
+local pairs_at = 8 + n
+local counts_end = pairs_at - 1 + 2 * tonumber(ARGV[6 + n])
+local latency_end = counts_end + 2 * tonumber(ARGV[7 + n])
+for i = pairs_at, counts_end, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+for i = counts_end + 1, latency_end, 2 do redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1]) end
+for i = latency_end + 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[7], ARGV[i], ARGV[i + 1]) end
 return n
 """)
 
@@ -167,12 +171,12 @@ class RedisPublisher:
 
     def _encode(self, batch: Sequence[RouteEvent]) -> list[str | int]:
         started = time.process_time()
-        counts, latency = increments(batch)
+        counts, latency, chains = increments(batch)
         args: list[str | int] = [self._seq, APPLIED_TTL_SECONDS, self.stream_maxlen, CHANNEL_HEAD]
         args.append(len(batch))
         args += [event_json(event, self.replica_id) for event in batch]
-        args.append(len(counts))
-        for field, n in (*counts.items(), *latency.items()):
+        args += (len(counts), len(latency))
+        for field, n in (*counts.items(), *latency.items(), *chains.items()):
             args += (field, n)
         self.cpu_seconds += time.process_time() - started
         return args
@@ -185,6 +189,7 @@ class RedisPublisher:
             LATENCY_KEY,
             APPLIED_KEY_PREFIX + self.publisher_id,
             BATCH_CHANNEL,
+            CHAINS_KEY,
         )
         applied = await self.redis.run_script(_PUBLISH_BATCH, keys, args)
         if applied == 0:

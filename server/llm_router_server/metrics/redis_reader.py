@@ -11,12 +11,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llm_router_server.metrics.bus import parse_event_id
-from llm_router_server.metrics.counters import ModelStats
+from llm_router_server.metrics.counters import ChainStats, ModelStats, build_chain_stats
 from llm_router_server.metrics.redis_codec import (
+    CHAINS_KEY,
     COUNTS_KEY,
     LATENCY_KEY,
     STREAM_KEY,
     event_from_payload,
+    fields_by_name,
     stats_from_fields,
 )
 from llm_router_server.redis_connection import REDIS_ERRORS, RedisConnection
@@ -66,3 +68,13 @@ class RedisReader:
             logger.debug("metrics: cluster counters unavailable: %s", exc)
             return None
         return stats_from_fields(raw_counts, raw_latency)
+
+    async def cluster_chain_stats(self) -> Mapping[str, ChainStats] | None:
+        """The per-chain counters every replica adds to; None when Redis cannot be read now."""
+        try:
+            async with asyncio.timeout(min(self.redis.timeout, 1.0)):
+                raw: Any = await self.redis.client.hgetall(CHAINS_KEY)  # str: decode_responses
+        except REDIS_ERRORS as exc:
+            logger.debug("metrics: cluster chain counters unavailable: %s", exc)
+            return None
+        return build_chain_stats(fields_by_name(raw))

@@ -121,6 +121,9 @@ class Anthropic:
     default_base = "https://api.anthropic.com"
     key_variable: str | None = "ANTHROPIC_API_KEY"
     serves_schema = True
+    # Its schema shaping (anthropic_schema) already notes what the decoder drops in the
+    # nodes' descriptions, so no constraint notes are added on top.
+    unenforced: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self._plans: dict[tuple[int, str], tuple[Mapping[str, Any], dict[str, Any], int]] = {}

@@ -31,7 +31,11 @@ import json
 
 import aiohttp
 
-from llm_router_server.errors import ProviderConnectionError, ProviderError
+from llm_router_server.errors import (
+    ProviderConnectionError,
+    ProviderError,
+    ProviderUnreachableError,
+)
 from llm_router_server.providers import reasons
 from llm_router_server.providers.protocols import Endpoint, endpoint_for
 from llm_router_server.providers.shaping import malformed
@@ -129,7 +133,7 @@ def _translate(exc: Exception, endpoint: Endpoint, timeout: float) -> ProviderEr
     if isinstance(exc, aiohttp.ClientConnectorError):
         refused = isinstance(exc.os_error, ConnectionRefusedError)
         reason = reasons.connection_reason(endpoint.api_base, refused, exc.os_error)
-        return ProviderConnectionError(reason)
+        return ProviderUnreachableError(reason)
     if isinstance(exc, aiohttp.ClientError | OSError):
         return ProviderConnectionError(reasons.connection_reason(endpoint.api_base, False, exc))
     return ProviderError(reasons.clean(f"provider error ({type(exc).__name__}): {exc}"))

@@ -67,6 +67,7 @@ from llm_router_server.errors import (
     ProviderError,
     ProviderRefusalError,
     ProviderStatusError,
+    ProviderUnreachableError,
 )
 from llm_router_server.providers import shaping
 from llm_router_server.providers.reasons import (
@@ -201,7 +202,9 @@ def _translate(exc: Exception, model: ModelSpec, timeout: float) -> ProviderErro
         return timeout_error(timeout)
     transport = next((e for e in chain if isinstance(e, httpx.TransportError | OSError)), None)
     if transport is not None:
-        return ProviderConnectionError(_connection_reason(transport, model))
+        never_connected = isinstance(transport, httpx.ConnectError | ConnectionRefusedError)
+        error = ProviderUnreachableError if never_connected else ProviderConnectionError
+        return error(_connection_reason(transport, model))
     decode = next((e for e in chain if isinstance(e, json.JSONDecodeError)), None)
     if decode is not None:
         return shaping.malformed(clean(str(decode)))

@@ -33,6 +33,20 @@ class OllamaChat:
     default_base = "http://localhost:11434"
     key_variable: str | None = None
     serves_schema = True
+    # Ollama's grammar from a JSON Schema bounds the shape, not these: measured misses
+    # were a string ``pattern``, ``maximum: 1`` answered with 1e15, and ``uniqueItems``.
+    unenforced = frozenset(
+        {
+            "pattern",
+            "format",
+            "minimum",
+            "maximum",
+            "exclusiveMinimum",
+            "exclusiveMaximum",
+            "multipleOf",
+            "uniqueItems",
+        }
+    )
 
     def url(self, base: str) -> str:
         return base + "/api/chat"

@@ -36,6 +36,7 @@ class OpenAIChat:
     default_base = "https://api.openai.com/v1"
     key_variable: str | None = "OPENAI_API_KEY"
     serves_schema = True
+    unenforced: frozenset[str] = frozenset()  # not known to drop any
 
     def url(self, base: str) -> str:
         return base + "/chat/completions"

@@ -55,6 +55,9 @@ class WireProtocol(Protocol):
     """The environment variable of the API key (None: the protocol needs no key)."""
     serves_schema: bool
     """Whether the native path sends a caller's schema (False: litellm serves those calls)."""
+    unenforced: frozenset[str]
+    """JSON Schema keywords the provider's structured-output decoder is known not to enforce
+    (said in words in the request when a model's ``constraint_notes`` is on)."""
 
     def url(self, base: str) -> str:
         """The chat endpoint's URL for an API base (without a trailing slash)."""
@@ -125,6 +128,15 @@ def unsupported(spec: ModelSpec) -> str | None:
     if extra:
         return f"params {', '.join(extra)} are not supported by the native {found[0].name} path"
     return None
+
+
+def unenforced_keywords(spec: ModelSpec) -> frozenset[str]:
+    """The schema keywords ``spec``'s decoder is known to drop, on either provider path
+    (litellm's ``ollama/`` models reach Ollama's decoder too); empty when none are known."""
+    if spec.model.startswith("ollama/"):
+        return WIRES["ollama_chat"].unenforced
+    found = wire_of(spec.model)
+    return found[0].unenforced if found is not None else frozenset()
 
 
 def url_credentials_problem(spec: ModelSpec) -> str | None:

@@ -74,7 +74,7 @@ def completion(
     if not isinstance(text, str) or not text:
         raise ProviderEmptyAnswerError(f"empty answer from provider (finish_reason {finish})")
     name = model[:MAX_MODEL_NAME] if isinstance(model, str) else ""
-    return Completion(text=text, usage=counts, model=name)
+    return Completion(text=text, usage=counts, model=name, truncated=finish == "length")
 
 
 def malformed(detail: str) -> ProviderResponseError:

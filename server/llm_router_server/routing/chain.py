@@ -4,9 +4,18 @@ Plain asyncio over the dataclasses in ``types.py``. It imports neither grpc
 nor litellm nor redis: the provider and the metrics bus come in through their
 seams (``providers/base.py``, ``metrics/``). Requests are checked against the
 limits first (``limits.py``); an answer longer than ``limits.max_answer_chars`` is
-rejected unread (so every reply fits a default client), the others are judged by
-``judging.py``; what a provider error means (its category) is carried by its class
-(``errors.py``).
+rejected unread (so every reply fits a default client), the others are judged off
+the loop when costly (``validation/``); what a provider error means (its category) is
+carried by its class (``errors.py``).
+
+Before moving on: a model whose answer is not JSON or fails the schema is asked
+again, with its answer and the validation error, up to its ``repair_attempts``
+(``repair.py``); each repair is an attempt of its own (and, for the observer, a turn of
+its own). Each question is asked and judged in ``ask.py``. Where the model's decoder
+is known to drop some schema keywords, the first question says them in words
+(``constraints.py``). Money: every attempt carries its cost, the result the
+call's total and the cost avoided when a model without a price answered
+(``pricing/``).
 
 Resilience (each in its own module): a circuit breaker per model skips models
 that keep failing (``breaker/``); a per-model concurrency limit skips a model
@@ -33,37 +42,43 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
 from llm_router_server.breaker.breaker import CircuitBreaker
 from llm_router_server.config.model import Limits, ValidationPolicy
 from llm_router_server.errors import (
-    AllModelsFailedError,
-    ChainFailedError,
-    DeadlineExceededError,
-    ProviderError,
-    RefusedError,
     UnknownChainError,
-    timeout_error,
 )
 from llm_router_server.metrics.bus import MetricsBus
-from llm_router_server.metrics.counters import ModelCounters
+from llm_router_server.metrics.counters import ChainCounters, ModelCounters
+from llm_router_server.pricing.book import PriceBook
+from llm_router_server.pricing.price import Price, call_cost, cost_avoided, is_priced, usage_cost
 from llm_router_server.providers.base import Provider
-from llm_router_server.routing.call import Answer, Call, ends_call, ms, rejected, skipped
+from llm_router_server.routing.ask import Asker, Question
+from llm_router_server.routing.call import (
+    Answer,
+    Call,
+    ends_call,
+    failure,
+    ms,
+    rejected,
+    skipped,
+)
+from llm_router_server.routing.constraints import constraint_note, with_note
 from llm_router_server.routing.hedging import staggered
 from llm_router_server.routing.judging import RefusalDetector
 from llm_router_server.routing.limiter import ConcurrencyLimiter
 from llm_router_server.routing.limits import check_context, check_messages, check_schema_text
 from llm_router_server.routing.observer import CallObserver
+from llm_router_server.routing.repair import repair_messages, repairable
 from llm_router_server.routing.validation.offload import CheckedSchema, Validation
 from llm_router_server.safe_text import echo
 from llm_router_server.types import (
-    Attempt,
     Category,
     ChainSpec,
-    CompletionRequest,
     Deadline,
+    Message,
     ModelSpec,
     Outcome,
     RouteEvent,
@@ -74,9 +89,12 @@ from llm_router_server.types import (
 
 logger = logging.getLogger("llm_router")
 
-_INVALID = frozenset({Category.INVALID_JSON, Category.SCHEMA_MISMATCH, Category.VALIDATION_TIMEOUT})
 _DEFAULT_LIMITS = Limits()
 _NO_DEADLINE = Deadline()
+
+
+def _nothing_unenforced(spec: ModelSpec) -> Collection[str]:
+    return ()
 
 
 class Router:
@@ -93,6 +111,8 @@ class Router:
         limits: Limits = _DEFAULT_LIMITS,
         min_attempt_seconds: float = 0.05,
         breaker: CircuitBreaker | None = None,
+        prices: PriceBook | None = None,
+        unenforced: Callable[[ModelSpec], Collection[str]] | None = None,
         observer: CallObserver | None = None,
         validation: Validation | None = None,
     ) -> None:
@@ -106,11 +126,19 @@ class Router:
         self.limits = limits
         self.min_attempt_seconds = min_attempt_seconds
         self.counters = ModelCounters()
+        self.chain_counters = ChainCounters()
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self.limiter = ConcurrencyLimiter()
+        self.prices = prices if prices is not None else PriceBook()
+        self._references: dict[str, Price | None] = {}
+        """Per chain: the price of its first priced model (for the cost avoided)."""
+        self.unenforced = unenforced if unenforced is not None else _nothing_unenforced
         self.observer = observer
         """Watches each attempt and call (tracing); None: nobody (``routing/observer.py``)."""
         self.validation = validation if validation is not None else Validation(ValidationPolicy())
+        self.asker = Asker(
+            provider, self.validation, self.refusals, self.prices, limits.max_answer_chars
+        )
 
     async def check(self, request: RouteRequest) -> tuple[ChainSpec, CheckedSchema | None]:
         """Validate a request before any model is called; raise InvalidRequestError.
@@ -162,8 +190,8 @@ class Router:
                     answer = await self._step(call, last, forced=True)
                     won = answer if ends_call(answer) else None
             attempts = call.recorded()
-            latency_ms = ms(time.monotonic() - start)
             if won is not None and won.attempt.outcome is Outcome.SUCCESS:
+                call.cost_avoided, call.local_answer = await self._money(chain, won)
                 model_used = won.attempt.model
                 status = RouteStatus.OK
                 return RouteResult(
@@ -171,18 +199,22 @@ class Router:
                     raw_text=won.raw_text,
                     model_used=model_used,
                     attempts=attempts,
-                    latency_ms=latency_ms,
+                    latency_ms=ms(time.monotonic() - start),
                     chain=chain.name,
+                    cost_usd=call_cost(attempts),
+                    cost_avoided_usd=call.cost_avoided,
                 )
-            status, error = _failure(chain, won, attempts, deadline, latency_ms)
+            latency_ms = ms(time.monotonic() - start)
+            status, error = failure(chain, won, attempts, deadline, latency_ms)
             raise error
         finally:
-            self._finish(request, chain.name, status, model_used, list(call.recorded()), start)
+            self._finish(call, status, model_used, start)
 
     async def _step(self, call: Call, spec: ModelSpec, *, forced: bool = False) -> Answer:
-        """One model's turn: admission (deadline, breaker, concurrency), the call, the verdict.
+        """One model's turn: admission (deadline, breaker, concurrency), the question, the
+        verdict, and the repairs of an invalid answer while the model's budget lasts.
 
-        The attempt is recorded in ``call`` in start order, also when the step is
+        Each attempt is recorded in ``call`` in start order, also when the step is
         cancelled (by the caller, or because a hedged model answered first).
         """
         slot = call.reserve(spec)
@@ -197,143 +229,114 @@ class Router:
         if not self.limiter.try_acquire(spec):
             why = f"saturated: {spec.max_concurrency} call(s) already in flight"
             return call.put(slot, skipped(spec, why, Category.SATURATED))
-        logger.debug("%sattempt: %s (timeout %.3gs)", call.tag, spec.model, min(spec.timeout, left))
-        started = time.monotonic()
         try:
-            attempt, value, raw_text, error = await self._attempt(
-                spec, call.request, call.schema, left, call.headers(slot), call.deadline
-            )
-        except asyncio.CancelledError:
-            why = call.cancel_reason if call.winner is None else "another model answered first"
-            call.put(slot, rejected(spec, Category.CANCELLED, why, started))
-            raise
+            question = Question(spec, self._messages(call, spec), call.schema)
+            answer = await self._ask(call, slot, question, left)
+            while (
+                question.repair < spec.repair_attempts
+                and repairable(answer.attempt)
+                and not answer.truncated
+                and call.winner is None
+                and (left := call.deadline.remaining()) >= self.min_attempt_seconds
+            ):
+                messages = repair_messages(
+                    question.messages, answer.raw_text, answer.attempt.reason
+                )
+                question = replace(question, messages=messages, repair=question.repair + 1)
+                answer = await self._ask(call, call.reserve(spec), question, left)
         finally:
             self.limiter.release(spec)
-        answer = call.put(slot, attempt, value, raw_text)
+        return answer
+
+    async def _ask(self, call: Call, slot: int, question: Question, left: float) -> Answer:
+        """One attempt of a step: ask, record, tell the breaker, log."""
+        spec = question.spec
+        logger.debug(
+            "%sattempt: %s%s (timeout %.3gs)",
+            call.tag,
+            spec.model,
+            f" repair {question.repair}" if question.repair else "",
+            min(spec.timeout, left),
+        )
+        started = time.monotonic()
+        try:
+            asked = await self.asker.ask(question, left, call.headers(slot), call.deadline)
+        except asyncio.CancelledError:
+            why = call.cancel_reason if call.winner is None else "another model answered first"
+            cost = usage_cost(self.prices.known(spec), None)
+            call.put(slot, rejected(spec, Category.CANCELLED, why, started, question.repair, cost))
+            raise
+        attempt = asked.attempt
+        answer = call.put(slot, attempt, asked.value, asked.raw_text)
         attempt = answer.attempt  # its reason bounded and redacted
+        answer.spec = spec
+        answer.truncated = asked.truncated
         if attempt.category is Category.SAFETY_REFUSAL:
             answer.stop = call.chain.refusal_policy == "stop"
         if ends_call(answer) and call.winner is None:
             call.winner = answer
-        await self.breaker.record(spec, error, healthy=error is None)
+        await self.breaker.record(spec, asked.error, healthy=asked.error is None)
+        repair = f" (repair {attempt.repair})" if attempt.repair else ""
         if attempt.outcome is Outcome.SUCCESS:
-            logger.info("%s%s -> success [%.0f ms]", call.tag, spec.model, attempt.latency_ms)
+            logger.info(
+                "%s%s -> success%s [%.0f ms]", call.tag, spec.model, repair, attempt.latency_ms
+            )
         else:
             logger.warning(
-                "%s%s -> %s (%s) [%.0f ms]",
+                "%s%s -> %s%s (%s) [%.0f ms]",
                 call.tag,
                 spec.model,
                 attempt.outcome.value,
+                repair,
                 attempt.reason,
                 attempt.latency_ms,
             )
         return answer
+
+    def _messages(self, call: Call, spec: ModelSpec) -> tuple[Message, ...]:
+        """The conversation for a model's first answer: the request's, plus the constraint
+        note when its decoder is known to drop some of the schema's keywords."""
+        messages = call.request.messages
+        schema = call.schema
+        if schema is None or not (spec.structured_output and spec.constraint_notes):
+            return messages
+        keywords = self.unenforced(spec)
+        if not keywords:
+            return messages
+        return with_note(messages, constraint_note(schema.provider_schema, keywords))
 
     @staticmethod
     def _all_open(call: Call) -> bool:
         attempts = call.recorded()
         return bool(attempts) and all(a.category is Category.CIRCUIT_OPEN for a in attempts)
 
-    async def _attempt(
-        self,
-        spec: ModelSpec,
-        request: RouteRequest,
-        schema: CheckedSchema | None,
-        left: float,
-        headers: Mapping[str, str],
-        deadline: Deadline,
-    ) -> tuple[Attempt, object, str, ProviderError | None]:
-        """Call one model and judge its answer: (attempt, parsed value, raw text, error)."""
-        timeout = min(spec.timeout, left)
-        call = CompletionRequest(
-            messages=request.messages,
-            schema=schema.provider_schema
-            if schema is not None and spec.structured_output
-            else None,
-            timeout=timeout,
-            headers=headers,
-        )
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(timeout):
-                completion = await self.provider.complete(spec, call)
-        except TimeoutError:
-            error = timeout_error(timeout, spec.timeout)
-            return rejected(spec, error.category, str(error), started), None, "", error
-        except ProviderError as exc:
-            return rejected(spec, exc.category, str(exc), started), None, "", exc
-        if len(completion.text) > self.limits.max_answer_chars:
-            reason = (
-                f"answer too large: {len(completion.text)} characters; the limit is "
-                f"{self.limits.max_answer_chars} (limits.max_answer_chars)"
-            )
-            attempt = rejected(spec, Category.PROVIDER_ERROR, reason, started)
-            return replace(attempt, usage=completion.usage), None, "", None
-        wait = None if math.isinf(deadline.expires_at) else max(deadline.remaining(), 0.0)
-        verdict = await self.validation.judge(completion.text, schema, self.refusals, wait=wait)
-        if verdict.accepted:
-            outcome = Outcome.SUCCESS
-        elif verdict.category in _INVALID:
-            outcome = Outcome.INVALID
-        else:
-            outcome = Outcome.REJECTED
-        attempt = Attempt(
-            model=spec.model,
-            outcome=outcome,
-            category=verdict.category,
-            reason=verdict.reason,
-            latency_ms=ms(time.monotonic() - started),
-            usage=completion.usage,
-            response_model=completion.model,
-        )
-        return attempt, verdict.value, completion.text, None
+    async def _money(self, chain: ChainSpec, won: Answer) -> tuple[float | None, bool]:
+        """The cost avoided by an accepted answer, and whether it came from a model without
+        a price (a local model)."""
+        price = await self.prices.price(won.spec) if won.spec is not None else None
+        if is_priced(price):
+            return 0.0, False
+        if chain.name not in self._references:  # prices do not change once read
+            self._references[chain.name] = await self.prices.reference(chain.models)
+        return cost_avoided(won.attempt, price, self._references[chain.name]), True
 
-    def _finish(
-        self,
-        request: RouteRequest,
-        chain: str,
-        status: RouteStatus,
-        model_used: str,
-        attempts: list[Attempt],
-        start: float,
-    ) -> None:
+    def _finish(self, call: Call, status: RouteStatus, model_used: str, start: float) -> None:
         """Count the call and publish its event; runs on every exit, cancellation included."""
-        self.counters.record_call(tuple(attempts))
+        attempts = call.recorded()
+        self.counters.record_call(attempts, call.cost_avoided)
         event = RouteEvent(
             timestamp=time.time(),
             status=status,
-            chain=chain,
-            context=request.context,
+            chain=call.chain.name,
+            context=call.request.context,
             model_used=model_used,
             latency_ms=ms(time.monotonic() - start),
-            attempts=tuple(attempts),
+            attempts=attempts,
             metrics_snapshot=self.counters.snapshot(),
+            cost_avoided_usd=call.cost_avoided,
+            local_answer=call.local_answer,
         )
+        self.chain_counters.record_call(event)
         if self.observer is not None:
             self.observer.finished(event)
         self.bus.publish(event)
-
-
-def _failure(
-    chain: ChainSpec,
-    won: Answer | None,
-    attempts: tuple[Attempt, ...],
-    deadline: Deadline,
-    latency_ms: float,
-) -> tuple[RouteStatus, ChainFailedError]:
-    """How a call without an answer ended: its status and the error that carries its attempts."""
-    summary = "; ".join(f"{a.model}: {a.outcome.value}: {a.reason}" for a in attempts)
-    kind: type[ChainFailedError]
-    if won is not None:  # a safety refusal under refusal_policy = "stop"
-        status, kind = RouteStatus.REFUSED, RefusedError
-        message = (
-            f"{won.attempt.model} refused for safety and chain {chain.name!r} has "
-            f"refusal_policy 'stop': {won.attempt.reason}"
-        )
-    elif deadline.expired or any(a.category is Category.SKIPPED for a in attempts):
-        status, kind = RouteStatus.DEADLINE_EXCEEDED, DeadlineExceededError
-        message = f"deadline exceeded after {len(attempts)} attempt(s): {summary}"
-    else:
-        status, kind = RouteStatus.ALL_FAILED, AllModelsFailedError
-        message = f"all {len(chain.models)} models of chain {chain.name!r} failed: {summary}"
-    return status, kind(message, chain=chain.name, attempts=attempts, latency_ms=latency_ms)

@@ -29,7 +29,8 @@ from llm_router_server.errors import (
     LLMRouterError,
     RefusedError,
 )
-from llm_router_server.metrics.counters import ModelStats, event_usage
+from llm_router_server.metrics.counters import ChainStats, ModelStats, event_usage
+from llm_router_server.pricing.price import call_cost
 from llm_router_server.safe_text import shorten
 from llm_router_server.types import (
     Attempt,
@@ -105,6 +106,8 @@ def attempt_to_proto(attempt: Attempt) -> router_pb2.Attempt:
         reason_category=_CATEGORIES[attempt.category],
         reason=attempt.reason,
         latency_ms=attempt.latency_ms,
+        repair=attempt.repair,
+        cost_usd=attempt.cost_usd,  # None leaves the optional field absent: unknown
     )
     if attempt.usage is not None:
         message.usage.CopyFrom(_usage_to_proto(attempt.usage))
@@ -124,6 +127,8 @@ def result_to_proto(result: RouteResult) -> router_pb2.RouteResponse:
         attempts=[attempt_to_proto(a) for a in result.attempts],
         latency_ms=result.latency_ms,
         chain=result.chain,
+        cost_usd=result.cost_usd,
+        cost_avoided_usd=result.cost_avoided_usd,
     )
 
 
@@ -138,6 +143,9 @@ def event_to_proto(event: RouteEvent) -> router_pb2.RouteEvent:
         attempts=[attempt_to_proto(a) for a in event.attempts],
         event_id=event.event_id,
         replica_id=event.replica_id,
+        cost_usd=call_cost(event.attempts),
+        cost_avoided_usd=event.cost_avoided_usd,
+        local_answer=event.local_answer,
     )
     usage = event_usage(event)
     if usage is not None:
@@ -146,14 +154,23 @@ def event_to_proto(event: RouteEvent) -> router_pb2.RouteEvent:
 
 
 def stats_to_proto(
-    stats: Mapping[str, ModelStats], now: float, *, cluster_wide: bool, replica_id: str
+    stats: Mapping[str, ModelStats],
+    now: float,
+    *,
+    cluster_wide: bool,
+    replica_id: str,
+    chains: Mapping[str, ChainStats] | None = None,
 ) -> router_pb2.MetricsSnapshot:
-    """A snapshot with latency and tokens per model."""
+    """A snapshot with latency, tokens and money per model, and money per chain."""
     return router_pb2.MetricsSnapshot(
         time=_timestamp(now),
         models=[router_pb2.ModelCounters(model=model, **asdict(s)) for model, s in stats.items()],
         cluster_wide=cluster_wide,
         replica_id=replica_id,
+        chains=[
+            router_pb2.ChainCounters(chain=chain, **asdict(s))
+            for chain, s in (chains or {}).items()
+        ],
     )
 
 
@@ -208,6 +225,7 @@ def failure_status(exc: ChainFailedError) -> grpc.Status:
             attempts=[attempt_to_proto(a) for a in exc.attempts],
             latency_ms=exc.latency_ms,
             chain=exc.chain,
+            cost_usd=call_cost(exc.attempts),
         )
     )
     status = status_pb2.Status(

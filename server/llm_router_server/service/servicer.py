@@ -155,6 +155,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         bus = self.router.bus
         shared = await bus.cluster_stats()
         stats = shared if shared is not None else self.router.counters.stats()
+        shared_chains = await bus.cluster_chain_stats() if shared is not None else None
+        chains = shared_chains if shared_chains is not None else self.router.chain_counters.stats()
         circuits = await self.router.breaker.states(
             spec for chain in self.router.chains.values() for spec in chain.models
         )
@@ -162,7 +164,11 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             stats = {m: s for m, s in stats.items() if m in models}
             circuits = {m: c for m, c in circuits.items() if m in models}
         snapshot = stats_to_proto(
-            stats, time.time(), cluster_wide=shared is not None, replica_id=bus.replica_id
+            stats,
+            time.time(),
+            cluster_wide=shared is not None,
+            replica_id=bus.replica_id,
+            chains=chains,
         )
         add_circuits(snapshot, circuits)
         return router_pb2.WatchMetricsResponse(

@@ -21,6 +21,8 @@ Attributes (GenAI semantic conventions, then the router's own under ``llm_router
 ``llm_router.attempt.outcome``         ``success``, ``rejected``, ``invalid``, ``skipped``
 ``llm_router.attempt.reason_category`` the proto's reason category, lower case
 ``llm_router.attempt.index``           0 for the chain's first attempt, ...
+``llm_router.attempt.repair``          0 for a model's first answer, n for its n-th repair
+``llm_router.attempt.cost_usd``        what the attempt cost in USD; absent when unknown
 ``llm_router.model``                   the configured model string
 ``llm_router.locality``                ``local`` or ``cloud``
 ``llm_router.chain``                   the chain (on both spans)
@@ -28,10 +30,11 @@ Attributes (GenAI semantic conventions, then the router's own under ``llm_router
 ``llm_router.model_used``              the answering model or ``none`` (Route span)
 ``llm_router.context``                 the caller's label, cut to 256 characters
 ``llm_router.attempts``                how many attempts the call made (Route span)
+``llm_router.cost_usd``                the call's cost in USD (Route span); absent when
+                                       unknown
+``llm_router.cost_avoided_usd``        the cost avoided in USD (Route span); absent when
+                                       unknown or not answered (docs/economics.md)
 =====================================  ===================================================
-
-Cost (``llm_router.cost_usd``, ``llm_router.cost_avoided_usd``) will join them when
-the router knows prices.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation import set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from llm_router_server.pricing.price import call_cost
 from llm_router_server.providers.identity import ModelIdentity, identify
 from llm_router_server.types import Attempt, ChainSpec, ModelSpec, Outcome, RouteEvent
 
@@ -66,10 +70,13 @@ class AttemptSpan:
     def end(self, attempt: Attempt) -> None:
         span = self.span
         if span.is_recording():
-            attributes: dict[str, str | int] = {
+            attributes: dict[str, str | int | float] = {
                 "llm_router.attempt.outcome": attempt.outcome.value,
                 "llm_router.attempt.reason_category": attempt.category.value,
+                "llm_router.attempt.repair": attempt.repair,
             }
+            if attempt.cost_usd is not None:
+                attributes["llm_router.attempt.cost_usd"] = attempt.cost_usd
             if attempt.response_model:
                 attributes["gen_ai.response.model"] = attempt.response_model
             if attempt.usage is not None:
@@ -124,12 +131,16 @@ class AttemptTracer:
         span = trace.get_current_span()
         if not span.is_recording():
             return
-        span.set_attributes(
-            {
-                "llm_router.chain": event.chain,
-                "llm_router.status": event.status.value,
-                "llm_router.model_used": event.model_used,
-                "llm_router.context": event.context[:MAX_CONTEXT],
-                "llm_router.attempts": len(event.attempts),
-            }
-        )
+        attributes: dict[str, str | int | float] = {
+            "llm_router.chain": event.chain,
+            "llm_router.status": event.status.value,
+            "llm_router.model_used": event.model_used,
+            "llm_router.context": event.context[:MAX_CONTEXT],
+            "llm_router.attempts": len(event.attempts),
+        }
+        cost = call_cost(event.attempts)
+        if cost is not None:
+            attributes["llm_router.cost_usd"] = cost
+        if event.cost_avoided_usd is not None:
+            attributes["llm_router.cost_avoided_usd"] = event.cost_avoided_usd
+        span.set_attributes(attributes)

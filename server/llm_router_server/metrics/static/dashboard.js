@@ -46,6 +46,23 @@ function percent(part, whole) {
   return whole > 0 ? ((100 * part) / whole).toFixed(1) + " %" : "–";
 }
 
+// US dollars: 6 decimals below a cent (local calls cost fractions of one), else 2.
+function usd(value) {
+  const n = Number(value) || 0;
+  return "$" + (n !== 0 && Math.abs(n) < 0.01 ? n.toFixed(6) : n.toFixed(2));
+}
+
+// A cost that may be unknown (absent in proto3 JSON): "unknown", never $0 by accident.
+function maybeUsd(value) {
+  return value === undefined || value === null ? "unknown" : usd(value);
+}
+
+// The known dollars, and how many calls or attempts they leave out.
+function known(dollars, unknown, what) {
+  const missing = Number(unknown) || 0;
+  return missing > 0 ? usd(dollars) + " + " + count(missing) + " " + what + " unknown" : usd(dollars);
+}
+
 function setText(id, text) {
   document.getElementById(id).textContent = text;
 }
@@ -81,8 +98,10 @@ function drawSnapshot(snapshot) {
     const circuitCell = cell(row, "");
     circuitCell.appendChild(badge(circuit.replace("_", "-"), circuit));
     if (m.circuit_reason) circuitCell.setAttribute("title", String(m.circuit_reason));
-    // COST: per-model cost goes here once snapshots carry it (the cost issue).
-    cell(row, "–", "num placeholder");
+    const repairs = Number(m.repairs) || 0;
+    cell(row, repairs ? count(m.repair_successes) + " / " + count(repairs) : "0", "num");
+    const costCell = cell(row, known(m.cost_usd, m.cost_unknown, "attempts"), "num");
+    if ((Number(m.cost_unknown) || 0) > 0 && !(Number(m.cost_usd) > 0)) costCell.classList.add("unknown");
     rows.push(row);
   }
   body.replaceChildren(...rows);
@@ -92,11 +111,28 @@ function drawSnapshot(snapshot) {
   setText("fallbacks", count(fallbacks));
   setText("fallback-rate", percent(fallbacks, attempts) + " of attempts");
   setText("failed", count(failed));
+  drawMoney(Array.isArray(snapshot.chains) ? snapshot.chains : []);
   if (snapshot.replica_id) state.replicas.add(String(snapshot.replica_id));
   const scope = snapshot.cluster_wide
     ? "cluster-wide counters (Redis)"
     : "counters of replica " + String(snapshot.replica_id || "?");
   setText("scope", scope + " · replicas seen: " + [...state.replicas].sort().join(", "));
+}
+
+// The cards: what the calls cost, and what answering without a price avoided.
+function drawMoney(chains) {
+  let cost = 0, unknown = 0, avoided = 0, answered = 0, local = 0;
+  for (const c of chains) {
+    cost += Number(c.cost_usd) || 0;
+    unknown += Number(c.cost_unknown) || 0;
+    avoided += Number(c.cost_avoided_usd) || 0;
+    answered += Number(c.answered) || 0;
+    local += Number(c.local) || 0;
+  }
+  setText("cost", usd(cost));
+  setText("cost-detail", unknown > 0 ? "+ " + count(unknown) + " calls of unknown cost" : "every call priced");
+  setText("cost-avoided", usd(avoided));
+  setText("cost-avoided-detail", count(local) + " of " + count(answered) + " answers from unpriced (local) models");
 }
 
 function drawAttempts(attempts) {
@@ -111,7 +147,9 @@ function drawAttempts(attempts) {
     if (category && category !== "unspecified") {
       item.appendChild(document.createTextNode(" " + category));
     }
-    item.appendChild(document.createTextNode(" · " + ms(a.latency_ms)));
+    const repair = Number(a.repair) || 0;
+    if (repair) item.appendChild(document.createTextNode(" · repair " + repair));
+    item.appendChild(document.createTextNode(" · " + ms(a.latency_ms) + " · " + maybeUsd(a.cost_usd)));
     if (a.reason) item.appendChild(el("span", a.reason, "reason"));
     list.appendChild(item);
   }
@@ -137,6 +175,7 @@ function drawEvent(event) {
   cell(row, event.model_used, "model");
   cell(row, ms(event.latency_ms), "num");
   cell(row, "").appendChild(drawAttempts(event.attempts));
+  cell(row, maybeUsd(event.cost_usd), "num");
   const body = document.querySelector("#calls tbody");
   body.insertBefore(row, body.firstChild);
   while (body.children.length > MAX_CALLS) body.removeChild(body.lastChild);
