@@ -236,3 +236,33 @@ async def test_a_replica_listens_to_the_others_only_while_someone_watches_it(
     finally:
         await watched.aclose()
         await other.aclose()
+
+
+def test_the_payload_carries_costs_and_repairs_as_json_dumps_writes_them() -> None:
+    """Costs (known and unknown), the cost avoided, a local answer and a repair are written
+    by hand exactly as ``json.dumps`` writes ``event_payload``, and read back."""
+    original = replace(
+        event(
+            "priced",
+            Attempt(MODEL, Outcome.INVALID, Category.INVALID_JSON, "not JSON", 5.0, cost_usd=0.0),
+            Attempt(MODEL, Outcome.SUCCESS, Category.NONE, "", 6.0, repair=1, cost_usd=0.0),
+        ),
+        cost_avoided_usd=0.001234,
+        local_answer=True,
+    )
+    unknown = replace(
+        event("unknown", Attempt("cloud", Outcome.SUCCESS, Category.NONE, "", 9.0)),
+        cost_avoided_usd=None,
+    )
+    priced = event("paid", Attempt("cloud", Outcome.SUCCESS, Category.NONE, "", 9.0, cost_usd=0.25))
+    for one in (original, unknown, priced):
+        text = event_json(one, "A")
+        assert text == json.dumps(
+            event_payload(replace(one, replica_id="A")), separators=(",", ":")
+        )
+        assert event_from_payload(json.loads(text)) == replace(one, replica_id="A")
+    message = json.loads(event_json(original))["event"]
+    assert (message["local_answer"], message["cost_avoided_usd"]) == (True, 0.001234)
+    assert [a["repair"] for a in message["attempts"]] == [0, 1]
+    assert "cost_usd" not in json.loads(event_json(unknown))["event"]
+    assert json.loads(event_json(priced))["event"]["cost_usd"] == 0.25
