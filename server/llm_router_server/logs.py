@@ -67,6 +67,19 @@ class SafeFormatter(logging.Formatter):
 
     def __init__(self, fmt: str = LINE_FORMAT) -> None:
         super().__init__(fmt)
+        self._second: tuple[int, str] = (-1, "")
+        """The last whole second formatted, and its text (one ``strftime`` per second)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        """``logging.Formatter.formatTime``'s text, its second formatted once per second."""
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        cached, text = self._second
+        if second != cached:
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = (second, text)
+        return self.default_msec_format % (text, record.msecs) if self.default_msec_format else text
 
     def format(self, record: logging.LogRecord) -> str:
         record.message = record.getMessage()

@@ -175,6 +175,18 @@ def test_a_traceback_is_indented_under_its_line_and_escaped() -> None:
     assert not any(re.match(r"\d{4}-", line) for line in lines)
 
 
+def test_a_line_s_time_is_the_standard_formatter_s_across_seconds() -> None:
+    """The text formatter formats each whole second once; its time text stays exactly the
+    standard ``logging.Formatter``'s, within a second, across seconds and going back."""
+    ours, standard = SafeFormatter(), logging.Formatter()
+    for created in (1764444000.0, 1764444000.999, 1764444001.0005, 1764443999.5, 0.25, 1e9):
+        record = logging.makeLogRecord({"msg": "x"})
+        record.created = created
+        record.msecs = int((created - int(created)) * 1000) + 0.0
+        assert ours.formatTime(record) == standard.formatTime(record)
+        assert ours.formatTime(record, "%H:%M") == standard.formatTime(record, "%H:%M")
+
+
 def test_the_live_watch_view_shows_a_hostile_context_escaped_and_without_markup() -> None:
     """``llm-router watch`` draws contexts in a terminal: no markup, no control characters."""
     state = ViewState()

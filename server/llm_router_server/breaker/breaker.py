@@ -33,6 +33,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from llm_router_server.breaker.rules import (
+    ADMITTED,
+    CLOSED,
     Admission,
     Change,
     Circuit,
@@ -99,12 +101,12 @@ class CircuitBreaker:
     async def admit(self, spec: ModelSpec, lease: float) -> Admission:
         """Whether to call ``spec`` now; a probe holds the circuit for ``lease`` seconds."""
         if not self.policy.enabled:
-            return Admission(True)
+            return ADMITTED
         key = key_of(spec)
         try:
             current = await self._load(key)
             if current.state is State.CLOSED:
-                return Admission(True)
+                return ADMITTED
             verdict: list[Admission] = []
 
             def change(circuit: Circuit) -> Circuit:
@@ -116,7 +118,7 @@ class CircuitBreaker:
             old, new = await self._update(key, change)
         except BreakerStoreError as exc:
             self.store_failed(exc)
-            return Admission(True)
+            return ADMITTED
         self._changed(spec, old, new, "cool-down over: one probe call")
         return verdict[0]
 
@@ -142,7 +144,7 @@ class CircuitBreaker:
             change, why = release, ""
         key = key_of(spec)
         try:
-            if change is succeed and (await self._load(key)) == Circuit():
+            if change is succeed and (await self._load(key)) == CLOSED:
                 return
             old, new = await self._update(key, change)
         except BreakerStoreError as exc:

@@ -74,6 +74,10 @@ class Circuit:
     ``open_until``."""
 
 
+CLOSED = Circuit()
+"""The fresh circuit (closed, no failures): shared, as circuits are immutable."""
+
+
 @dataclass(frozen=True)
 class Fault:
     """A failed call as the breaker sees it."""
@@ -94,6 +98,10 @@ class Admission:
     probe: bool = False
     reason: str = ""
     """Why it may not (for the skipped attempt)."""
+
+
+ADMITTED = Admission(True)
+"""A call may go ahead (shared: admissions are immutable)."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +162,7 @@ def admit(
     """May a call go ahead now? Returns the new circuit and the answer. ``live``: whether a
     caller's call may probe the model after the cool-down (False: background probes do)."""
     if circuit.state is State.CLOSED:
-        return circuit, Admission(True)
+        return circuit, ADMITTED
     if not live:
         return circuit, Admission(
             False, reason=f"circuit open, probed in the background, after: {circuit.reason}"
@@ -201,7 +209,7 @@ def slow(circuit: Circuit, fault: Fault, now: float, policy: BreakerPolicy) -> C
 
 def succeed(circuit: Circuit) -> Circuit:
     """The model answered: the circuit closes."""
-    return Circuit() if circuit != Circuit() else circuit
+    return CLOSED if circuit != CLOSED else circuit
 
 
 def release(circuit: Circuit) -> Circuit:

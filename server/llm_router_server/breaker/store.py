@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from llm_router_server.breaker.rules import Change, Circuit
+from llm_router_server.breaker.rules import CLOSED, Change, Circuit
 from llm_router_server.errors import LLMRouterError
 
 
@@ -38,10 +38,10 @@ class InMemoryBreakerStore:
         self.circuits: dict[str, Circuit] = {}
 
     async def load(self, key: str) -> Circuit:
-        return self.circuits.get(key, Circuit())
+        return self.circuits.get(key, CLOSED)
 
     async def update(self, key: str, change: Change) -> tuple[Circuit, Circuit]:
-        old = self.circuits.get(key, Circuit())
+        old = self.circuits.get(key, CLOSED)
         new = change(old)
         self.circuits[key] = new
         return old, new
