@@ -207,9 +207,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def ms(value: float | None) -> str:
+    """Milliseconds for the table; "-" when there is nothing to measure (no repair helped)."""
+    return "-" if value is None else f"{value:.0f}"
+
+
 def table(results: dict[str, Any]) -> str:
     head = f"{'mode':16}{'set':18}{'tasks':>6}{'valid r0':>9}{'r<=1':>6}{'r<=2':>6}"
-    head += f"{'1st p50 ms':>11}{'repair p50 ms':>14}"
+    head += f"{'1st p50 ms':>11}{'repair p50 ms':>14}{'repair ms/task':>15}"
     lines = [head]
     for mode, by_set in results["modes"].items():
         for name, s in by_set.items():
@@ -218,8 +223,9 @@ def table(results: dict[str, Any]) -> str:
             lines.append(
                 f"{mode:16}{name:18}{s['tasks']:>6}{s['valid_without_repair']:>9}"
                 f"{s['valid_with_1_repair']:>6}{s['valid_with_2_repairs']:>6}"
-                f"{s['first_answer_p50_ms'] or 0:>11.0f}"
-                f"{s['repair_added_p50_ms_when_it_helped'] or 0:>14.0f}"
+                f"{ms(s['first_answer_p50_ms']):>11}"
+                f"{ms(s['repair_added_p50_ms_when_it_helped']):>14}"
+                f"{ms(s['repair_ms_per_task_mean']):>15}"
             )
     return "\n".join(lines)
 
