@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from grpc_health.v1 import health_pb2
 
+from llm_router_server.providers.http_provider import USER_AGENT
 from tests.support.fixtures import Upstream
 from tests.support.net import free_port
 from tests.support.server import Running, Serve, anthropic, ollama
@@ -35,7 +36,10 @@ async def test_keep_alive_goes_with_every_ollama_call(serve: Serve, upstream: Up
     local = upstream(Answer("hello"))
     server = await serve([ollama(local, params={"keep_alive": -1})])
     await server.route()
-    assert local.chat_requests()[-1].body["keep_alive"] == -1
+    [call] = local.chat_requests()
+    assert call.body["keep_alive"] == -1
+    assert "keep_alive" not in call.body["options"]
+    assert call.headers["User-Agent"] == USER_AGENT  # keep_alive keeps the native path
 
 
 async def test_a_failing_warm_up_leaves_the_service_serving(

@@ -1,7 +1,8 @@
 """Ollama's chat API, ``POST {api_base}/api/chat`` (litellm's ``ollama_chat/`` models).
 
 Params go in the body's ``options`` under Ollama's names, as litellm's
-``OllamaChatConfig`` maps them; a caller's schema goes in ``format``. The
+``OllamaChatConfig`` maps them, except ``keep_alive`` (how long Ollama keeps the model
+loaded), which goes at the top of the body; a caller's schema goes in ``format``. The
 answer is one JSON object (``stream: false``).
 """
 
@@ -28,7 +29,10 @@ class OllamaChat:
         "seed": "seed",
         "stop": "stop",
         "frequency_penalty": "repeat_penalty",
+        "keep_alive": "keep_alive",
     }
+    top_level = frozenset({"keep_alive"})
+    """Params that are fields of the request itself, not of its ``options``."""
     base_variables: tuple[str, ...] = ("OLLAMA_API_BASE",)
     default_base = "http://localhost:11434"
     key_variable: str | None = None
@@ -60,7 +64,9 @@ class OllamaChat:
         return headers
 
     def fixed_body(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
-        return {"model": name, "options": dict(options), "stream": False}
+        inner = {k: v for k, v in options.items() if k not in self.top_level}
+        outer = {k: v for k, v in options.items() if k in self.top_level}
+        return {"model": name, "options": inner, "stream": False, **outer}
 
     def body(self, fixed: Mapping[str, Any], request: CompletionRequest) -> dict[str, Any]:
         body = {**fixed, "messages": shaping.messages(request.messages)}
