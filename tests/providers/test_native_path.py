@@ -58,6 +58,22 @@ async def test_what_the_native_path_does_not_serve_goes_to_litellm(
     assert USER_AGENT not in agents(up)
 
 
+async def test_a_model_lost_to_litellm_by_a_param_is_named_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lost = spec("openai", "http://127.0.0.1:9", logit_bias={"1": 2})
+    kept = spec("ollama_chat", "http://127.0.0.1:9", keep_alive="30m")
+    provider = DispatchProvider([lost, kept])
+    with caplog.at_level("INFO", logger="llm_router_server.providers.dispatch"):
+        await provider.start()
+    await provider.aclose()
+    said = [r.getMessage() for r in caplog.records if "goes through litellm" in r.getMessage()]
+    assert said == [
+        "openai/gpt-4o-mini goes through litellm: params logit_bias are not supported by the "
+        "native openai path"
+    ]
+
+
 def _semantic(path: str, body: dict[str, Any]) -> dict[str, Any]:
     """A request body without the differences that mean nothing to the provider."""
     body = json.loads(json.dumps(body))
@@ -74,7 +90,10 @@ def _semantic(path: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 EQUAL_PARAMS = {
-    "ollama_chat": {"temperature": 0.2, "top_p": 0.9, "stop": ["x"], "seed": 3, "max_tokens": 9},
+    "ollama_chat": {
+        **{"temperature": 0.2, "top_p": 0.9, "stop": ["x"], "seed": 3, "max_tokens": 9},
+        "keep_alive": "30m",
+    },
     "anthropic": {"temperature": 0.2, "top_p": 0.9, "top_k": 5, "max_tokens": 9},
     "openai": {"temperature": 0.2, "top_p": 0.9, "stop": ["x"], "seed": 3, "presence_penalty": 1},
 }

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from llm_router_server.errors import ProviderError
 from llm_router_server.providers.http_provider import AiohttpProvider
+from llm_router_server.providers.protocols import unsupported, wire_of
 from llm_router_server.providers.reasons import clean
 from llm_router_server.types import Completion, CompletionRequest, ModelSpec
 
@@ -55,6 +56,11 @@ class DispatchProvider:
     async def start(self) -> None:
         """Start the native path; begin loading litellm if a configured model may need it."""
         await self.native.start()
+        for model in self._models:
+            why = unsupported(model) if model.provider == "auto" else None
+            if why is not None and wire_of(model.model) is not None:
+                # A protocol the native path speaks, lost to one param: say so once.
+                logger.info("%s goes through litellm: %s", model.model, why)
         if any(self._may_need_litellm(m) for m in self._models):
             self._load()
 
