@@ -22,6 +22,11 @@ latency, calls/s and CPU per call:
     never answers), and with 100 and 1,000 WatchMetrics streams open, with and without
     Redis, interleaved with the server without Redis (``redis-none``); see
     ``bench/metrics_rows.py``
+(i) ``--extra`` (default: both), after the others, each in its own process
+    (``bench/extra_rows.py``): ``outage``, a local model's 503 and hanging outages
+    (``bench/outage.py``: time to an answer during them, seconds back to local after);
+    ``local-model``, the real embedded model (``bench/local_model.py``: start-up,
+    tokens/s, valid shares, Route over a direct call)
 
 plus the ratios (c)/(a) and (c)/(b), the overhead (c)-(a), the ratios of (e) to their
 baselines, server start-up time to health SERVING (and until litellm finished
@@ -59,6 +64,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import publisher_cpu
+from bench.extra_rows import EXTRA, LINES, run_extra
 from bench.freshness import code_record
 from bench.metrics_rows import metrics_rows, metrics_summary, schema_memory
 from llm_router.v1 import router_pb2, router_pb2_grpc
@@ -465,6 +471,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for proc in servers:
             stop(proc)
         stop(upstream)
+    # The slower rows, each bench in a process of its own, after the others (bench/extra_rows.py).
+    for name in filter(None, args.extra.split(",")):
+        results.setdefault("extra", {})[name] = await asyncio.to_thread(run_extra, name, env())
     results["rows"] = [asdict(r) for r in rows]
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["summary"] = summary(rows, results)
@@ -580,6 +589,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"watchers of {key}: {value}")
     for key, value in results.get("publisher_cpu", {}).items():
         lines.append(f"publisher CPU per event, {key}: {value}")
+    for name, extra in results.get("extra", {}).items():
+        lines += LINES[name](extra)
     for key, value in results["summary"].items():
         if key != "goals":
             lines.append(f"{key}: {value}")
@@ -601,7 +612,16 @@ def main() -> None:
     parser.add_argument(
         "--skip-litellm", action="store_true", help="skip rows (b) and (c') (slow: ~10 ms per call)"
     )
+    parser.add_argument(
+        "--extra",
+        default=",".join(EXTRA),
+        help=f"the slower rows to run too, comma-separated (default and all: {','.join(EXTRA)};"
+        " '' for none; ~4 min)",
+    )
     args = parser.parse_args()
+    unknown = set(filter(None, args.extra.split(","))) - set(EXTRA)
+    if unknown:
+        parser.error(f"--extra: no such rows: {', '.join(sorted(unknown))}")
     results = asyncio.run(run(args))
     print(table(results))
     if args.out:
