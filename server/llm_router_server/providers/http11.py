@@ -101,8 +101,8 @@ class ResponseParser:
                 match = _CHUNK_SIZE.fullmatch(buffer, 0, end)
                 if match is None:
                     raise BadResponseError("malformed chunk size")
-                del buffer[: end + 2]
                 size = int(match[1], 16)
+                del buffer[: end + 2]
                 if len(self.body) + size > self.max_body:
                     raise BodyTooLargeError(self.max_body)
                 self.remaining = size

@@ -90,7 +90,7 @@ class _Connection(asyncio.Protocol):
         try:
             if parser.feed(data):
                 waiter.set_result(parser)
-        except TransportError as exc:
+        except Exception as exc:  # TransportError, or a bug: either way the call fails
             waiter.set_exception(exc)
             self.close()
 
