@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import uvloop
 
 from llm_router_server.errors import ProviderConnectionError, ProviderResponseError
 from llm_router_server.providers.http11 import (
@@ -54,6 +55,19 @@ async def test_a_connection_is_reused_and_sends_the_headers() -> None:
     assert "\r\nUser-Agent: test-agent\r\n" in head
     assert "\r\ntraceparent: 00-abc-def-01\r\n" in head
     assert "\r\nContent-Length: 8\r\n" in head and server.requests[0].body == b'{"q": 1}'
+
+
+def test_it_runs_on_uvloop_as_the_server_does() -> None:
+    async def calls() -> int:
+        reply = chunked(b'{"a":', b" 1}")
+        async with always(reply) as server:
+            t = transport()
+            for _ in range(3):
+                assert await post(t, server.url) == b'{"a": 1}'
+            await t.aclose()
+        return server.connections
+
+    assert uvloop.run(calls()) == 1
 
 
 async def test_the_pool_opens_at_most_its_limit() -> None:
