@@ -18,8 +18,7 @@ import re
 MAX_HEAD = 64 * 1024
 MAX_LINE = 1024
 _STATUS = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_HEADERS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
 _CHUNK_SIZE = re.compile(rb"[ \t]*([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?")
 
 
@@ -161,18 +160,22 @@ class ResponseParser:
             if len(buffer) > MAX_HEAD:
                 raise BadResponseError(f"response headers larger than {MAX_HEAD} bytes")
             return False
-        lines = buffer[:end].decode("latin-1").split("\r\n")
+        head = buffer[: end + 2].decode("latin-1")
         del buffer[: end + 4]
-        match = _STATUS.fullmatch(lines[0])
+        first = head.find("\r\n")
+        match = _STATUS.fullmatch(head, 0, first)
         if match is None:
-            raise BadResponseError(f"invalid HTTP status line: {lines[0][:80]!r}")
+            raise BadResponseError(f"invalid HTTP status line: {head[: min(first, 80)]!r}")
+        if not _HEADERS.fullmatch(head, first + 2):  # every line at once: one C call
+            bad = next(
+                x for x in head[first + 2 :].split("\r\n") if not _HEADERS.fullmatch(x + "\r\n")
+            )
+            raise BadResponseError(f"invalid header line: {bad[:80]!r}")
         status = int(match[2])
         headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
+        for line in head[first + 2 : -2].split("\r\n") if end > first else ():
+            name, _, value = line.partition(":")
             value = value.strip(" \t")
-            if not colon or not _TOKEN.fullmatch(name) or not _VALUE.fullmatch(value):
-                raise BadResponseError(f"invalid header line: {line[:80]!r}")
             name = name.lower()
             known = headers.get(name)
             if known is None:
