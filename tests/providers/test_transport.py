@@ -10,6 +10,7 @@ import pytest
 import uvloop
 
 from llm_router_server.errors import ProviderConnectionError, ProviderResponseError
+from llm_router_server.providers import transport as transport_module
 from llm_router_server.providers.http11 import (
     MAX_HEAD,
     BadResponseError,
@@ -95,6 +96,20 @@ async def test_an_idle_connection_the_server_closed_is_not_used() -> None:
         await server.wait_closed(0)
         await asyncio.sleep(0.05)  # the FIN arrives while the connection is idle
         await post(t, server.url)
+        await t.aclose()
+    assert [(r.connection, r.index) for r in server.requests] == [(0, 0), (1, 0)]
+
+
+async def test_a_connection_idle_too_long_is_closed_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transport_module, "IDLE_SECONDS", 0.05)
+    async with always(answer()) as server:
+        t = transport()
+        await post(t, server.url)
+        await asyncio.sleep(0.1)
+        await post(t, server.url)
+        await server.wait_closed(1)
         await t.aclose()
     assert [(r.connection, r.index) for r in server.requests] == [(0, 0), (1, 0)]
 

@@ -18,7 +18,8 @@ A connection goes back to the pool only after a whole answer that allows it; an 
 a cancellation (a timeout, a caller gone) closes it. A call on a reused connection that
 ends before any byte of the answer arrived (a keep-alive connection the server had
 closed) is sent once more on a new connection, never otherwise. Idle connections the
-server closed are dropped when next looked at. ``aclose`` closes every connection.
+server closed, or idle longer than ``IDLE_SECONDS``, are dropped when next looked at.
+``aclose`` closes every connection.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ class Target:
     """``POST /path HTTP/1.1`` through the ``Host`` header, CRLF-terminated."""
 
 
+IDLE_SECONDS = 15.0
+"""A connection idle longer is not reused (aiohttp's default): a peer or a middlebox may have
+dropped it without a word, and a request written into it would wait out its timeout."""
+
+
 class _Connection(asyncio.Protocol):
     """One TCP connection carrying one request at a time."""
 
@@ -68,6 +74,7 @@ class _Connection(asyncio.Protocol):
         self.parser: ResponseParser | None = None
         self.waiter: asyncio.Future[ResponseParser] | None = None
         self.closed = False
+        self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -147,15 +154,18 @@ class _Pool:
 
     def checkout(self) -> _Connection | None:
         idle = self.idle
+        oldest = self.loop.time() - IDLE_SECONDS
         while idle:
             conn = idle.pop()
-            if not conn.closed:
+            if not conn.closed and conn.idle_since > oldest:
                 return conn
+            conn.close()
             self.open.discard(conn)
         return None
 
     def checkin(self, conn: _Connection, reusable: bool) -> None:
         if reusable and not conn.closed:
+            conn.idle_since = self.loop.time()
             self.idle.append(conn)
         else:
             conn.close()
