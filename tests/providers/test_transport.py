@@ -79,14 +79,29 @@ async def test_the_pool_opens_at_most_its_limit() -> None:
     assert server.connections == 2 and len(server.requests) == 6
 
 
-async def test_a_stale_keep_alive_connection_is_retried_once_on_a_new_one() -> None:
+async def test_a_stale_keep_alive_connection_is_retried_once_on_a_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transport_module, "STALE_SECONDS", 0.05)
     # The server drops the second request on the first connection unanswered.
     async with RawServer(lambda c, i: CLOSE if (c, i) == (0, 1) else answer()) as server:
         t = transport()
         await post(t, server.url)
+        await asyncio.sleep(0.1)  # idle long enough to have met a server's idle timeout
         assert await post(t, server.url) == b'{"ok": true}'
         await t.aclose()
     assert [(r.connection, r.index) for r in server.requests] == [(0, 0), (0, 1), (1, 0)]
+
+
+async def test_a_connection_dropped_right_after_its_last_answer_is_not_retried() -> None:
+    # Not idle for STALE_SECONDS: the server had the request and dropped it (a fault).
+    async with RawServer(lambda c, i: CLOSE if (c, i) == (0, 1) else answer()) as server:
+        t = transport()
+        await post(t, server.url)
+        with pytest.raises(ConnectionBrokenError, match="Server disconnected"):
+            await post(t, server.url)
+        await t.aclose()
+    assert [(r.connection, r.index) for r in server.requests] == [(0, 0), (0, 1)]
 
 
 async def test_an_idle_connection_the_server_closed_is_not_used() -> None:

@@ -15,9 +15,10 @@ Does not speak: TLS (``https://``), proxies, URL credentials (``target`` returns
 those URLs: aiohttp serves them), redirects, compression, ``Expect``, pipelining.
 
 A connection goes back to the pool only after a whole answer that allows it; an error or
-a cancellation (a timeout, a caller gone) closes it. A call on a reused connection that
-ends before any byte of the answer arrived (a keep-alive connection the server had
-closed) is sent once more on a new connection, never otherwise. Idle connections the
+a cancellation (a timeout, a caller gone) closes it. A call on a reused connection, idle
+for ``STALE_SECONDS`` or more, that ends before any byte of the answer arrived (a keep-alive
+connection the server closed for idleness) is sent once more on a new connection, never
+otherwise. Idle connections the
 server closed, or idle longer than ``IDLE_SECONDS``, are dropped when next looked at.
 ``aclose`` closes every connection.
 """
@@ -61,6 +62,11 @@ class Target:
     """``POST /path HTTP/1.1`` through the ``Host`` header, CRLF-terminated."""
 
 
+STALE_SECONDS = 1.0
+"""A reused connection that ends unanswered is taken for one the server closed for idleness
+(and the call is sent again) only if it was idle this long: servers' idle timeouts are
+seconds. A connection closed sooner after its last answer had the request and dropped it: a
+fault, and a model call is not sent twice for it."""
 IDLE_SECONDS = 15.0
 """A connection idle longer is not reused (aiohttp's default): a peer or a middlebox may have
 dropped it without a word, and a request written into it would wait out its timeout."""
@@ -250,14 +256,15 @@ class Transport:
         async with pool.slots:
             for attempt in (1, 2):
                 conn = pool.checkout()
-                reused = conn is not None
+                # Only a connection idle long enough may have met the server's idle timeout.
+                stale = conn is not None and pool.loop.time() - conn.idle_since >= STALE_SECONDS
                 if conn is None:
                     conn = await pool.connect()
                 try:
                     parser = await conn.exchange(message, self.max_body)
                 except ConnectionBrokenError as exc:
                     pool.checkin(conn, False)
-                    if reused and not exc.answered and attempt == 1:
+                    if stale and not exc.answered and attempt == 1:
                         continue  # a stale keep-alive connection: once more on a new one
                     raise
                 except BaseException:
