@@ -69,7 +69,11 @@ def default_provider(config: Config) -> Provider:
     from llm_router_server.providers.dispatch import DispatchProvider
 
     models = [m for chain in config.chains.values() for m in chain.models]
-    return DispatchProvider(models, default_max_tokens=config.default_max_tokens)
+    return DispatchProvider(
+        models,
+        default_max_tokens=config.default_max_tokens,
+        max_answer_chars=config.limits.max_answer_chars,
+    )
 
 
 def default_bus(config: Config) -> MetricsBus:

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from llm_router_server.errors import ProviderError
-from llm_router_server.providers.http_provider import AiohttpProvider
+from llm_router_server.providers.http_provider import DEFAULT_MAX_ANSWER_CHARS, AiohttpProvider
 from llm_router_server.providers.protocols import unsupported, wire_of
 from llm_router_server.providers.reasons import clean
 from llm_router_server.types import Completion, CompletionRequest, ModelSpec
@@ -46,9 +46,17 @@ logger = logging.getLogger(__name__)
 class DispatchProvider:
     """A ``Provider`` over ``AiohttpProvider`` and a lazily loaded ``LiteLLMProvider``."""
 
-    def __init__(self, models: Iterable[ModelSpec] = (), *, default_max_tokens: int = 4096) -> None:
+    def __init__(
+        self,
+        models: Iterable[ModelSpec] = (),
+        *,
+        default_max_tokens: int = 4096,
+        max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
+    ) -> None:
         self.default_max_tokens = default_max_tokens
-        self.native = AiohttpProvider(default_max_tokens=default_max_tokens)
+        self.native = AiohttpProvider(
+            default_max_tokens=default_max_tokens, max_answer_chars=max_answer_chars
+        )
         self._models = tuple(models)
         self._litellm: Provider | None = None
         self._loading: asyncio.Task[Provider] | None = None
