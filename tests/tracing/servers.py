@@ -14,8 +14,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from llm_router.v1 import router_pb2, router_pb2_grpc
 from llm_router_server.app import App
 from llm_router_server.config import Config, ServerConfig, TracingConfig
+from llm_router_server.tracing.interceptor import SPAN_NAME
 from llm_router_server.tracing.setup import Tracing
 from llm_router_server.types import ChainSpec, ModelSpec
+from tests.support.waiting import eventually
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -46,6 +48,12 @@ class Traced:
         assert self.app.tracing is not None and self.exporter is not None
         assert self.app.tracing.flush()
         return list(self.exporter.get_finished_spans())
+
+    async def settled_spans(self) -> list[ReadableSpan]:
+        """``spans()`` once the Route span has ended: a call that ends in an error status
+        (``context.abort``) sends it to the client a moment before the span around it ends."""
+        await eventually(lambda: any(s.name == SPAN_NAME for s in self.spans()))
+        return self.spans()
 
 
 @pytest.fixture

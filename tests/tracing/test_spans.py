@@ -54,7 +54,7 @@ async def test_a_call_that_fell_back_is_one_route_span_with_a_span_per_attempt(
     reply = await server.route(context="tests.trace", metadata=[("traceparent", TRACEPARENT)])
 
     assert reply.model_used == "anthropic/claude-haiku-4-5-20251001"
-    spans = by_name(server.spans())
+    spans = by_name(await server.settled_spans())
     assert sorted(spans) == [
         "chat claude-haiku-4-5-20251001",
         "chat qwen2.5:7b",
@@ -156,7 +156,7 @@ async def test_a_repair_is_a_span_of_its_own_and_the_route_span_carries_the_mone
     assert attrs(repair)["llm_router.attempt.index"] == 1
     assert attrs(repair)["llm_router.attempt.outcome"] == "success"
     assert attrs(first)["llm_router.attempt.cost_usd"] == 0.0  # free by configuration
-    route = by_name(server.spans())["llm_router.v1.Router/Route"]
+    route = by_name(await server.settled_spans())["llm_router.v1.Router/Route"]
     assert attrs(route)["llm_router.cost_usd"] == 0.0
     avoided = (50 * HAIKU_IN + 6 * HAIKU_OUT) / 1e6  # the repair's tokens at Haiku's price
     assert attrs(route)["llm_router.cost_avoided_usd"] == pytest.approx(avoided)
@@ -183,7 +183,7 @@ async def test_without_a_caller_context_the_route_span_starts_a_trace(
 
     await server.route()
 
-    spans = by_name(server.spans())
+    spans = by_name(await server.settled_spans())
     route = spans["llm_router.v1.Router/Route"]
     assert route.parent is None
     assert spans["chat qwen2.5:7b"].parent.span_id == route.context.span_id  # type: ignore[union-attr]
@@ -201,7 +201,7 @@ async def test_a_request_rejected_before_any_model_has_a_route_span_and_no_attem
         await server.route(chain="no-such-chain", metadata=[("traceparent", TRACEPARENT)])
 
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    (route,) = server.spans()
+    (route,) = await server.settled_spans()
     assert route.name == "llm_router.v1.Router/Route"
     assert attrs(route)["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert route.status.status_code is StatusCode.UNSET  # the caller's error, not the server's
@@ -217,7 +217,7 @@ async def test_a_call_where_every_model_failed_is_an_error_span(upstream: Any, t
         await server.route()
 
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
-    route = by_name(server.spans())["llm_router.v1.Router/Route"]
+    route = by_name(await server.settled_spans())["llm_router.v1.Router/Route"]
     assert route.status.status_code is StatusCode.ERROR
     assert attrs(route)["error.type"] == "UNAVAILABLE"
     assert attrs(route)["llm_router.status"] == "all_failed"
@@ -235,7 +235,7 @@ async def test_hedged_attempts_are_children_of_the_route_span(upstream: Any, tra
     reply = await server.route()
 
     assert reply.model_used == "anthropic/claude-haiku-4-5-20251001"
-    spans = by_name(server.spans())
+    spans = by_name(await server.settled_spans())
     route = spans["llm_router.v1.Router/Route"]
     local = spans["chat qwen2.5:7b"]
     assert local.parent is not None and local.parent.span_id == route.context.span_id
