@@ -28,15 +28,16 @@ MESSAGES_PER_SECOND = 100.0
 """Watcher messages the budget gains per second, busy or not."""
 BURST = 200.0
 """Most tokens the budget saves up from ``MESSAGES_PER_SECOND`` in a quiet spell."""
-BATCH_MESSAGES_PER_EVENT = 0.1
+BATCH_MESSAGES_PER_EVENT = 0.05
 """Batch messages (``Subscription.get_batch``) the batch budget gains per event: batched
-watchers share a budget of their own, a tenth of the unbatched one, since one message
+watchers share a budget of their own, a twentieth of the unbatched one, since one message
 carries what they have not seen (issue 14: a thousand dashboards within 10 % of Route)."""
-BATCH_MESSAGES_PER_SECOND = 100.0
+BATCH_MESSAGES_PER_SECOND = 50.0
 """Batch messages the batch budget gains per second, busy or not."""
-BATCH_EVENT_COST = 0.01
+BATCH_EVENT_COST = 0.02
 """What one event in a batch costs from the batch budget, in messages: sending a message
-costs about a hundred times what one more event in it does (and its reader parses each)."""
+cost about 50 times what one more event in it did in the bench (2-3 us of server CPU per
+event, and its reader parses each), so the budget pays for events too, not only messages."""
 SAVED = 10_000.0
 """Most tokens events can leave unspent, so that a burst of events is not lost to a
 watcher that reads it a little later, nor saved up without end."""
