@@ -28,12 +28,16 @@ MESSAGES_PER_SECOND = 100.0
 """Watcher messages the budget gains per second, busy or not."""
 BURST = 200.0
 """Most tokens the budget saves up from ``MESSAGES_PER_SECOND`` in a quiet spell."""
-BATCH_MESSAGES_PER_EVENT = 0.05
+BATCH_MESSAGES_PER_EVENT = 0.1
 """Batch messages (``Subscription.get_batch``) the batch budget gains per event: batched
-watchers share a budget of their own, a twentieth of the unbatched one, since one message
+watchers share a budget of their own, a tenth of the unbatched one, since one message
 carries what they have not seen (issue 14: a thousand dashboards within 10 % of Route)."""
-BATCH_MESSAGES_PER_SECOND = 50.0
+BATCH_MESSAGES_PER_SECOND = 100.0
 """Batch messages the batch budget gains per second, busy or not."""
+LIMITED_BATCH = 10
+"""Most events in a batch for a watcher the budget held back: the newest, so that when a
+thousand watchers share the budget each gets its turn every few seconds rather than a
+full batch every few minutes."""
 BATCH_EVENT_COST = 0.02
 """What one event in a batch costs from the batch budget, in messages: sending a message
 cost about 50 times what one more event in it did in the bench (2-3 us of server CPU per

@@ -27,6 +27,7 @@ from llm_router_server.metrics.watch_schedule import (
     BATCH_EVENT_COST,
     BATCH_MESSAGES_PER_EVENT,
     BATCH_MESSAGES_PER_SECOND,
+    LIMITED_BATCH,
     WatchRing,
     WatchScheduler,
 )
@@ -109,7 +110,8 @@ class Subscription:
         """The next circuit change, or up to ``max_events`` matching events (oldest first),
         in turn with the other watchers and not sooner than ``interval`` seconds after the
         last batch (a circuit change waits for that too). Each event costs ``cost`` of a
-        message from the budget. One held back by the budget keeps the newest events."""
+        message from the budget. One held back by the budget gets the newest events, at
+        most ``LIMITED_BATCH``, and is told of the others."""
         loop = asyncio.get_running_loop()
         while True:
             if self._changes:
@@ -121,10 +123,11 @@ class Subscription:
             limited = await self._scheduler.turn(self)
             if self._changes:
                 return self._changes.popleft()
-            if limited:
-                self._skip(self._ring.next_seq - max_events)
+            most = min(max_events, LIMITED_BATCH) if limited else max_events
+            if limited:  # held back: the newest few
+                self._skip(self._ring.next_seq - most)
             events: list[RouteEvent] = []
-            while len(events) < max_events and (event := self._next_match()) is not None:
+            while len(events) < most and (event := self._next_match()) is not None:
                 events.append(event)
                 self.cursor += 1
             if not events:  # none passed the filter
