@@ -146,13 +146,17 @@ async def metrics_rows(
     counts: dict[int, int],
     n_rounds: int,
     servers: list[subprocess.Popen[bytes]],
+    only: frozenset[str] = frozenset(),
 ) -> tuple[list[Any], dict[str, Any]]:
-    """Rows (e) and what the watchers got (``{row name: ...}``)."""
+    """Rows (e) (those named in ``only``, when given) and what the watchers got
+    (``{row name: ...}``)."""
     states = RedisStates(h, tmp)
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:
         targets = [("redis-none", baseline.target, baseline.proc.pid)]
         for name, state, watchers in servers_to_start():
+            if only and name not in only:
+                continue
             extra = f'[metrics]\nredis_url = "{await states.url(state)}"\n' if state else ""
             port = h.free_port()
             h.write_config(tmp / f"{name}.toml", port, up, dead, extra)

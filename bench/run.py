@@ -454,7 +454,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.skip_redis:  # (e): Redis states and watchers (bench/metrics_rows.py)
             harness = sys.modules[__name__]
             more, results["watchers"] = await metrics_rows(
-                harness, tmp, up, dead, server, rounds, counts, args.rounds, servers
+                harness,
+                tmp,
+                up,
+                dead,
+                server,
+                rounds,
+                counts,
+                args.rounds,
+                servers,
+                frozenset(filter(None, args.metrics_rows.split(","))),
             )
             rows += more
             if not args.only_metrics:
@@ -605,6 +614,11 @@ def main() -> None:
         "--only-metrics",
         action="store_true",
         help="only row (e) (Redis states and watchers) and its baseline, redis-none",
+    )
+    parser.add_argument(
+        "--metrics-rows",
+        default="",
+        help="only these rows (e) besides redis-none, comma-separated (watchers-1000,...)",
     )
     parser.add_argument(
         "--skip-litellm", action="store_true", help="skip rows (b) and (c') (slow: ~10 ms per call)"
