@@ -30,6 +30,10 @@ import grpc
 from llm_router.v1 import router_pb2, router_pb2_grpc
 
 WATCHER_LEVELS = (100, 1000)
+DASHBOARD_BATCH = "1000/500"
+"""What the watchers ask for, as the project's own dashboards do: up to 1,000 events a
+message, at most one message of events per 500 ms (``watchers_child.py``). The
+``-unbatched`` rows ask for one event per message, as older clients do."""
 
 
 class Row(Protocol):
@@ -98,12 +102,13 @@ def servers_to_start() -> list[tuple[str, str, int]]:
     rows = [(f"redis-{state}", state, 0) for state in ("up", "down", "blackholed")]
     for n in WATCHER_LEVELS:
         rows += [(f"watchers-{n}", "", n), (f"redis-up-watchers-{n}", "up", n)]
+        rows += [(f"watchers-{n}-unbatched", "", n)]
     return rows
 
 
-async def open_watchers(h: Harness, target: str, n: int) -> subprocess.Popen[bytes]:
+async def open_watchers(h: Harness, target: str, n: int, batch: str) -> subprocess.Popen[bytes]:
     child = subprocess.Popen(
-        [sys.executable, "-m", "bench.watchers_child", target, str(n)],
+        [sys.executable, "-m", "bench.watchers_child", target, str(n), batch],
         env=h.env(),
         stdout=subprocess.PIPE,
     )
@@ -119,9 +124,11 @@ def close_watchers(child: subprocess.Popen[bytes]) -> dict[str, Any]:
     child.send_signal(signal.SIGTERM)
     out, _ = child.communicate(timeout=60)
     got = json.loads(out.decode().strip().splitlines()[-1])
-    events, missed = sorted(got["events"]), got["missed"]
+    events, missed, messages = sorted(got["events"]), got["missed"], got["messages"]
     return {
         "streams": len(events),
+        "event_messages_total": sum(messages),
+        "events_total": sum(events),
         "events_per_stream_min": events[0],
         "events_per_stream_median": events[len(events) // 2],
         "events_per_stream_max": events[-1],
@@ -139,13 +146,17 @@ async def metrics_rows(
     counts: dict[int, int],
     n_rounds: int,
     servers: list[subprocess.Popen[bytes]],
+    only: frozenset[str] = frozenset(),
 ) -> tuple[list[Any], dict[str, Any]]:
-    """Rows (e) and what the watchers got (``{row name: ...}``)."""
+    """Rows (e) (those named in ``only``, when given) and what the watchers got
+    (``{row name: ...}``)."""
     states = RedisStates(h, tmp)
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:
         targets = [("redis-none", baseline.target, baseline.proc.pid)]
         for name, state, watchers in servers_to_start():
+            if only and name not in only:
+                continue
             extra = f'[metrics]\nredis_url = "{await states.url(state)}"\n' if state else ""
             port = h.free_port()
             h.write_config(tmp / f"{name}.toml", port, up, dead, extra)
@@ -153,7 +164,8 @@ async def metrics_rows(
             servers.append(server.proc)
             targets.append((name, server.target, server.proc.pid))
             if watchers:
-                children[name] = await open_watchers(h, server.target, watchers)
+                batch = "" if name.endswith("-unbatched") else DASHBOARD_BATCH
+                children[name] = await open_watchers(h, server.target, watchers, batch)
         channels = [grpc.aio.insecure_channel(target) for _, target, _ in targets]
         try:
             plan = [
@@ -181,6 +193,7 @@ def metrics_summary(rows: list[Row]) -> dict[str, Any]:
     pairs = [(f"redis-{s}", "redis-none") for s in ("up", "down", "blackholed")]
     for n in WATCHER_LEVELS:
         pairs += [(f"watchers-{n}", "redis-none"), (f"redis-up-watchers-{n}", "redis-up")]
+        pairs += [(f"watchers-{n}-unbatched", "redis-none")]
     for conc in (1, 64):
         for name, base_name in pairs:
             row, base = by.get((name, conc)), by.get((base_name, conc))

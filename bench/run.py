@@ -407,66 +407,78 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results["startup"] = {"serving_s": round(server.serving_s, 3)}
         print(f"server SERVING after {server.serving_s:.2f}s", file=sys.stderr)
 
-        floor_port = free_port()
-        floor = subprocess.Popen(
-            [sys.executable, "-m", "bench.floor", str(floor_port)], env=env(), cwd=ROOT
-        )
-        servers.append(floor)
-        await wait_port(floor_port, 20)
-        # (c'') the same router on the standard asyncio loop (server.event_loop)
-        std_port = free_port()
-        write_config(tmp / "asyncio.toml", std_port, up, dead, 'event_loop = "asyncio"\n')
-        std = await start_server(tmp / "asyncio.toml", std_port, tmp / "asyncio.log")
-        servers.append(std.proc)
-        await wait_litellm(server)  # its import would share the CPU with the first rows
-        await wait_litellm(std)
-        results["startup"]["litellm_ready_s"] = server.litellm_ready_s()
-        pid = server.proc.pid
-        async with (
-            aiohttp.ClientSession() as session,
-            grpc.aio.insecure_channel(server.target) as channel,
-            grpc.aio.insecure_channel(std.target) as std_channel,
-            grpc.aio.insecure_channel(f"127.0.0.1:{floor_port}") as floor_channel,
-        ):
-            stub = router_pb2_grpc.RouterStub(channel)
-            std_stub = router_pb2_grpc.RouterStub(std_channel)
-            floor_stub = router_pb2_grpc.RouterStub(floor_channel)
-            plan = [
-                ("direct-http", direct_http(session, up), None, counts, 200),
-                ("grpc-floor", route(floor_stub, "floor"), floor.pid, counts, 200),
-                ("route", route(stub, "route"), pid, counts, 200),
-                ("route-asyncio", route(std_stub, "route"), std.proc.pid, counts, 200),
-                ("route-fallback", route(stub, "route-fallback"), pid, counts, 200),
-                ("claude-schema", route(stub, "claude-schema", PRIME_SCHEMA), pid, counts, 200),
-                ("route-schema", route(stub, "route-schema", OK_SCHEMA), pid, counts, 200),
-                ("route-repair", route(stub, "route-repair", OK_SCHEMA), pid, counts, 200),
-            ]
-            rows += await rounds(plan, args.rounds)
-            if not args.skip_litellm:
+        if not args.only_metrics:  # rows (a)-(d)
+            floor_port = free_port()
+            floor = subprocess.Popen(
+                [sys.executable, "-m", "bench.floor", str(floor_port)], env=env(), cwd=ROOT
+            )
+            servers.append(floor)
+            await wait_port(floor_port, 20)
+            # (c'') the same router on the standard asyncio loop (server.event_loop)
+            std_port = free_port()
+            write_config(tmp / "asyncio.toml", std_port, up, dead, 'event_loop = "asyncio"\n')
+            std = await start_server(tmp / "asyncio.toml", std_port, tmp / "asyncio.log")
+            servers.append(std.proc)
+            await wait_litellm(server)  # its import would share the CPU with the first rows
+            await wait_litellm(std)
+            results["startup"]["litellm_ready_s"] = server.litellm_ready_s()
+            pid = server.proc.pid
+            async with (
+                aiohttp.ClientSession() as session,
+                grpc.aio.insecure_channel(server.target) as channel,
+                grpc.aio.insecure_channel(std.target) as std_channel,
+                grpc.aio.insecure_channel(f"127.0.0.1:{floor_port}") as floor_channel,
+            ):
+                stub = router_pb2_grpc.RouterStub(channel)
+                std_stub = router_pb2_grpc.RouterStub(std_channel)
+                floor_stub = router_pb2_grpc.RouterStub(floor_channel)
                 plan = [
-                    ("direct-litellm", direct_litellm(up), None, slow_counts, 20),
-                    ("route-litellm", route(stub, "route-litellm"), pid, slow_counts, 20),
-                    (
-                        "claude-schema-litellm",
-                        route(stub, "claude-schema-litellm", PRIME_SCHEMA),
-                        pid,
-                        slow_counts,
-                        20,
-                    ),
+                    ("direct-http", direct_http(session, up), None, counts, 200),
+                    ("grpc-floor", route(floor_stub, "floor"), floor.pid, counts, 200),
+                    ("route", route(stub, "route"), pid, counts, 200),
+                    ("route-asyncio", route(std_stub, "route"), std.proc.pid, counts, 200),
+                    ("route-fallback", route(stub, "route-fallback"), pid, counts, 200),
+                    ("claude-schema", route(stub, "claude-schema", PRIME_SCHEMA), pid, counts, 200),
+                    ("route-schema", route(stub, "route-schema", OK_SCHEMA), pid, counts, 200),
+                    ("route-repair", route(stub, "route-repair", OK_SCHEMA), pid, counts, 200),
                 ]
-                rows += await rounds(plan, 1)
-        results["server_rss_mb_after_load"] = round(rss_mb(server.proc.pid), 1)
+                rows += await rounds(plan, args.rounds)
+                if not args.skip_litellm:
+                    plan = [
+                        ("direct-litellm", direct_litellm(up), None, slow_counts, 20),
+                        ("route-litellm", route(stub, "route-litellm"), pid, slow_counts, 20),
+                        (
+                            "claude-schema-litellm",
+                            route(stub, "claude-schema-litellm", PRIME_SCHEMA),
+                            pid,
+                            slow_counts,
+                            20,
+                        ),
+                    ]
+                    rows += await rounds(plan, 1)
+            results["server_rss_mb_after_load"] = round(rss_mb(server.proc.pid), 1)
         if not args.skip_redis:  # (e): Redis states and watchers (bench/metrics_rows.py)
             harness = sys.modules[__name__]
             more, results["watchers"] = await metrics_rows(
-                harness, tmp, up, dead, server, rounds, counts, args.rounds, servers
+                harness,
+                tmp,
+                up,
+                dead,
+                server,
+                rounds,
+                counts,
+                args.rounds,
+                servers,
+                frozenset(filter(None, args.metrics_rows.split(","))),
             )
             rows += more
-            results["publisher_cpu"] = await publisher_cpu.measure(3000, [1, 16], 3)
-        results["memory"] = {"rss_mb_after_load": results["server_rss_mb_after_load"]}
-        results["memory"]["schemas"] = await schema_memory(
-            sys.modules[__name__], server, int(10_000 * min(scale, 1.0))
-        )
+            if not args.only_metrics:
+                results["publisher_cpu"] = await publisher_cpu.measure(3000, [1, 16], 3)
+        if not args.only_metrics:
+            results["memory"] = {"rss_mb_after_load": results["server_rss_mb_after_load"]}
+            results["memory"]["schemas"] = await schema_memory(
+                sys.modules[__name__], server, int(10_000 * min(scale, 1.0))
+            )
     finally:
         for proc in servers:
             stop(proc)
@@ -608,6 +620,16 @@ def main() -> None:
     parser.add_argument("--note", default="", help="free text stored with the result")
     parser.add_argument(
         "--skip-redis", action="store_true", help="skip row (e) (needs redis-server on PATH)"
+    )
+    parser.add_argument(
+        "--only-metrics",
+        action="store_true",
+        help="only row (e) (Redis states and watchers) and its baseline, redis-none",
+    )
+    parser.add_argument(
+        "--metrics-rows",
+        default="",
+        help="only these rows (e) besides redis-none, comma-separated (watchers-1000,...)",
     )
     parser.add_argument(
         "--skip-litellm", action="store_true", help="skip rows (b) and (c') (slow: ~10 ms per call)"

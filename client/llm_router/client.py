@@ -40,7 +40,7 @@ from llm_router.errors import (
 )
 from llm_router.results import Attempt, RouteResult, Usage, result_from_proto
 from llm_router.v1 import router_pb2, router_pb2_grpc
-from llm_router.watch import WatchMessage, watch_async, watch_blocking, watch_request
+from llm_router.watch import BATCH, WatchMessage, watch_async, watch_blocking, watch_request
 
 DEFAULT_TIMEOUT = 75.0
 """Seconds: enough for the default chain (8 s + 30 s + 30 s) plus margin."""
@@ -146,15 +146,21 @@ class RouterClient:
         contexts: Sequence[str] = (),
         resume_after: str = "",
         reconnect: bool = True,
+        batch: int = BATCH,
+        batch_interval: float = 0.0,
     ) -> Generator[WatchMessage, None, None]:
         """WatchMetrics as typed messages (see ``llm_router.watch``); runs until the caller
-        stops iterating (``close()`` ends the call at once)."""
+        stops iterating (``close()`` ends the call at once). Events come from the server
+        up to ``batch`` a message, at most one such message per ``batch_interval``
+        seconds, and are yielded one by one (``batch=0``: one per message)."""
         request = watch_request(
             interval=interval,
             chains=chains,
             models=models,
             contexts=contexts,
             resume_after=resume_after,
+            batch=batch,
+            batch_interval=batch_interval,
         )
         return watch_blocking(self._stub, self.connection, request, reconnect)
 
@@ -225,15 +231,20 @@ class AsyncRouterClient:
         contexts: Sequence[str] = (),
         resume_after: str = "",
         reconnect: bool = True,
+        batch: int = BATCH,
+        batch_interval: float = 0.0,
     ) -> AsyncGenerator[WatchMessage, None]:
         """WatchMetrics as typed messages (see ``llm_router.watch``): ``async for``;
-        ``await aclose()`` ends the call at once."""
+        ``await aclose()`` ends the call at once. ``batch`` and ``batch_interval`` as for
+        ``RouterClient.watch``."""
         request = watch_request(
             interval=interval,
             chains=chains,
             models=models,
             contexts=contexts,
             resume_after=resume_after,
+            batch=batch,
+            batch_interval=batch_interval,
         )
         return watch_async(self._stub, self.connection, request, reconnect)
 

@@ -15,6 +15,10 @@ restarted, the network dropped) is opened again, with a backoff of 0.1 s doublin
 asking the server to replay the events after the last one seen (``resume_after_event_id``;
 with Redis any replica can, within the stream's length). A failure to open the first
 stream is raised at once. Every message keeps its generated form in ``.raw``.
+
+The client asks for events in batches (``batch``, up to 1,000 a stream message, and
+``batch_interval``, the least seconds between two such messages) and yields them one by
+one; ``batch=0`` asks for one event per stream message, as servers before batches send.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from llm_router.v1 import router_pb2, router_pb2_grpc
 _STATUSES = enum_names(router_pb2.RouteStatus, "ROUTE_STATUS_")
 _CIRCUITS = enum_names(router_pb2.CircuitState, "CIRCUIT_STATE_")
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
+BATCH = 1000
+"""Events the client asks the server to put in one stream message (it yields them one by
+one all the same): a busy replica then sends a few messages instead of one per call."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +120,26 @@ class CircuitChange:
 WatchMessage = MetricsSnapshot | RouteEvent | CircuitChange
 
 
+def messages_from_proto(m: router_pb2.WatchMetricsResponse) -> list[WatchMessage]:
+    """The typed messages of one stream message: a batch of events is one ``RouteEvent``
+    each (the first carries the batch's ``missed_events``; each ``.raw`` is the event as a
+    message of its own); a kind newer than this client is none."""
+    if m.WhichOneof("kind") != "events":
+        message = message_from_proto(m)
+        return [] if message is None else [message]
+    out: list[WatchMessage] = []
+    missed = m.missed_events
+    for e in m.events.events:
+        one = message_from_proto(router_pb2.WatchMetricsResponse(event=e, missed_events=missed))
+        assert one is not None
+        out.append(one)
+        missed = 0
+    return out
+
+
 def message_from_proto(m: router_pb2.WatchMetricsResponse) -> WatchMessage | None:
-    """The typed message; None for a kind newer than this client."""
+    """The typed message; None for a kind newer than this client (or a batch: see
+    ``messages_from_proto``)."""
     kind = m.WhichOneof("kind")
     if kind == "snapshot":
         s = m.snapshot
@@ -181,6 +206,8 @@ def watch_request(
     models: Sequence[str],
     contexts: Sequence[str],
     resume_after: str,
+    batch: int = BATCH,
+    batch_interval: float = 0.0,
 ) -> router_pb2.WatchMetricsRequest:
     return router_pb2.WatchMetricsRequest(
         snapshot_interval_seconds=interval,
@@ -188,6 +215,8 @@ def watch_request(
         models=models,
         contexts=contexts,
         resume_after_event_id=resume_after,
+        max_events_per_message=batch,
+        batch_interval_ms=round(batch_interval * 1000) if batch else 0,
     )
 
 
@@ -203,8 +232,11 @@ class _Resume:
     def seen(self, m: router_pb2.WatchMetricsResponse) -> None:
         self.connected = True
         self.backoff = BACKOFF_FIRST
-        if m.WhichOneof("kind") == "event" and m.event.event_id:
+        kind = m.WhichOneof("kind")
+        if kind == "event" and m.event.event_id:
             self.request = replace_resume(self.request, m.event.event_id)
+        elif kind == "events" and m.events.events and m.events.events[-1].event_id:
+            self.request = replace_resume(self.request, m.events.events[-1].event_id)
 
     def retry_after(self, error: RouterError) -> float:
         """Seconds to wait before reopening, or raise ``error`` when not to reopen."""
@@ -236,8 +268,7 @@ def watch_blocking(
         try:
             for m in call:
                 state.seen(m)
-                if (message := message_from_proto(m)) is not None:
-                    yield message
+                yield from messages_from_proto(m)
             return
         except grpc.RpcError as exc:
             wait = state.retry_after(translate(exc, connection))
@@ -258,7 +289,7 @@ async def watch_async(
         try:
             async for m in call:
                 state.seen(m)
-                if (message := message_from_proto(m)) is not None:
+                for message in messages_from_proto(m):
                     yield message
             return
         except grpc.aio.AioRpcError as exc:

@@ -19,6 +19,8 @@ from llm_router import (
     RouterClient,
     WatchMessage,
 )
+from llm_router.v1 import router_pb2
+from llm_router.watch import messages_from_proto
 from llm_router_server.config import BreakerPolicy, Config, MetricsConfig, ServerConfig
 from tests.support.apps import StartApp, chain
 from tests.support.net import free_port
@@ -146,3 +148,41 @@ async def test_watch_resumes_after_its_server_restarts_without_losing_or_repeati
 async def collect(messages: AsyncIterator[WatchMessage], total: int, seen: list[str]) -> None:
     while len(seen) < total:
         seen.append((await next_of(RouteEvent, messages)).replica_id)
+
+
+async def test_watch_yields_a_batchs_events_one_by_one_in_order(
+    start_app: StartApp, upstream: Callable[[], FakeUpstream]
+) -> None:
+    """Events asked for in batches (a message per 300 ms) come out one ``RouteEvent`` each,
+    in order, each ``.raw`` an event message of its own; ``batch=0`` sees the same."""
+    up = upstream()
+    up.default = Answer("ok")
+    _, target = await start_app(Config(chains=chain(ollama(up))))
+    async with AsyncRouterClient(target) as client:
+        batched = client.watch(batch=10, batch_interval=0.3)
+        plain = client.watch(batch=0)
+        assert isinstance(await anext(batched), MetricsSnapshot)
+        assert isinstance(await anext(plain), MetricsSnapshot)
+        sent = [f"call-{i}" for i in range(12)]
+        for context in sent:
+            await client.route([{"role": "user", "content": "hi"}], context=context)
+        for messages in (batched, plain):
+            events = [await next_of(RouteEvent, messages) for _ in sent]
+            assert [e.context for e in events] == sent
+            assert {e.raw.WhichOneof("kind") for e in events} == {"event"}
+            assert sum(e.missed_events for e in events) == 0
+            await messages.aclose()
+
+
+def test_a_batchs_missed_events_go_on_its_first_event() -> None:
+    batch = router_pb2.WatchMetricsResponse(
+        events=router_pb2.EventBatch(
+            events=[router_pb2.RouteEvent(context="a"), router_pb2.RouteEvent(context="b")]
+        ),
+        missed_events=4,
+    )
+    got = messages_from_proto(batch)
+    assert [(m.context, m.missed_events) for m in got if isinstance(m, RouteEvent)] == [
+        ("a", 4),
+        ("b", 0),
+    ]

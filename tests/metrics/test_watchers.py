@@ -13,7 +13,14 @@ import pytest
 from llm_router.v1 import router_pb2
 from llm_router_server.breaker.rules import State, Transition
 from llm_router_server.metrics.memory import InMemoryMetricsBus
-from llm_router_server.metrics.watch_schedule import BURST, MESSAGES_PER_EVENT, MESSAGES_PER_SECOND
+from llm_router_server.metrics.watch_schedule import (
+    BATCH_EVENT_COST,
+    BATCH_MESSAGES_PER_EVENT,
+    BATCH_MESSAGES_PER_SECOND,
+    BURST,
+    MESSAGES_PER_EVENT,
+    MESSAGES_PER_SECOND,
+)
 from llm_router_server.metrics.watchers import Subscription, event_filter
 from llm_router_server.service.servicer import RouterServicer, router_handlers
 from llm_router_server.types import Attempt, Category, Outcome, RouteEvent, RouteStatus
@@ -81,6 +88,43 @@ async def test_many_watchers_share_a_budget_and_account_for_every_event() -> Non
     sent = sum(len(r) for r in received)
     assert sent <= BURST + MESSAGES_PER_EVENT * total + MESSAGES_PER_SECOND * elapsed
     assert sent < len(watchers) * total / 10  # far fewer than one per watcher per event
+    for watcher, got in zip(watchers, received, strict=True):
+        assert len(got) + watcher.missed == total
+        order = [int(e.context[1:]) for e in got]
+        assert order == sorted(set(order))
+
+
+async def test_batched_watchers_share_a_budget_of_their_own_and_account_for_every_event() -> None:
+    """300 watchers taking events in batches: what their messages and events cost stays
+    within the batch budget, each got the newest event, and what each got plus what it was
+    told it missed is every event, in order."""
+    bus = InMemoryMetricsBus()
+    watchers = [bus.subscribe(maxsize=1000, batched=True) for _ in range(300)]
+    received: list[list[RouteEvent]] = [[] for _ in watchers]
+    messages = [0] * len(watchers)
+
+    async def read(i: int) -> None:
+        while True:
+            batch = await watchers[i].get_batch(1000)
+            assert isinstance(batch, list)
+            received[i] += batch
+            messages[i] += 1
+
+    readers = [asyncio.create_task(read(i)) for i in range(len(watchers))]
+    started = asyncio.get_running_loop().time()
+    total = 2000
+    for i in range(total):
+        bus.publish(event(f"e{i}"))
+        if i % 50 == 49:
+            await asyncio.sleep(0.005)
+    newest = f"e{total - 1}"
+    await eventually(lambda: all(r and r[-1].context == newest for r in received), within=30)
+    elapsed = asyncio.get_running_loop().time() - started
+    for task in readers:
+        task.cancel()
+    spent = sum(messages) + BATCH_EVENT_COST * sum(len(r) for r in received)
+    budget = BURST + BATCH_MESSAGES_PER_EVENT * total + BATCH_MESSAGES_PER_SECOND * elapsed
+    assert spent <= budget + 1 + BATCH_EVENT_COST * 1000  # the last batch may overdraw
     for watcher, got in zip(watchers, received, strict=True):
         assert len(got) + watcher.missed == total
         order = [int(e.context[1:]) for e in got]

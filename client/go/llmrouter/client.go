@@ -161,9 +161,11 @@ func (c *Client) Route(ctx context.Context, req Request, opts ...grpc.CallOption
 }
 
 // WatchMetrics opens the metrics stream: a snapshot of the per-model counters,
-// then one event per finished Route call. It runs until ctx ends; the default
-// deadline does not apply. Errors of Recv other than io.EOF are *RouteError, as
-// Route's are.
+// then one event per finished Route call. A dashboard sets MaxEventsPerMessage
+// (and BatchIntervalMs, say 250) on req to get several events per message
+// (GetEvents), a few messages a second from a busy replica instead of one per
+// call. It runs until ctx ends; the default deadline does not apply. Errors of
+// Recv other than io.EOF are *RouteError, as Route's are.
 func (c *Client) WatchMetrics(ctx context.Context, req *llmrouterv1.WatchMetricsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[llmrouterv1.WatchMetricsResponse], error) {
 	if req == nil {
 		req = &llmrouterv1.WatchMetricsRequest{}

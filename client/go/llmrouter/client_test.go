@@ -307,6 +307,54 @@ func TestWatchMetricsStreamsASnapshotThenOneEventPerCall(t *testing.T) {
 	}
 }
 
+// A dashboard asks for events in batches: several events come in one message
+// (EventBatch), in the order they happened, a message at most every 300 ms.
+func TestWatchMetricsSendsEventsInBatchesWhenAsked(t *testing.T) {
+	client := dial(t)
+	ctx := routeCtx(t, 60*time.Second)
+	label := fmt.Sprintf("go.test.batch.%d", time.Now().UnixNano())
+	stream, err := client.WatchMetrics(ctx, &llmrouterv1.WatchMetricsRequest{
+		MaxEventsPerMessage: 100,
+		BatchIntervalMs:     300,
+		Contexts:            []string{label},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := stream.Recv(); err != nil || first.GetSnapshot() == nil {
+		t.Fatalf("first message = %v (%v), want a snapshot", first, err)
+	}
+	const calls = 6
+	for i := 0; i < calls; i++ {
+		if _, err := client.Route(ctx, llmrouter.Request{Messages: user("hi"), Context: label}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seen []*llmrouterv1.RouteEvent
+	messages := 0
+	for len(seen) < calls {
+		msg, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("stream: %v (after %d events)", err, len(seen))
+		}
+		if msg.GetEvent() != nil {
+			t.Fatalf("an event on its own (%v): batches were asked for", msg)
+		}
+		if batch := msg.GetEvents(); batch != nil {
+			seen = append(seen, batch.GetEvents()...)
+			messages++
+		}
+	}
+	if len(seen) != calls || messages >= calls {
+		t.Errorf("%d events in %d messages, want %d in fewer messages", len(seen), messages, calls)
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i].GetTime().AsTime().Before(seen[i-1].GetTime().AsTime()) {
+			t.Errorf("event %d came before event %d", i, i-1)
+		}
+	}
+}
+
 func TestTheExampleProgramPrintsTheAnswer(t *testing.T) {
 	out, err := exec.Command("go", "run", "../example", "-target", target, "nginx is down. What now?").CombinedOutput()
 	if err != nil {

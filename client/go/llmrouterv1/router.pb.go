@@ -856,8 +856,18 @@ type WatchMetricsRequest struct {
 	// watcher saw). Empty: only new events. UNAVAILABLE when the events cannot
 	// be read (Redis unreachable); INVALID_ARGUMENT when it is not an event id.
 	ResumeAfterEventId string `protobuf:"bytes,5,opt,name=resume_after_event_id,json=resumeAfterEventId,proto3" json:"resume_after_event_id,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Up to this many events in one message (WatchMetricsResponse.events), so
+	// that a busy replica sends a dashboard a few messages a second instead of
+	// one per Route call. Zero: one event per message (WatchMetricsResponse.event).
+	// At most 1000; INVALID_ARGUMENT above.
+	MaxEventsPerMessage uint32 `protobuf:"varint,6,opt,name=max_events_per_message,json=maxEventsPerMessage,proto3" json:"max_events_per_message,omitempty"`
+	// With max_events_per_message: the least time between two messages of
+	// events, while events gather (a dashboard: 250 to 1000). Zero: events go
+	// as soon as the stream's turn comes. At most 60000; INVALID_ARGUMENT above,
+	// or when set without max_events_per_message.
+	BatchIntervalMs uint32 `protobuf:"varint,7,opt,name=batch_interval_ms,json=batchIntervalMs,proto3" json:"batch_interval_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *WatchMetricsRequest) Reset() {
@@ -925,8 +935,68 @@ func (x *WatchMetricsRequest) GetResumeAfterEventId() string {
 	return ""
 }
 
-// WatchMetricsResponse is one message of the metrics stream: either a
-// snapshot of the counters or one finished Route call.
+func (x *WatchMetricsRequest) GetMaxEventsPerMessage() uint32 {
+	if x != nil {
+		return x.MaxEventsPerMessage
+	}
+	return 0
+}
+
+func (x *WatchMetricsRequest) GetBatchIntervalMs() uint32 {
+	if x != nil {
+		return x.BatchIntervalMs
+	}
+	return 0
+}
+
+// EventBatch is several finished Route calls, oldest first.
+type EventBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events, in the order a stream without batches would send them.
+	Events        []*RouteEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventBatch) Reset() {
+	*x = EventBatch{}
+	mi := &file_llm_router_v1_router_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventBatch) ProtoMessage() {}
+
+func (x *EventBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_llm_router_v1_router_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
+func (*EventBatch) Descriptor() ([]byte, []int) {
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EventBatch) GetEvents() []*RouteEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// WatchMetricsResponse is one message of the metrics stream: a snapshot of
+// the counters, one finished Route call, several, or a circuit change.
 type WatchMetricsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What this message carries.
@@ -936,9 +1006,11 @@ type WatchMetricsResponse struct {
 	//	*WatchMetricsResponse_Snapshot
 	//	*WatchMetricsResponse_Event
 	//	*WatchMetricsResponse_Circuit
+	//	*WatchMetricsResponse_Events
 	Kind isWatchMetricsResponse_Kind `protobuf_oneof:"kind"`
 	// How many events this watcher missed just before this message because it
-	// read too slowly and its queue overflowed (zero: none).
+	// read too slowly and its queue overflowed, or the server's send budget held
+	// it back (zero: none).
 	MissedEvents  int64 `protobuf:"varint,3,opt,name=missed_events,json=missedEvents,proto3" json:"missed_events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -946,7 +1018,7 @@ type WatchMetricsResponse struct {
 
 func (x *WatchMetricsResponse) Reset() {
 	*x = WatchMetricsResponse{}
-	mi := &file_llm_router_v1_router_proto_msgTypes[7]
+	mi := &file_llm_router_v1_router_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1030,7 @@ func (x *WatchMetricsResponse) String() string {
 func (*WatchMetricsResponse) ProtoMessage() {}
 
 func (x *WatchMetricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llm_router_v1_router_proto_msgTypes[7]
+	mi := &file_llm_router_v1_router_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1043,7 @@ func (x *WatchMetricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchMetricsResponse.ProtoReflect.Descriptor instead.
 func (*WatchMetricsResponse) Descriptor() ([]byte, []int) {
-	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{7}
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WatchMetricsResponse) GetKind() isWatchMetricsResponse_Kind {
@@ -1008,6 +1080,15 @@ func (x *WatchMetricsResponse) GetCircuit() *CircuitChange {
 	return nil
 }
 
+func (x *WatchMetricsResponse) GetEvents() *EventBatch {
+	if x != nil {
+		if x, ok := x.Kind.(*WatchMetricsResponse_Events); ok {
+			return x.Events
+		}
+	}
+	return nil
+}
+
 func (x *WatchMetricsResponse) GetMissedEvents() int64 {
 	if x != nil {
 		return x.MissedEvents
@@ -1034,11 +1115,19 @@ type WatchMetricsResponse_Circuit struct {
 	Circuit *CircuitChange `protobuf:"bytes,4,opt,name=circuit,proto3,oneof"`
 }
 
+type WatchMetricsResponse_Events struct {
+	// Several finished Route calls (when the request set
+	// max_events_per_message).
+	Events *EventBatch `protobuf:"bytes,5,opt,name=events,proto3,oneof"`
+}
+
 func (*WatchMetricsResponse_Snapshot) isWatchMetricsResponse_Kind() {}
 
 func (*WatchMetricsResponse_Event) isWatchMetricsResponse_Kind() {}
 
 func (*WatchMetricsResponse_Circuit) isWatchMetricsResponse_Kind() {}
+
+func (*WatchMetricsResponse_Events) isWatchMetricsResponse_Kind() {}
 
 // RouteEvent describes one finished Route call. It never contains prompt or
 // answer text.
@@ -1080,7 +1169,7 @@ type RouteEvent struct {
 
 func (x *RouteEvent) Reset() {
 	*x = RouteEvent{}
-	mi := &file_llm_router_v1_router_proto_msgTypes[8]
+	mi := &file_llm_router_v1_router_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1181,7 @@ func (x *RouteEvent) String() string {
 func (*RouteEvent) ProtoMessage() {}
 
 func (x *RouteEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_llm_router_v1_router_proto_msgTypes[8]
+	mi := &file_llm_router_v1_router_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1194,7 @@ func (x *RouteEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteEvent.ProtoReflect.Descriptor instead.
 func (*RouteEvent) Descriptor() ([]byte, []int) {
-	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{8}
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RouteEvent) GetTime() *timestamppb.Timestamp {
@@ -1247,7 +1336,7 @@ type ModelCounters struct {
 
 func (x *ModelCounters) Reset() {
 	*x = ModelCounters{}
-	mi := &file_llm_router_v1_router_proto_msgTypes[9]
+	mi := &file_llm_router_v1_router_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1348,7 @@ func (x *ModelCounters) String() string {
 func (*ModelCounters) ProtoMessage() {}
 
 func (x *ModelCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_llm_router_v1_router_proto_msgTypes[9]
+	mi := &file_llm_router_v1_router_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1361,7 @@ func (x *ModelCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCounters.ProtoReflect.Descriptor instead.
 func (*ModelCounters) Descriptor() ([]byte, []int) {
-	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{9}
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ModelCounters) GetModel() string {
@@ -1412,7 +1501,7 @@ type ChainCounters struct {
 
 func (x *ChainCounters) Reset() {
 	*x = ChainCounters{}
-	mi := &file_llm_router_v1_router_proto_msgTypes[10]
+	mi := &file_llm_router_v1_router_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1424,7 +1513,7 @@ func (x *ChainCounters) String() string {
 func (*ChainCounters) ProtoMessage() {}
 
 func (x *ChainCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_llm_router_v1_router_proto_msgTypes[10]
+	mi := &file_llm_router_v1_router_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1437,7 +1526,7 @@ func (x *ChainCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChainCounters.ProtoReflect.Descriptor instead.
 func (*ChainCounters) Descriptor() ([]byte, []int) {
-	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{10}
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ChainCounters) GetChain() string {
@@ -1515,7 +1604,7 @@ type CircuitChange struct {
 
 func (x *CircuitChange) Reset() {
 	*x = CircuitChange{}
-	mi := &file_llm_router_v1_router_proto_msgTypes[11]
+	mi := &file_llm_router_v1_router_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1616,7 @@ func (x *CircuitChange) String() string {
 func (*CircuitChange) ProtoMessage() {}
 
 func (x *CircuitChange) ProtoReflect() protoreflect.Message {
-	mi := &file_llm_router_v1_router_proto_msgTypes[11]
+	mi := &file_llm_router_v1_router_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1629,7 @@ func (x *CircuitChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitChange.ProtoReflect.Descriptor instead.
 func (*CircuitChange) Descriptor() ([]byte, []int) {
-	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{11}
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CircuitChange) GetTime() *timestamppb.Timestamp {
@@ -1621,7 +1710,7 @@ type MetricsSnapshot struct {
 
 func (x *MetricsSnapshot) Reset() {
 	*x = MetricsSnapshot{}
-	mi := &file_llm_router_v1_router_proto_msgTypes[12]
+	mi := &file_llm_router_v1_router_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1722,7 @@ func (x *MetricsSnapshot) String() string {
 func (*MetricsSnapshot) ProtoMessage() {}
 
 func (x *MetricsSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_llm_router_v1_router_proto_msgTypes[12]
+	mi := &file_llm_router_v1_router_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1735,7 @@ func (x *MetricsSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsSnapshot.ProtoReflect.Descriptor instead.
 func (*MetricsSnapshot) Descriptor() ([]byte, []int) {
-	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{12}
+	return file_llm_router_v1_router_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MetricsSnapshot) GetTime() *timestamppb.Timestamp {
@@ -1731,17 +1820,23 @@ const file_llm_router_v1_router_proto_rawDesc = "" +
 	"latency_ms\x18\x02 \x01(\x01R\tlatencyMs\x12\x14\n" +
 	"\x05chain\x18\x03 \x01(\tR\x05chain\x12\x1e\n" +
 	"\bcost_usd\x18\x04 \x01(\x01H\x00R\acostUsd\x88\x01\x01B\v\n" +
-	"\t_cost_usd\"\xd0\x01\n" +
+	"\t_cost_usd\"\xb1\x02\n" +
 	"\x13WatchMetricsRequest\x12:\n" +
 	"\x19snapshot_interval_seconds\x18\x01 \x01(\x01R\x17snapshotIntervalSeconds\x12\x16\n" +
 	"\x06chains\x18\x02 \x03(\tR\x06chains\x12\x16\n" +
 	"\x06models\x18\x03 \x03(\tR\x06models\x12\x1a\n" +
 	"\bcontexts\x18\x04 \x03(\tR\bcontexts\x121\n" +
-	"\x15resume_after_event_id\x18\x05 \x01(\tR\x12resumeAfterEventId\"\xee\x01\n" +
+	"\x15resume_after_event_id\x18\x05 \x01(\tR\x12resumeAfterEventId\x123\n" +
+	"\x16max_events_per_message\x18\x06 \x01(\rR\x13maxEventsPerMessage\x12*\n" +
+	"\x11batch_interval_ms\x18\a \x01(\rR\x0fbatchIntervalMs\"?\n" +
+	"\n" +
+	"EventBatch\x121\n" +
+	"\x06events\x18\x01 \x03(\v2\x19.llm_router.v1.RouteEventR\x06events\"\xa3\x02\n" +
 	"\x14WatchMetricsResponse\x12<\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x1e.llm_router.v1.MetricsSnapshotH\x00R\bsnapshot\x121\n" +
 	"\x05event\x18\x02 \x01(\v2\x19.llm_router.v1.RouteEventH\x00R\x05event\x128\n" +
-	"\acircuit\x18\x04 \x01(\v2\x1c.llm_router.v1.CircuitChangeH\x00R\acircuit\x12#\n" +
+	"\acircuit\x18\x04 \x01(\v2\x1c.llm_router.v1.CircuitChangeH\x00R\acircuit\x123\n" +
+	"\x06events\x18\x05 \x01(\v2\x19.llm_router.v1.EventBatchH\x00R\x06events\x12#\n" +
 	"\rmissed_events\x18\x03 \x01(\x03R\fmissedEventsB\x06\n" +
 	"\x04kind\"\x8c\x04\n" +
 	"\n" +
@@ -1861,7 +1956,7 @@ func file_llm_router_v1_router_proto_rawDescGZIP() []byte {
 }
 
 var file_llm_router_v1_router_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_llm_router_v1_router_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_llm_router_v1_router_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_llm_router_v1_router_proto_goTypes = []any{
 	(AttemptOutcome)(0),           // 0: llm_router.v1.AttemptOutcome
 	(ReasonCategory)(0),           // 1: llm_router.v1.ReasonCategory
@@ -1874,46 +1969,49 @@ var file_llm_router_v1_router_proto_goTypes = []any{
 	(*RouteResponse)(nil),         // 8: llm_router.v1.RouteResponse
 	(*RouteFailure)(nil),          // 9: llm_router.v1.RouteFailure
 	(*WatchMetricsRequest)(nil),   // 10: llm_router.v1.WatchMetricsRequest
-	(*WatchMetricsResponse)(nil),  // 11: llm_router.v1.WatchMetricsResponse
-	(*RouteEvent)(nil),            // 12: llm_router.v1.RouteEvent
-	(*ModelCounters)(nil),         // 13: llm_router.v1.ModelCounters
-	(*ChainCounters)(nil),         // 14: llm_router.v1.ChainCounters
-	(*CircuitChange)(nil),         // 15: llm_router.v1.CircuitChange
-	(*MetricsSnapshot)(nil),       // 16: llm_router.v1.MetricsSnapshot
-	(*structpb.Value)(nil),        // 17: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*EventBatch)(nil),            // 11: llm_router.v1.EventBatch
+	(*WatchMetricsResponse)(nil),  // 12: llm_router.v1.WatchMetricsResponse
+	(*RouteEvent)(nil),            // 13: llm_router.v1.RouteEvent
+	(*ModelCounters)(nil),         // 14: llm_router.v1.ModelCounters
+	(*ChainCounters)(nil),         // 15: llm_router.v1.ChainCounters
+	(*CircuitChange)(nil),         // 16: llm_router.v1.CircuitChange
+	(*MetricsSnapshot)(nil),       // 17: llm_router.v1.MetricsSnapshot
+	(*structpb.Value)(nil),        // 18: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_llm_router_v1_router_proto_depIdxs = []int32{
 	4,  // 0: llm_router.v1.RouteRequest.messages:type_name -> llm_router.v1.Message
 	0,  // 1: llm_router.v1.Attempt.outcome:type_name -> llm_router.v1.AttemptOutcome
 	1,  // 2: llm_router.v1.Attempt.reason_category:type_name -> llm_router.v1.ReasonCategory
 	6,  // 3: llm_router.v1.Attempt.usage:type_name -> llm_router.v1.Usage
-	17, // 4: llm_router.v1.RouteResponse.content:type_name -> google.protobuf.Value
+	18, // 4: llm_router.v1.RouteResponse.content:type_name -> google.protobuf.Value
 	7,  // 5: llm_router.v1.RouteResponse.attempts:type_name -> llm_router.v1.Attempt
 	7,  // 6: llm_router.v1.RouteFailure.attempts:type_name -> llm_router.v1.Attempt
-	16, // 7: llm_router.v1.WatchMetricsResponse.snapshot:type_name -> llm_router.v1.MetricsSnapshot
-	12, // 8: llm_router.v1.WatchMetricsResponse.event:type_name -> llm_router.v1.RouteEvent
-	15, // 9: llm_router.v1.WatchMetricsResponse.circuit:type_name -> llm_router.v1.CircuitChange
-	18, // 10: llm_router.v1.RouteEvent.time:type_name -> google.protobuf.Timestamp
-	2,  // 11: llm_router.v1.RouteEvent.status:type_name -> llm_router.v1.RouteStatus
-	7,  // 12: llm_router.v1.RouteEvent.attempts:type_name -> llm_router.v1.Attempt
-	6,  // 13: llm_router.v1.RouteEvent.usage:type_name -> llm_router.v1.Usage
-	3,  // 14: llm_router.v1.ModelCounters.circuit:type_name -> llm_router.v1.CircuitState
-	18, // 15: llm_router.v1.CircuitChange.time:type_name -> google.protobuf.Timestamp
-	3,  // 16: llm_router.v1.CircuitChange.from_state:type_name -> llm_router.v1.CircuitState
-	3,  // 17: llm_router.v1.CircuitChange.to_state:type_name -> llm_router.v1.CircuitState
-	18, // 18: llm_router.v1.MetricsSnapshot.time:type_name -> google.protobuf.Timestamp
-	13, // 19: llm_router.v1.MetricsSnapshot.models:type_name -> llm_router.v1.ModelCounters
-	14, // 20: llm_router.v1.MetricsSnapshot.chains:type_name -> llm_router.v1.ChainCounters
-	5,  // 21: llm_router.v1.Router.Route:input_type -> llm_router.v1.RouteRequest
-	10, // 22: llm_router.v1.Router.WatchMetrics:input_type -> llm_router.v1.WatchMetricsRequest
-	8,  // 23: llm_router.v1.Router.Route:output_type -> llm_router.v1.RouteResponse
-	11, // 24: llm_router.v1.Router.WatchMetrics:output_type -> llm_router.v1.WatchMetricsResponse
-	23, // [23:25] is the sub-list for method output_type
-	21, // [21:23] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	13, // 7: llm_router.v1.EventBatch.events:type_name -> llm_router.v1.RouteEvent
+	17, // 8: llm_router.v1.WatchMetricsResponse.snapshot:type_name -> llm_router.v1.MetricsSnapshot
+	13, // 9: llm_router.v1.WatchMetricsResponse.event:type_name -> llm_router.v1.RouteEvent
+	16, // 10: llm_router.v1.WatchMetricsResponse.circuit:type_name -> llm_router.v1.CircuitChange
+	11, // 11: llm_router.v1.WatchMetricsResponse.events:type_name -> llm_router.v1.EventBatch
+	19, // 12: llm_router.v1.RouteEvent.time:type_name -> google.protobuf.Timestamp
+	2,  // 13: llm_router.v1.RouteEvent.status:type_name -> llm_router.v1.RouteStatus
+	7,  // 14: llm_router.v1.RouteEvent.attempts:type_name -> llm_router.v1.Attempt
+	6,  // 15: llm_router.v1.RouteEvent.usage:type_name -> llm_router.v1.Usage
+	3,  // 16: llm_router.v1.ModelCounters.circuit:type_name -> llm_router.v1.CircuitState
+	19, // 17: llm_router.v1.CircuitChange.time:type_name -> google.protobuf.Timestamp
+	3,  // 18: llm_router.v1.CircuitChange.from_state:type_name -> llm_router.v1.CircuitState
+	3,  // 19: llm_router.v1.CircuitChange.to_state:type_name -> llm_router.v1.CircuitState
+	19, // 20: llm_router.v1.MetricsSnapshot.time:type_name -> google.protobuf.Timestamp
+	14, // 21: llm_router.v1.MetricsSnapshot.models:type_name -> llm_router.v1.ModelCounters
+	15, // 22: llm_router.v1.MetricsSnapshot.chains:type_name -> llm_router.v1.ChainCounters
+	5,  // 23: llm_router.v1.Router.Route:input_type -> llm_router.v1.RouteRequest
+	10, // 24: llm_router.v1.Router.WatchMetrics:input_type -> llm_router.v1.WatchMetricsRequest
+	8,  // 25: llm_router.v1.Router.Route:output_type -> llm_router.v1.RouteResponse
+	12, // 26: llm_router.v1.Router.WatchMetrics:output_type -> llm_router.v1.WatchMetricsResponse
+	25, // [25:27] is the sub-list for method output_type
+	23, // [23:25] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_llm_router_v1_router_proto_init() }
@@ -1924,19 +2022,20 @@ func file_llm_router_v1_router_proto_init() {
 	file_llm_router_v1_router_proto_msgTypes[3].OneofWrappers = []any{}
 	file_llm_router_v1_router_proto_msgTypes[4].OneofWrappers = []any{}
 	file_llm_router_v1_router_proto_msgTypes[5].OneofWrappers = []any{}
-	file_llm_router_v1_router_proto_msgTypes[7].OneofWrappers = []any{
+	file_llm_router_v1_router_proto_msgTypes[8].OneofWrappers = []any{
 		(*WatchMetricsResponse_Snapshot)(nil),
 		(*WatchMetricsResponse_Event)(nil),
 		(*WatchMetricsResponse_Circuit)(nil),
+		(*WatchMetricsResponse_Events)(nil),
 	}
-	file_llm_router_v1_router_proto_msgTypes[8].OneofWrappers = []any{}
+	file_llm_router_v1_router_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_llm_router_v1_router_proto_rawDesc), len(file_llm_router_v1_router_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

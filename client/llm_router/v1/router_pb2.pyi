@@ -552,6 +552,8 @@ class WatchMetricsRequest(_message.Message):
     MODELS_FIELD_NUMBER: _builtins.int
     CONTEXTS_FIELD_NUMBER: _builtins.int
     RESUME_AFTER_EVENT_ID_FIELD_NUMBER: _builtins.int
+    MAX_EVENTS_PER_MESSAGE_FIELD_NUMBER: _builtins.int
+    BATCH_INTERVAL_MS_FIELD_NUMBER: _builtins.int
     snapshot_interval_seconds: _builtins.float
     """Seconds between periodic snapshots. Zero sends one snapshot when the
     stream opens and then only events.
@@ -561,6 +563,18 @@ class WatchMetricsRequest(_message.Message):
     after it and are still held (RouteEvent.event_id of the last event the
     watcher saw). Empty: only new events. UNAVAILABLE when the events cannot
     be read (Redis unreachable); INVALID_ARGUMENT when it is not an event id.
+    """
+    max_events_per_message: _builtins.int
+    """Up to this many events in one message (WatchMetricsResponse.events), so
+    that a busy replica sends a dashboard a few messages a second instead of
+    one per Route call. Zero: one event per message (WatchMetricsResponse.event).
+    At most 1000; INVALID_ARGUMENT above.
+    """
+    batch_interval_ms: _builtins.int
+    """With max_events_per_message: the least time between two messages of
+    events, while events gather (a dashboard: 250 to 1000). Zero: events go
+    as soon as the stream's turn comes. At most 60000; INVALID_ARGUMENT above,
+    or when set without max_events_per_message.
     """
     @_builtins.property
     def chains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -586,19 +600,45 @@ class WatchMetricsRequest(_message.Message):
         models: _abc.Iterable[_builtins.str] | None = ...,
         contexts: _abc.Iterable[_builtins.str] | None = ...,
         resume_after_event_id: _builtins.str = ...,
+        max_events_per_message: _builtins.int = ...,
+        batch_interval_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chains", b"chains", "contexts", b"contexts", "models", b"models", "resume_after_event_id", b"resume_after_event_id", "snapshot_interval_seconds", b"snapshot_interval_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_interval_ms", b"batch_interval_ms", "chains", b"chains", "contexts", b"contexts", "max_events_per_message", b"max_events_per_message", "models", b"models", "resume_after_event_id", b"resume_after_event_id", "snapshot_interval_seconds", b"snapshot_interval_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchMetricsRequest: _TypeAlias = WatchMetricsRequest  # noqa: Y015
 
 @_typing.final
+class EventBatch(_message.Message):
+    """EventBatch is several finished Route calls, oldest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteEvent]:
+        """The events, in the order a stream without batches would send them."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___RouteEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventBatch: _TypeAlias = EventBatch  # noqa: Y015
+
+@_typing.final
 class WatchMetricsResponse(_message.Message):
-    """WatchMetricsResponse is one message of the metrics stream: either a
-    snapshot of the counters or one finished Route call.
+    """WatchMetricsResponse is one message of the metrics stream: a snapshot of
+    the counters, one finished Route call, several, or a circuit change.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -606,10 +646,12 @@ class WatchMetricsResponse(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
     CIRCUIT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
     MISSED_EVENTS_FIELD_NUMBER: _builtins.int
     missed_events: _builtins.int
     """How many events this watcher missed just before this message because it
-    read too slowly and its queue overflowed (zero: none).
+    read too slowly and its queue overflowed, or the server's send budget held
+    it back (zero: none).
     """
     @_builtins.property
     def snapshot(self) -> Global___MetricsSnapshot:
@@ -623,19 +665,26 @@ class WatchMetricsResponse(_message.Message):
     def circuit(self) -> Global___CircuitChange:
         """A model's circuit breaker changed state on this replica."""
 
+    @_builtins.property
+    def events(self) -> Global___EventBatch:
+        """Several finished Route calls (when the request set
+        max_events_per_message).
+        """
+
     def __init__(
         self,
         *,
         snapshot: Global___MetricsSnapshot | None = ...,
         event: Global___RouteEvent | None = ...,
         circuit: Global___CircuitChange | None = ...,
+        events: Global___EventBatch | None = ...,
         missed_events: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["circuit", b"circuit", "event", b"event", "kind", b"kind", "snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["circuit", b"circuit", "event", b"event", "events", b"events", "kind", b"kind", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["circuit", b"circuit", "event", b"event", "kind", b"kind", "missed_events", b"missed_events", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["circuit", b"circuit", "event", b"event", "events", b"events", "kind", b"kind", "missed_events", b"missed_events", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["snapshot", "event", "circuit"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["snapshot", "event", "circuit", "events"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -6,7 +6,9 @@ counts moved on by each event in between); per chain, calls, the local share,
 cost and cost avoided (likewise); and the last events scrolling, with their
 cost. ``--json`` prints each stream message as one JSON object per line
 (``{"snapshot": ...}`` or ``{"event": ...}`` or ``{"circuit": ...}``, proto field
-names) for piping.
+names; a batch's events one line each) for piping. It asks the server for events in
+batches, at most one message of them per ``BATCH_INTERVAL`` seconds (the view redraws
+as often), so that a busy replica sends it a few messages a second.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ _STATUS = {v: k.removeprefix("ROUTE_STATUS_").lower() for k, v in router_pb2.Rou
 _OUTCOME = {
     v: k.removeprefix("ATTEMPT_OUTCOME_").lower() for k, v in router_pb2.AttemptOutcome.items()
 }
+BATCH_INTERVAL = 0.25
+"""Seconds between two messages of events from the server (``batch_interval``)."""
 _OUTCOME_OF = {router_pb2.AttemptOutcome.Value(f"ATTEMPT_OUTCOME_{o.name}"): o for o in Outcome}
 
 
@@ -222,8 +226,9 @@ def run(args: argparse.Namespace) -> int:
             models=args.model,
             contexts=args.context,
             resume_after=args.resume_after,
+            batch_interval=BATCH_INTERVAL,
         )
-        messages = (m.raw for m in watched)
+        messages = (m.raw for m in watched)  # a batch's events one by one
         try:
             if args.json:
                 _json_lines(messages, args.count)

@@ -76,9 +76,12 @@ class MetricsBus(Protocol):
         """Call ``callback`` with each event this process publishes, inside ``publish``
         (for local exporters such as Prometheus). It must be quick; errors are logged."""
 
-    def subscribe(self, maxsize: int = 1000, accept: EventFilter | None = None) -> Subscription:
+    def subscribe(
+        self, maxsize: int = 1000, accept: EventFilter | None = None, *, batched: bool = False
+    ) -> Subscription:
         """Start receiving events (every replica's, where the bus is shared) into a bounded
-        queue, keeping only those ``accept`` lets through."""
+        queue, keeping only those ``accept`` lets through; ``batched`` for a watcher that
+        reads them with ``Subscription.get_batch`` (it shares the batch budget)."""
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop receiving events."""

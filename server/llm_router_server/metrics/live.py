@@ -15,7 +15,9 @@ this replica's circuit changes. Each message is one JSON object with one of the 
   row. ``chains`` (each a ``ChainCounters``: ``chain``, ``calls``, ``answered``,
   ``local``, ``cost_usd``, ``cost_unknown``, ``cost_avoided_usd``), cluster-wide when the
   models are.
-- ``{"event": {...}}``: a ``RouteEvent`` in proto3 JSON (``redis_codec.proto_event``).
+- ``{"events": [...]}``: the Route events since the last such message (as the
+  ``EventBatch`` of a batched WatchMetrics stream, at most one message per
+  ``BATCH_SECONDS``), each a ``RouteEvent`` in proto3 JSON (``proto_json.proto_event``).
 - ``{"circuit": {...}}``: a ``CircuitChange`` in proto3 JSON.
 
 A feed starts with a snapshot and the calls of the last ``BACKLOG_SECONDS`` (at most
@@ -38,6 +40,10 @@ from llm_router_server.providers.identity import ModelIdentity
 
 BACKLOG_SECONDS = 300
 BACKLOG_EVENTS = 50
+BATCH_SECONDS = 0.25
+"""Seconds between two messages of events (the feed takes events in batches)."""
+BATCH_EVENTS = 1000
+"""Most events in one message."""
 SNAPSHOT_SECONDS = 1.0
 """Seconds between snapshots while events flow (and at most this long without one)."""
 
@@ -94,20 +100,20 @@ class LiveFeed:
     async def messages(self) -> AsyncGenerator[dict[str, Any], None]:
         """The feed: a snapshot, recent calls, then events and circuit changes as they
         happen with a fresh snapshot at most ``interval`` apart. Runs until closed."""
-        subscription = self.bus.subscribe(self.queue)
+        subscription = self.bus.subscribe(self.queue, batched=True)
         loop = asyncio.get_running_loop()
         try:
             yield {"snapshot": await self.snapshot(), "missed_events": 0}
             since = f"{int((time.time() - BACKLOG_SECONDS) * 1000)}-0"
             backlog = list(await self.bus.replay(since) or ())[-BACKLOG_EVENTS:]
             seen = {e.event_id for e in backlog}
-            for old in backlog:
-                yield {"event": proto_event(old)}
+            if backlog:
+                yield {"events": [proto_event(old) for old in backlog]}
             next_snapshot = loop.time() + self.interval
             while True:
                 try:
                     async with asyncio.timeout_at(next_snapshot):
-                        notice = await subscription.get()
+                        notice = await subscription.get_batch(BATCH_EVENTS, BATCH_SECONDS)
                 except TimeoutError:
                     missed = subscription.take_missed()
                     yield {"snapshot": await self.snapshot(), "missed_events": missed}
@@ -115,8 +121,10 @@ class LiveFeed:
                     continue
                 if isinstance(notice, Transition):
                     yield {"circuit": circuit_change(notice, self.bus.replica_id)}
-                elif notice.event_id not in seen:  # not already sent from the backlog
-                    seen.clear()
-                    yield {"event": proto_event(notice)}
+                    continue
+                fresh = [e for e in notice if e.event_id not in seen]  # not sent in the backlog
+                seen.clear()
+                if fresh:
+                    yield {"events": [proto_event(e) for e in fresh]}
         finally:
             self.bus.unsubscribe(subscription)

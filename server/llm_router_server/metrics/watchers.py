@@ -8,7 +8,9 @@ the events their watchers see come from.
 Events for watchers go into one shared ring, and what is sent to them is paid from one
 budget (both in ``watch_schedule.py``). A watcher that falls more than its ``maxsize``
 events behind loses the oldest and is told how many (``missed``); one that the budget
-held back skips to the newest event and is told how many it skipped. Circuit changes are
+held back skips to the newest event and is told how many it skipped. Watchers that take
+events in batches (``get_batch``) share a smaller budget of their own, where a message
+carries every event the watcher has not seen (up to its batch size). Circuit changes are
 rare and never skipped.
 """
 
@@ -21,7 +23,14 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from llm_router_server.breaker.rules import Transition
 from llm_router_server.metrics.bus import BusStats, EventFilter, Notice
-from llm_router_server.metrics.watch_schedule import WatchRing, WatchScheduler
+from llm_router_server.metrics.watch_schedule import (
+    BATCH_EVENT_COST,
+    BATCH_MESSAGES_PER_EVENT,
+    BATCH_MESSAGES_PER_SECOND,
+    LIMITED_BATCH,
+    WatchRing,
+    WatchScheduler,
+)
 from llm_router_server.types import RouteEvent
 
 logger = logging.getLogger(__name__)
@@ -60,6 +69,7 @@ class Subscription:
         self.missed = 0
         self._reported = 0
         self._changes: deque[Transition] = deque(maxlen=maxsize)
+        self._not_before = 0.0
 
     def offer_change(self, change: Transition) -> None:
         """Queue a circuit change (not filtered: the watcher filters by model itself)."""
@@ -93,6 +103,39 @@ class Subscription:
             raise IndexError("no event waiting")
         self.cursor += 1
         return event
+
+    async def get_batch(
+        self, max_events: int, interval: float = 0.0, cost: float = BATCH_EVENT_COST
+    ) -> list[RouteEvent] | Transition:
+        """The next circuit change, or up to ``max_events`` matching events (oldest first),
+        in turn with the other watchers and not sooner than ``interval`` seconds after the
+        last batch (a circuit change waits for that too). Each event costs ``cost`` of a
+        message from the budget. One held back by the budget gets the newest events, at
+        most ``LIMITED_BATCH``, and is told of the others."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._changes:
+                return self._changes.popleft()
+            wait = self._not_before - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            limited = await self._scheduler.turn(self)
+            if self._changes:
+                return self._changes.popleft()
+            most = min(max_events, LIMITED_BATCH) if limited else max_events
+            if limited:  # held back: the newest few
+                self._skip(self._ring.next_seq - most)
+            events: list[RouteEvent] = []
+            while len(events) < most and (event := self._next_match()) is not None:
+                events.append(event)
+                self.cursor += 1
+            if not events:  # none passed the filter
+                self._scheduler.refund()
+                continue
+            self._scheduler.spend(len(events) * cost)
+            self._not_before = loop.time() + interval
+            return events
 
     async def get(self) -> Notice:
         """The next circuit change or matching event, in turn with the other watchers."""
@@ -152,6 +195,9 @@ class LocalWatchers:
         self._closed_missed = 0
         self._ring = WatchRing()
         self._scheduler = WatchScheduler(self._ring)
+        self._batch_scheduler = WatchScheduler(
+            self._ring, BATCH_MESSAGES_PER_EVENT, BATCH_MESSAGES_PER_SECOND
+        )
         self.watched_now = asyncio.Event()
         """Set while some watcher is subscribed (the Redis subscriber listens only then)."""
 
@@ -160,9 +206,12 @@ class LocalWatchers:
     def observe(self, callback: Callable[[RouteEvent], None]) -> None:
         self._observers.append(callback)
 
-    def subscribe(self, maxsize: int = 1000, accept: EventFilter | None = None) -> Subscription:
+    def subscribe(
+        self, maxsize: int = 1000, accept: EventFilter | None = None, *, batched: bool = False
+    ) -> Subscription:
         self._ring.grow(2 * maxsize)  # room to count what a watcher skips by its filter
-        subscription = Subscription(self._scheduler, maxsize, accept)
+        scheduler = self._batch_scheduler if batched else self._scheduler
+        subscription = Subscription(scheduler, maxsize, accept)
         self._subscriptions.add(subscription)
         self.watched_now.set()
         return subscription
@@ -196,6 +245,7 @@ class LocalWatchers:
         if self._subscriptions:
             self._ring.append(event)
             self._scheduler.event_added()
+            self._batch_scheduler.event_added()
 
     @property
     def observed(self) -> bool:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -23,7 +22,6 @@ from llm_router_server.routing.chain import Router
 from llm_router_server.service.convert import (
     add_circuits,
     circuit_change_to_proto,
-    event_to_proto,
     failure_status,
     request_from_proto,
     result_to_proto,
@@ -31,7 +29,13 @@ from llm_router_server.service.convert import (
     status_code_for,
     status_message,
 )
+from llm_router_server.service.watch_frames import WatchFrames
 from llm_router_server.types import Deadline, RouteEvent
+
+MAX_EVENTS_PER_MESSAGE = 1000
+"""The largest ``max_events_per_message`` a watcher may ask for."""
+MAX_BATCH_INTERVAL_MS = 60_000
+"""The longest ``batch_interval_ms`` a watcher may ask for."""
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self.router = router
         self.deadline_margin = deadline_margin_ms / 1000
         self.watcher_queue = watcher_queue
-        self._event_messages: OrderedDict[int, tuple[RouteEvent, bytes]] = OrderedDict()
+        self._frames = WatchFrames(capacity=2 * watcher_queue + 256)
 
     async def Route(  # noqa: N802 (gRPC method name)
         self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -72,8 +76,10 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         """A snapshot, then (after the backlog when resuming) each event as it happens, with a
         fresh snapshot every ``snapshot_interval_seconds``. A watcher that reads too slowly
         loses the overflow of its own queue and is told how much in ``missed_events``.
-        Events go out as bytes serialized once for every watcher (``add_router_to_server``
-        registers the serializer that lets them through)."""
+        With ``max_events_per_message`` events go several to a message (``EventBatch``),
+        at most one message per ``batch_interval_ms``. Events go out as bytes serialized
+        once for every watcher (``watch_frames.py``; ``add_router_to_server`` registers the
+        serializer that lets them through)."""
         if request.snapshot_interval_seconds < 0:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "snapshot_interval_seconds must be >= 0"
@@ -86,10 +92,14 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"resume_after_event_id: {exc}"
                 )
+        problem = batch_problem(request)
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        batch = request.max_events_per_message
         interval = request.snapshot_interval_seconds or None
         bus = self.router.bus
         accept = event_filter(request.chains, request.models, request.contexts)
-        subscription: Subscription = bus.subscribe(self.watcher_queue, accept)
+        subscription: Subscription = bus.subscribe(self.watcher_queue, accept, batched=batch > 0)
         loop = asyncio.get_running_loop()
         try:
             yield await self._snapshot(set(request.models), subscription)
@@ -100,18 +110,25 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                         grpc.StatusCode.UNAVAILABLE,
                         "cannot resume: the metrics event stream (Redis) is unreachable; retry",
                     )
-                for old in backlog or ():
-                    if accept is None or accept(old):
-                        yield self._event_message(old, 0)
-                        resume_after = parse_event_id(old.event_id)
+                held = [old for old in backlog or () if accept is None or accept(old)]
+                if held:
+                    resume_after = parse_event_id(held[-1].event_id)
+                if batch:
+                    for message in self._batch_messages(held, batch, 0):
+                        yield message
+                else:
+                    for old in held:
+                        yield self._frames.event_message(old)
             next_snapshot = None if interval is None else loop.time() + interval
+            pause = request.batch_interval_ms / 1000
             while True:
+                next_notice = subscription.get_batch(batch, pause) if batch else subscription.get()
                 try:
                     if next_snapshot is None:
-                        event = await subscription.get()
+                        event = await next_notice
                     else:
                         async with asyncio.timeout_at(next_snapshot):
-                            event = await subscription.get()
+                            event = await next_notice
                 except TimeoutError:
                     yield await self._snapshot(set(request.models), subscription)
                     next_snapshot = loop.time() + (interval or 0)
@@ -123,30 +140,29 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                             missed_events=subscription.take_missed(),
                         )
                     continue
+                if isinstance(event, list):
+                    if resume_after is not None:
+                        event = [e for e in event if not _seen(e, resume_after)]
+                        if not event:
+                            continue
+                        resume_after = None
+                    for message in self._batch_messages(event, batch, subscription.take_missed()):
+                        yield message
+                    continue
                 if resume_after is not None and event.event_id:
-                    if parse_event_id(event.event_id) <= resume_after:
+                    if _seen(event, resume_after):
                         continue
                     resume_after = None
-                yield self._event_message(event, subscription.take_missed())
+                yield self._frames.event_message(event, subscription.take_missed())
         finally:
             bus.unsubscribe(subscription)
 
-    # -- one serialization per event for every watcher (issue 14) ------------------------
-
-    def _event_message(self, event: RouteEvent, missed: int) -> bytes:
-        """The stream message for an event, serialized once for all watchers. With
-        ``missed`` the field is appended to the shared bytes: a serialized message followed
-        by another is the two merged, and the shared bytes never hold the field."""
-        cached = self._event_messages.get(id(event))
-        if cached is None or cached[0] is not event:
-            message = router_pb2.WatchMetricsResponse(event=event_to_proto(event))
-            cached = (event, message.SerializeToString())
-            self._event_messages[id(event)] = cached
-            if len(self._event_messages) > 256:
-                self._event_messages.popitem(last=False)
-        if not missed:
-            return cached[1]
-        return cached[1] + router_pb2.WatchMetricsResponse(missed_events=missed).SerializeToString()
+    def _batch_messages(self, events: list[RouteEvent], most: int, missed: int) -> Iterator[bytes]:
+        """``events`` in messages of at most ``most`` (and ``MAX_BATCH_BYTES``) each."""
+        while events:
+            n = self._frames.fits(events[:most])
+            yield self._frames.batch_message(events[:n], missed)
+            events, missed = events[n:], 0
 
     async def _snapshot(
         self, models: set[str], subscription: Subscription
@@ -174,6 +190,28 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         return router_pb2.WatchMetricsResponse(
             snapshot=snapshot, missed_events=subscription.take_missed()
         )
+
+
+def batch_problem(request: router_pb2.WatchMetricsRequest) -> str:
+    """What is wrong with a WatchMetrics request's batch fields ("" when nothing)."""
+    if request.max_events_per_message > MAX_EVENTS_PER_MESSAGE:
+        return (
+            f"max_events_per_message must be at most {MAX_EVENTS_PER_MESSAGE} "
+            f"(0: one event per message), not {request.max_events_per_message}"
+        )
+    if request.batch_interval_ms > MAX_BATCH_INTERVAL_MS:
+        return (
+            f"batch_interval_ms must be at most {MAX_BATCH_INTERVAL_MS}, "
+            f"not {request.batch_interval_ms}"
+        )
+    if request.batch_interval_ms and not request.max_events_per_message:
+        return "batch_interval_ms needs max_events_per_message (events per message) above 0"
+    return ""
+
+
+def _seen(event: RouteEvent, resume_after: tuple[int, int]) -> bool:
+    """The event came at or before the one the watcher resumes after."""
+    return bool(event.event_id) and parse_event_id(event.event_id) <= resume_after
 
 
 # -- registration: WatchMetrics may yield serialized bytes (issue 14) ------------------------

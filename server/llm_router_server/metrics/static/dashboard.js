@@ -208,6 +208,7 @@ function connect() {
     try { data = JSON.parse(message.data); } catch (e) { return; }
     if (data.snapshot) drawSnapshot(data.snapshot);
     if (data.event) drawEvent(data.event);
+    if (Array.isArray(data.events)) data.events.forEach(drawEvent);
     if (data.circuit) drawCircuit(data.circuit);
   };
 }
