@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -61,6 +64,7 @@ class Chromium:
             "about:blank",
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # its helper processes too can be stopped as one group
         )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
@@ -99,6 +103,11 @@ class Chromium:
             except TimeoutError:
                 self._process.kill()
                 await self._process.wait()
+            # Renderer and utility processes outlive the browser for a moment and write to
+            # the profile while it is removed ("Directory not empty"): stop the whole group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            await asyncio.sleep(0.1)
         self._profile.cleanup()
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
