@@ -27,7 +27,7 @@ from llm_router_server.embedded.process import (
 from llm_router_server.embedded.settings import EMBEDDED_API_BASE, EmbeddedConfig
 from llm_router_server.types import ModelSpec
 from tests.embedded.conftest import THREADS, wait_healthy
-from tests.support.processes import run_command
+from tests.support.processes import ServerProcess, run_command
 from tests.support.server import Running, Serve, openai
 from tests.support.upstream import Answer, FakeUpstream
 from tests.support.waiting import eventually
@@ -212,6 +212,23 @@ def test_serve_stops_with_a_clear_message_when_the_model_does_not_load(tmp_path:
     result = run_command("serve", "--config", str(config))
     assert result.returncode == 1
     assert "llm-router: cannot serve: embedded model server exited with code 1" in result.stderr
+
+
+def test_serve_with_the_model_writes_only_its_own_log_lines(gguf: Path, tmp_path: Path) -> None:
+    """Starting the model's process under a running gRPC server: no line from gRPC's fork
+    handlers ("Other threads are currently calling into gRPC, skipping fork() handlers")."""
+    config = tmp_path / "llm-router.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:0"\n[embedded]\nenabled = true\nmodel_path = "{gguf}"\n'
+        f"threads = {THREADS}\n"
+    )
+    server = ServerProcess(config)
+    try:
+        server.wait_logged()
+    finally:
+        server.stop()
+    assert "embedded model ready" in server.output
+    assert "fork" not in server.output, server.output
 
 
 def test_the_model_server_exits_when_the_router_goes_away(gguf: Path) -> None:
